@@ -1,0 +1,300 @@
+//! The matrix file format (`matrices/*.toml`). See `matrices/quick.toml` for a commented example.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::scenario_file::ScenarioParams;
+use super::{parse_toml_file, parse_toml_text};
+use crate::error::{Error, Result};
+use crate::server::{Persistence, ServerRef, ServerSettings};
+use crate::stack::StackSpec;
+use crate::target::TargetSection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Process,
+}
+
+impl RuntimeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Process => "process",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixFile {
+    pub matrix: MatrixMeta,
+    pub axes: Axes,
+    pub scenario: Spanned<ScenarioParams>,
+    /// Server settings applied to every cell.
+    #[serde(default)]
+    pub server: ServerSettings,
+    /// Binaries to use instead of the catalog, e.g. `"redis@7.2" = "/opt/redis/bin/redis-server"`.
+    #[serde(default)]
+    pub server_paths: BTreeMap<ServerRef, PathBuf>,
+    /// Client stacks named on the `stack` axis: `[stacks.NAME] python = "3.11", packages = [...]`.
+    #[serde(default)]
+    pub stacks: BTreeMap<String, StackSpec>,
+    /// Django settings named on the `settings` axis, written as in settings.py
+    /// (`CACHES`, `SESSION_ENGINE`, ...). `{server}` in a string is the cell's redis URL.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Table>,
+    /// The web app for HTTP scenarios: the bundled app (default) or an external URL.
+    #[serde(default)]
+    pub target: TargetSection,
+    #[serde(default)]
+    pub include: Vec<CellSelector>,
+    #[serde(default)]
+    pub exclude: Vec<CellSelector>,
+    #[serde(default)]
+    pub expect: Vec<Expectation>,
+    /// Thresholds on measured metrics, e.g. `"get.p99" = "< 2ms"`, `errors = "== 0"`.
+    #[serde(default)]
+    pub gates: crate::gate::Gates,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MatrixMeta {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Run each cell this many times (gates compare medians).
+    #[serde(default = "one")]
+    pub repeat: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The cross product of these is the matrix, minus `exclude`, plus `include`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Axes {
+    pub server: Vec<ServerRef>,
+    #[serde(default = "default_persistence")]
+    pub persistence: Vec<Persistence>,
+    #[serde(default = "default_runtime")]
+    pub runtime: Vec<RuntimeKind>,
+    /// maxmemory-policy values (with `[server] maxmemory`), e.g. ["noeviction", "allkeys-lru"].
+    #[serde(default)]
+    pub policy: Vec<String>,
+    /// Client stacks (names of `[stacks.NAME]`), for HTTP scenarios on the bundled app.
+    #[serde(default)]
+    pub stack: Vec<Spanned<String>>,
+    /// Django settings sets (names of `[settings.NAME]`).
+    #[serde(default)]
+    pub settings: Vec<Spanned<String>>,
+    /// Scenario parameter sets, each overriding `[scenario]`; each needs a `label`.
+    #[serde(default)]
+    pub variant: Vec<Spanned<ScenarioParams>>,
+}
+
+fn default_persistence() -> Vec<Persistence> {
+    vec![Persistence::none()]
+}
+
+fn default_runtime() -> Vec<RuntimeKind> {
+    vec![RuntimeKind::Process]
+}
+
+/// Picks cells by axis values; unset fields match anything. `server = "redis@6"` matches every
+/// redis 6.x on the server axis.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSelector {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<Persistence>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExpectedOutcome {
+    Pass,
+    Fail,
+}
+
+/// What a cell is expected to do; cells no `[[expect]]` matches are expected to pass.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expectation {
+    pub when: CellSelector,
+    pub verdict: ExpectedOutcome,
+    /// Why this is expected, shown in reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// With `verdict = "fail"`: the failure must carry this text in its signature (the app's
+    /// exception, or an error kind); failing any other way is a FAIL, not an XFAIL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// A parsed matrix with the scenario file it uses already read.
+#[derive(Debug, Clone)]
+pub struct LoadedMatrix {
+    pub path: PathBuf,
+    /// The file's text, to place errors found after parsing.
+    pub text: String,
+    pub file: MatrixFile,
+    /// `[scenario]` over the `use`d file: variants overlay this.
+    pub scenario: ScenarioParams,
+}
+
+pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
+    let (file, text): (MatrixFile, String) = parse_toml_file(path)?;
+    let at = |offset: usize, message: String| Error::input_at(path, &text, offset, message);
+
+    let section = file.scenario.get_ref();
+    let mut scenario = ScenarioParams::default();
+    if let Some(use_file) = &section.use_file {
+        let resolved = resolve_use(path, use_file.get_ref()).ok_or_else(|| {
+            at(
+                use_file.span().start,
+                format!(
+                    "field `use`: scenario file `{}` not found next to the matrix or in the folder above it",
+                    use_file.get_ref().display()
+                ),
+            )
+        })?;
+        let scenario_text = std::fs::read_to_string(&resolved)
+            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", resolved.display())))?;
+        let from_file: ScenarioParams = parse_toml_text(&resolved, &scenario_text)?;
+        if from_file.use_file.is_some() || from_file.label.is_some() {
+            return Err(Error::input_file(
+                &resolved,
+                "fields `use` and `label` belong in matrix files, not scenario files",
+            ));
+        }
+        scenario = from_file;
+    }
+    scenario = scenario.overlay(section);
+    if scenario.kind.is_none() {
+        return Err(at(
+            file.scenario.span().start,
+            "field `kind` missing: set it in [scenario] or in the `use`d scenario file".into(),
+        ));
+    }
+    if section.label.is_some() {
+        return Err(at(
+            file.scenario.span().start,
+            "field `label` belongs in [[axes.variant]]".into(),
+        ));
+    }
+    if file.axes.server.is_empty() {
+        return Err(Error::input_file(
+            path,
+            "field `axes.server` must list at least one server",
+        ));
+    }
+    for (axis, names, table) in [
+        (
+            "stack",
+            &file.axes.stack,
+            file.stacks.keys().collect::<Vec<_>>(),
+        ),
+        (
+            "settings",
+            &file.axes.settings,
+            file.settings.keys().collect::<Vec<_>>(),
+        ),
+    ] {
+        for name in names {
+            if !table.iter().any(|k| *k == name.get_ref()) {
+                let known: Vec<String> = table.iter().map(|k| format!("`{k}`")).collect();
+                return Err(at(
+                    name.span().start,
+                    format!(
+                        "field `axes.{axis}`: no [{axis}{}.{}] table (defined: {})",
+                        if axis == "stack" { "s" } else { "" },
+                        name.get_ref(),
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+        }
+    }
+    use super::ScenarioKind::{CacheOps, Durability};
+    let needs_app = !matches!(scenario.kind, Some(CacheOps) | Some(Durability));
+    if needs_app
+        && file.target.url.is_none()
+        && (file.axes.stack.is_empty() || file.axes.settings.is_empty())
+    {
+        return Err(at(
+            file.scenario.span().start,
+            format!(
+                "{} on the bundled app needs `axes.stack` and `axes.settings` (or `[target] url`)",
+                scenario.kind.map_or("this scenario", |k| k.name())
+            ),
+        ));
+    }
+    let mut labels = std::collections::BTreeSet::new();
+    for variant in &file.axes.variant {
+        let v = variant.get_ref();
+        let start = variant.span().start;
+        match &v.label {
+            None => {
+                return Err(at(
+                    start,
+                    "field `label` missing in [[axes.variant]]".into(),
+                ))
+            }
+            Some(l) if !labels.insert(l.clone()) => {
+                return Err(at(
+                    start,
+                    format!("field `label`: `{l}` is used by two variants"),
+                ))
+            }
+            _ => {}
+        }
+        if v.use_file.is_some() || v.kind.is_some() {
+            return Err(at(
+                start,
+                "fields `use` and `kind` are not allowed in a variant".into(),
+            ));
+        }
+    }
+    Ok(LoadedMatrix {
+        path: path.to_path_buf(),
+        text,
+        file,
+        scenario,
+    })
+}
+
+/// Scenario files are found next to the matrix or in the folder above it, so
+/// `use = "scenarios/cache-ops.toml"` works from `matrices/`.
+fn resolve_use(matrix: &Path, use_file: &Path) -> Option<PathBuf> {
+    if use_file.is_absolute() {
+        return use_file.exists().then(|| use_file.to_path_buf());
+    }
+    let dir = matrix.parent().unwrap_or(Path::new("."));
+    [Some(dir), dir.parent()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.join(use_file))
+        .find(|p| p.exists())
+}

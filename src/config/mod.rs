@@ -1,0 +1,105 @@
+//! Reading the files users write: matrices (`matrix_file`) and scenarios (`scenario_file`).
+//! Every error names the file, line, column and field; unknown fields are rejected.
+
+pub mod matrix_file;
+pub mod scenario_file;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub use matrix_file::{load_matrix, LoadedMatrix, MatrixFile};
+pub use scenario_file::{ScenarioKind, ScenarioParams};
+
+/// Read and parse a TOML file, turning parse errors into `file:line:column: message`.
+pub fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let value = parse_toml_text(path, &text)?;
+    Ok((value, text))
+}
+
+pub fn parse_toml_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().trim().to_string();
+        match e.span() {
+            Some(span) => {
+                // Errors from a value's own parser ("bad version ...") do not say which field
+                // they are about; name it from the text.
+                let message = match field_at(text, span.start) {
+                    Some(field) if !message.contains("field") => {
+                        format!("field `{field}`: {message}")
+                    }
+                    _ => message,
+                };
+                Error::input_at(path, text, span.start, message)
+            }
+            None => Error::Input {
+                location: path.display().to_string(),
+                message,
+            },
+        }
+    })
+}
+
+/// The dotted path of the key whose value starts at `offset`: the nearest `[table]` header above
+/// plus the key on that line, e.g. `axes.server`.
+fn field_at(text: &str, offset: usize) -> Option<String> {
+    let line_start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next()?;
+    let (key, _) = line.split_once('=')?;
+    let key = key.trim().trim_matches('"');
+    if key.is_empty() || key.starts_with('[') {
+        return None;
+    }
+    let table = text[..line_start]
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    Some(match table {
+        Some(t) if !t.is_empty() => format!("{t}.{key}"),
+        _ => key.to_string(),
+    })
+}
+
+/// A duration written like "30s", "500ms", "2m" (humantime syntax).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HumanDuration(pub Duration);
+
+impl FromStr for HumanDuration {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        humantime::parse_duration(s)
+            .map(HumanDuration)
+            .map_err(|e| format!("bad duration `{s}` ({e}); write e.g. \"500ms\", \"30s\", \"2m\""))
+    }
+}
+
+impl fmt::Display for HumanDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", humantime::format_duration(self.0))
+    }
+}
+
+impl Serialize for HumanDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}

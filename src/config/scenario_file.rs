@@ -1,0 +1,245 @@
+//! Scenario parameters as written in `scenarios/*.toml`, in a matrix's `[scenario]` table (which
+//! may `use` a file and override fields), and in `[[axes.variant]]` entries (which override
+//! further). All fields are optional so the three layers merge field by field; `resolve` in each
+//! scenario module fills defaults and checks ranges.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::HumanDuration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScenarioKind {
+    CacheOps,
+    LoginFlow,
+    SessionPersistence,
+    Durability,
+    Outage,
+    Eviction,
+}
+
+impl ScenarioKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScenarioKind::CacheOps => "cache-ops",
+            ScenarioKind::LoginFlow => "login-flow",
+            ScenarioKind::SessionPersistence => "session-persistence",
+            ScenarioKind::Durability => "durability",
+            ScenarioKind::Outage => "outage",
+            ScenarioKind::Eviction => "eviction",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyDistribution {
+    Uniform,
+    Zipf,
+}
+
+/// Relative weights of the operations in the `cache-ops` mix.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpMix {
+    #[serde(default)]
+    pub get: u32,
+    #[serde(default)]
+    pub set: u32,
+    #[serde(default)]
+    pub del: u32,
+    #[serde(default)]
+    pub incr: u32,
+    #[serde(default)]
+    pub expire: u32,
+}
+
+/// A value size: a fixed number of bytes, or `[min, max]` drawn uniformly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ValueSize {
+    Fixed(usize),
+    Range([usize; 2]),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioParams {
+    /// Which scenario this is; required in a scenario file or an inline `[scenario]`.
+    pub kind: Option<ScenarioKind>,
+    /// Matrix `[scenario]` only: the scenario file this table overrides, relative to the matrix
+    /// file or the folder above it.
+    #[serde(rename = "use")]
+    pub use_file: Option<toml::Spanned<PathBuf>>,
+    /// `[[axes.variant]]` only: the variant's name in cell ids.
+    pub label: Option<String>,
+
+    /// Concurrent connections, each driven by its own task.
+    pub connections: Option<u32>,
+    /// Commands sent per round trip (1 = no pipelining).
+    pub pipeline: Option<u32>,
+    /// How long to measure (after warm-up). Exclusive with `ops`.
+    pub duration: Option<HumanDuration>,
+    /// How many operations to measure (after warm-up). Exclusive with `duration`.
+    pub ops: Option<u64>,
+    /// Run this long before recording; not counted in any statistic.
+    pub warmup: Option<HumanDuration>,
+    /// Open-loop total rate in ops/s; latency then counts from each op's intended send time
+    /// (coordinated omission corrected). Omit for closed-loop: as fast as the server answers.
+    pub rate: Option<u64>,
+    /// Number of distinct keys.
+    pub keyspace: Option<u64>,
+    pub distribution: Option<KeyDistribution>,
+    /// Zipf exponent (s) when `distribution = "zipf"`.
+    pub zipf_exponent: Option<f64>,
+    pub value_size: Option<ValueSize>,
+    /// TTL for SET (as SET EX) and EXPIRE; omit for keys without expiry.
+    pub ttl: Option<HumanDuration>,
+    /// A reply slower than this counts as a timeout error.
+    pub op_timeout: Option<HumanDuration>,
+    /// Errors / operations above which the cell fails (default 0: any error fails).
+    pub max_error_rate: Option<f64>,
+    /// Random seed for key/op choices (default: fixed, so runs are comparable).
+    pub seed: Option<u64>,
+    pub mix: Option<OpMix>,
+
+    /// login-flow: concurrent users, each with its own cookie jar.
+    pub users: Option<u32>,
+    /// login-flow: flows per user. Exclusive with `duration`.
+    pub iterations: Option<u32>,
+    /// login-flow: authenticated reads per flow.
+    pub reads: Option<u32>,
+    /// login-flow: users started per second (default: all within a second).
+    pub hatch_rate: Option<f64>,
+
+    /// session-persistence, durability: how the server goes down (graceful, nosave, kill).
+    pub restart: Option<crate::scenario::promise::RestartKind>,
+    /// session-persistence, durability: wait this long after the writes before the stop.
+    pub restart_delay: Option<HumanDuration>,
+    /// session-persistence, durability: restart with this persistence instead of the cell's.
+    pub restart_persistence: Option<crate::server::Persistence>,
+    /// outage: when the server is killed, seconds into the flow.
+    pub down_at: Option<HumanDuration>,
+    /// outage: how long it stays down.
+    pub down_for: Option<HumanDuration>,
+    /// outage: a login must work again within this long after the server returns.
+    pub recovery_timeout: Option<HumanDuration>,
+    /// outage: fail if any request failed while the server was down (a fallback is expected).
+    pub expect_available: Option<bool>,
+}
+
+/// Fields that only some scenario kinds read: setting them for another kind is a mistake.
+const ONLY_FOR: &[(&str, &[ScenarioKind])] = {
+    use ScenarioKind::*;
+    &[
+        ("connections", &[CacheOps, Durability, Eviction]),
+        ("pipeline", &[CacheOps]),
+        ("ops", &[CacheOps]),
+        ("rate", &[CacheOps]),
+        ("warmup", &[CacheOps]),
+        ("keyspace", &[CacheOps, Eviction]),
+        ("distribution", &[CacheOps]),
+        ("zipf_exponent", &[CacheOps]),
+        ("value_size", &[CacheOps, Durability, Eviction]),
+        ("ttl", &[CacheOps]),
+        ("seed", &[CacheOps]),
+        ("mix", &[CacheOps]),
+        (
+            "duration",
+            &[CacheOps, LoginFlow, Durability, Outage, Eviction],
+        ),
+        ("users", &[LoginFlow, SessionPersistence, Outage, Eviction]),
+        ("iterations", &[LoginFlow]),
+        ("reads", &[LoginFlow, Outage]),
+        ("hatch_rate", &[LoginFlow, Outage]),
+        ("restart", &[SessionPersistence, Durability]),
+        ("restart_delay", &[SessionPersistence, Durability]),
+        ("restart_persistence", &[SessionPersistence, Durability]),
+        ("down_at", &[Outage]),
+        ("down_for", &[Outage]),
+        ("recovery_timeout", &[Outage]),
+        ("expect_available", &[Outage]),
+    ]
+};
+
+impl ScenarioParams {
+    /// Names of the fields that are set.
+    fn set_fields(&self) -> Vec<&'static str> {
+        let v = serde_json::to_value(self).expect("params serialize");
+        ONLY_FOR
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| v.get(name).is_some_and(|x| !x.is_null()))
+            .collect()
+    }
+
+    /// Reject fields that belong to another scenario kind.
+    pub fn check_applicable(&self, kind: ScenarioKind) -> Result<(), String> {
+        for field in self.set_fields() {
+            let owners = ONLY_FOR.iter().find(|(n, _)| *n == field).map(|(_, k)| *k);
+            if owners.is_some_and(|k| !k.contains(&kind)) {
+                return Err(format!("field `{field}` does not apply to {}", kind.name()));
+            }
+        }
+        Ok(())
+    }
+}
+
+macro_rules! overlay_fields {
+    ($base:expr, $top:expr, $($field:ident),*) => {
+        $( if $top.$field.is_some() { $base.$field = $top.$field.clone(); } )*
+    };
+}
+
+impl ScenarioParams {
+    /// Fields set in `top` replace those in `self`.
+    pub fn overlay(&self, top: &ScenarioParams) -> ScenarioParams {
+        let mut out = self.clone();
+        overlay_fields!(
+            out,
+            top,
+            kind,
+            connections,
+            pipeline,
+            duration,
+            ops,
+            warmup,
+            rate,
+            keyspace,
+            distribution,
+            zipf_exponent,
+            value_size,
+            ttl,
+            op_timeout,
+            max_error_rate,
+            seed,
+            mix,
+            users,
+            iterations,
+            reads,
+            hatch_rate,
+            restart,
+            restart_delay,
+            restart_persistence,
+            down_at,
+            down_for,
+            recovery_timeout,
+            expect_available
+        );
+        // A layer that sets how long to run replaces the other ways of saying it.
+        if (top.ops.is_some() || top.iterations.is_some()) && top.duration.is_none() {
+            out.duration = None;
+        }
+        if top.duration.is_some() {
+            if top.ops.is_none() {
+                out.ops = None;
+            }
+            if top.iterations.is_none() {
+                out.iterations = None;
+            }
+        }
+        out
+    }
+}

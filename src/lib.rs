@@ -1,0 +1,49 @@
+//! cachegate: load-testing and compatibility conformance harness for web-session and cache stacks.
+//!
+//! Data moves one way: matrix files expand into cells, each cell provisions and starts a server,
+//! runs a scenario, and appends a `CellResult` to `results.jsonl`; reports are rendered only from
+//! that file. See `README.md` for the tour.
+
+pub mod child;
+pub mod config;
+pub mod error;
+pub mod gate;
+pub mod host;
+pub mod matrix;
+pub mod report;
+pub mod results;
+pub mod runner;
+pub mod scenario;
+pub mod server;
+pub mod stack;
+pub mod target;
+
+/// Process exit codes, shared by the CLI and documented in `--help` and the README.
+pub mod exit_code {
+    /// Every cell met its expectation.
+    pub const OK: i32 = 0;
+    /// At least one cell did not meet its expectation (FAIL or XPASS).
+    pub const EXPECTATION_FAILED: i32 = 1;
+    /// Bad input: a malformed matrix/scenario file or wrong command-line usage.
+    pub const BAD_INPUT: i32 = 2;
+    /// Infrastructure failure: a server could not be provisioned or started, disk errors, ...
+    pub const INFRA: i32 = 3;
+    /// Interrupted by Ctrl-C (128 + SIGINT), after cleaning up.
+    pub const INTERRUPTED: i32 = 130;
+}
+
+/// The async runtime that drives the load. With one thread it is tokio's current-thread
+/// scheduler: measured in the side-by-side benchmark (tests/bench/compare.rs), it spends less CPU
+/// per operation than the multi-thread scheduler with one worker.
+pub fn load_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads <= 1 && std::env::var_os("CACHEGATE_MULTI_THREAD").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads.max(1))
+            .enable_all()
+            .build()
+    }
+}

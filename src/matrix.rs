@@ -1,0 +1,296 @@
+//! Expands a matrix file into cells: the cross product of the axes, minus `exclude`, plus
+//! `include`, each with a stable id built from its axis values and the expectation that applies.
+
+use std::collections::BTreeMap;
+
+use crate::config::matrix_file::{CellSelector, ExpectedOutcome, RuntimeKind};
+use crate::config::LoadedMatrix;
+use crate::error::{Error, Result};
+use crate::scenario::ScenarioConfig;
+use crate::server::{Persistence, ServerRef, ServerSettings, ServerSpec};
+use crate::stack::StackSpec;
+use crate::target::TargetSection;
+
+/// The axis values that identify a cell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CellAxes {
+    pub server: ServerRef,
+    pub persistence: Persistence,
+    pub runtime: RuntimeKind,
+    pub policy: Option<String>,
+    pub stack: Option<String>,
+    pub settings: Option<String>,
+    pub variant: Option<String>,
+}
+
+impl CellAxes {
+    /// Stable id: `server/persistence[/runtime][/policy][/stack][/settings][/variant]`; the
+    /// default runtime is left out.
+    pub fn id(&self) -> String {
+        let mut parts = vec![self.server.to_string(), self.persistence.to_string()];
+        if self.runtime != RuntimeKind::Process {
+            parts.push(self.runtime.name().to_string());
+        }
+        parts.extend(
+            [&self.policy, &self.stack, &self.settings, &self.variant]
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+        parts.join("/")
+    }
+
+    pub fn as_map(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::from([
+            ("server".to_string(), self.server.to_string()),
+            ("persistence".to_string(), self.persistence.to_string()),
+            ("runtime".to_string(), self.runtime.name().to_string()),
+        ]);
+        for (k, v) in [
+            ("policy", &self.policy),
+            ("stack", &self.stack),
+            ("settings", &self.settings),
+            ("variant", &self.variant),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), v.clone());
+            }
+        }
+        m
+    }
+
+    pub fn matches(&self, sel: &CellSelector) -> bool {
+        // An unset selector field matches anything; a set one must equal the cell's value.
+        let same = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+        sel.server
+            .as_ref()
+            .is_none_or(|s| s.family == self.server.family && s.matches(&self.server.version))
+            && sel
+                .persistence
+                .as_ref()
+                .is_none_or(|p| *p == self.persistence)
+            && sel.runtime.is_none_or(|r| r == self.runtime)
+            && same(&sel.policy, &self.policy)
+            && same(&sel.stack, &self.stack)
+            && same(&sel.settings, &self.settings)
+            && same(&sel.variant, &self.variant)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Cell {
+    pub matrix: String,
+    pub id: String,
+    pub axes: CellAxes,
+    pub repeat: u32,
+    pub spec: ServerSpec,
+    pub scenario: ScenarioConfig,
+    pub expected: ExpectedOutcome,
+    pub expect_reason: Option<String>,
+    pub expect_signature: Option<String>,
+    /// HTTP scenarios on the bundled app: the stack and the Django settings of this cell.
+    pub stack: Option<(String, StackSpec)>,
+    pub app_settings: Option<toml::Table>,
+    pub target: TargetSection,
+    pub gates: crate::gate::Gates,
+}
+
+/// All cells of a matrix, repeats included, in a stable order.
+pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
+    let f = &m.file;
+    let path = m.path.display();
+    let mut axes_list = Vec::new();
+    // Optional axes contribute one `None` when absent, so they do not empty the product.
+    let optional = |values: Vec<String>| -> Vec<Option<String>> {
+        if values.is_empty() {
+            vec![None]
+        } else {
+            values.into_iter().map(Some).collect()
+        }
+    };
+    let variants = optional(
+        f.axes
+            .variant
+            .iter()
+            .filter_map(|v| v.get_ref().label.clone())
+            .collect(),
+    );
+    let stacks = optional(f.axes.stack.iter().map(|s| s.get_ref().clone()).collect());
+    let settings = optional(
+        f.axes
+            .settings
+            .iter()
+            .map(|s| s.get_ref().clone())
+            .collect(),
+    );
+    let mut combos: Vec<CellAxes> = f
+        .axes
+        .server
+        .iter()
+        .map(|server| CellAxes {
+            server: server.clone(),
+            persistence: Persistence::none(),
+            runtime: RuntimeKind::Process,
+            policy: None,
+            stack: None,
+            settings: None,
+            variant: None,
+        })
+        .collect();
+    combos = product(combos, &f.axes.persistence, |a, p| {
+        a.persistence = p.clone()
+    });
+    combos = product(combos, &f.axes.runtime, |a, r| a.runtime = *r);
+    let policies = optional(f.axes.policy.clone());
+    combos = product(combos, &policies, |a, p| a.policy = p.clone());
+    combos = product(combos, &stacks, |a, s| a.stack = s.clone());
+    combos = product(combos, &settings, |a, s| a.settings = s.clone());
+    combos = product(combos, &variants, |a, v| a.variant = v.clone());
+    axes_list.extend(
+        combos
+            .into_iter()
+            .filter(|axes| !f.exclude.iter().any(|sel| axes.matches(sel))),
+    );
+    for inc in &f.include {
+        let server = inc
+            .server
+            .clone()
+            .ok_or_else(|| Error::Usage(format!("{path}: every [[include]] needs a `server`")))?;
+        if let Some(v) = &inc.variant {
+            if !variants.contains(&Some(v.clone())) {
+                return Err(Error::Usage(format!(
+                    "{path}: [[include]] names unknown variant `{v}`"
+                )));
+            }
+        }
+        for (axis, value, known) in [
+            ("stack", &inc.stack, &stacks),
+            ("settings", &inc.settings, &settings),
+        ] {
+            if value.is_some() && !known.contains(value) {
+                return Err(Error::Usage(format!(
+                    "{path}: [[include]] names unknown {axis} `{}`",
+                    value.as_deref().unwrap_or("")
+                )));
+            }
+        }
+        let axes = CellAxes {
+            server,
+            persistence: inc.persistence.clone().unwrap_or_else(Persistence::none),
+            runtime: inc.runtime.unwrap_or(RuntimeKind::Process),
+            policy: inc.policy.clone(),
+            stack: inc.stack.clone().or_else(|| stacks[0].clone()),
+            settings: inc.settings.clone().or_else(|| settings[0].clone()),
+            variant: inc.variant.clone(),
+        };
+        if !axes_list.contains(&axes) {
+            axes_list.push(axes);
+        }
+    }
+
+    let mut cells = Vec::new();
+    for axes in axes_list {
+        let mut params = m.scenario.clone();
+        // Where a resolve error is reported: the variant that set the fields, else [scenario].
+        let mut origin = (f.scenario.span().start, String::new());
+        if let Some(label) = &axes.variant {
+            let variant = f
+                .axes
+                .variant
+                .iter()
+                .find(|v| v.get_ref().label.as_ref() == Some(label))
+                .expect("variant labels come from the axis");
+            params = params.overlay(variant.get_ref());
+            origin = (variant.span().start, format!("variant `{label}`: "));
+        }
+        let id = axes.id();
+        let scenario = ScenarioConfig::resolve(&params)
+            .map_err(|e| Error::input_at(&m.path, &m.text, origin.0, format!("{}{e}", origin.1)))?;
+        let expectation = f.expect.iter().rev().find(|e| axes.matches(&e.when));
+        for repeat in 0..f.matrix.repeat {
+            cells.push(Cell {
+                matrix: f.matrix.name.clone(),
+                id: id.clone(),
+                axes: axes.clone(),
+                repeat,
+                spec: ServerSpec {
+                    server: axes.server.clone(),
+                    persistence: axes.persistence.clone(),
+                    settings: ServerSettings {
+                        maxmemory_policy: axes
+                            .policy
+                            .clone()
+                            .or_else(|| f.server.maxmemory_policy.clone()),
+                        ..f.server.clone()
+                    },
+                },
+                scenario: scenario.clone(),
+                expected: expectation.map_or(ExpectedOutcome::Pass, |e| e.verdict),
+                expect_reason: expectation.and_then(|e| e.reason.clone()),
+                expect_signature: expectation.and_then(|e| e.signature.clone()),
+                stack: axes
+                    .stack
+                    .as_ref()
+                    .map(|n| (n.clone(), f.stacks[n].clone())),
+                app_settings: axes.settings.as_ref().map(|n| f.settings[n].clone()),
+                target: f.target.clone(),
+                gates: f.gates.clone(),
+            });
+        }
+    }
+    Ok(cells)
+}
+
+/// Every combination of `combos` with each of `values`, in order.
+fn product<T>(
+    combos: Vec<CellAxes>,
+    values: &[T],
+    set: impl Fn(&mut CellAxes, &T),
+) -> Vec<CellAxes> {
+    combos
+        .into_iter()
+        .flat_map(|c| {
+            values
+                .iter()
+                .map(|v| {
+                    let mut c = c.clone();
+                    set(&mut c, v);
+                    c
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Does the cell match every `--filter` term? A term is `axis=value` (e.g. `server=redis@7`,
+/// matched like a selector) or a substring of the cell id.
+pub fn filter_matches(cell: &Cell, terms: &[String]) -> Result<bool> {
+    for term in terms {
+        let hit = match term.split_once('=') {
+            Some((key, value)) => {
+                let mut sel = CellSelector::default();
+                let bad = |e: String| Error::Usage(format!("--filter {term}: {e}"));
+                match key {
+                    "server" => sel.server = Some(value.parse().map_err(bad)?),
+                    "persistence" => sel.persistence = Some(value.parse().map_err(bad)?),
+                    "variant" => sel.variant = Some(value.to_string()),
+                    "stack" => sel.stack = Some(value.to_string()),
+                    "policy" => sel.policy = Some(value.to_string()),
+                    "settings" => sel.settings = Some(value.to_string()),
+                    "runtime" => return Ok(cell.axes.runtime.name() == value),
+                    other => {
+                        return Err(Error::Usage(format!(
+                            "--filter {term}: unknown axis `{other}` (server, persistence, runtime, policy, stack, settings, variant)"
+                        )))
+                    }
+                }
+                cell.axes.matches(&sel)
+            }
+            None => cell.id.contains(term.as_str()),
+        };
+        if !hit {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
