@@ -1,0 +1,287 @@
+//! The default runtime: a server as a local child process on a free 127.0.0.1 port, with a
+//! generated config and a private data dir. Stopped by PID; killed on drop, so a panic or an
+//! early return never leaves a server behind.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::provision::ProvisionedServer;
+use super::spec::ServerSpec;
+use crate::child::ManagedChild;
+use crate::error::{Error, Result};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How a running server is brought down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopKind {
+    /// SIGTERM: like SHUTDOWN, saves an RDB if save points are configured, flushes the AOF.
+    Graceful,
+    /// `SHUTDOWN NOSAVE`: exits without writing a snapshot.
+    NoSave,
+    /// SIGKILL: no chance to write anything.
+    Kill,
+}
+
+pub struct ServerProcess {
+    spec: ServerSpec,
+    binary: ProvisionedServer,
+    /// Holds the config, the data dir and the log; removed on drop unless kept.
+    workdir: PathBuf,
+    _tempdir: Option<tempfile::TempDir>,
+    port: u16,
+    child: Option<ManagedChild>,
+    /// Milliseconds from spawn to the first PONG, for the last start.
+    pub last_start_ms: f64,
+}
+
+impl ServerProcess {
+    /// Start a server in a fresh private temp dir.
+    pub async fn start(spec: &ServerSpec, binary: &ProvisionedServer) -> Result<Self> {
+        let tempdir = tempfile::Builder::new()
+            .prefix("cachegate-server-")
+            .tempdir()
+            .map_err(|e| Error::io("creating the server's temp dir", e))?;
+        let mut server = ServerProcess {
+            spec: spec.clone(),
+            binary: binary.clone(),
+            workdir: tempdir.path().to_path_buf(),
+            _tempdir: Some(tempdir),
+            port: 0,
+            child: None,
+            last_start_ms: 0.0,
+        };
+        std::fs::create_dir_all(server.data_dir())
+            .map_err(|e| Error::io("creating the data dir", e))?;
+        // The port is picked before the server binds it; another process may take it in between,
+        // so a start that fails with "Address already in use" is retried on a new port.
+        let mut last_err = None;
+        for _ in 0..3 {
+            server.port = free_port()?;
+            match server.spawn_and_wait().await {
+                Ok(()) => return Ok(server),
+                Err(e) if server.log_text().contains("Address already in use") => {
+                    last_err = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err.expect("three attempts were made"))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn url(&self) -> String {
+        match &self.spec.settings.requirepass {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
+    }
+
+    /// Address and password, for the harness's own load connections.
+    pub fn endpoint(&self) -> crate::scenario::resp::Endpoint {
+        crate::scenario::resp::Endpoint {
+            addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
+            password: self.spec.settings.requirepass.clone(),
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ManagedChild::pid)
+    }
+
+    pub fn spec(&self) -> &ServerSpec {
+        &self.spec
+    }
+
+    pub fn binary(&self) -> &ProvisionedServer {
+        &self.binary
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.workdir.join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.workdir.join("server.log")
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the server log.
+    pub fn log_tail(&self, n: usize) -> Vec<String> {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(n)..]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    }
+
+    /// Is the process still running (not exited, not a zombie)?
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(ManagedChild::is_running)
+    }
+
+    fn fail(&self, message: String) -> Error {
+        Error::Server {
+            server: self.spec.server.to_string(),
+            message,
+        }
+    }
+
+    async fn spawn_and_wait(&mut self) -> Result<()> {
+        let config_path = self.workdir.join("server.conf");
+        std::fs::write(
+            &config_path,
+            self.spec.config_text(self.port, &self.data_dir()),
+        )
+        .map_err(|e| Error::io("writing the server config", e))?;
+        let mut cmd = Command::new(&self.binary.binary);
+        cmd.arg(&config_path).current_dir(self.data_dir());
+        if let Some(lib) = &self.binary.lib_dir {
+            cmd.env("LD_LIBRARY_PATH", lib);
+        }
+        let started = Instant::now();
+        let child = ManagedChild::spawn(cmd, &self.log_path())
+            .map_err(|e| self.fail(format!("cannot run {}: {e}", self.binary.binary.display())))?;
+        self.child = Some(child);
+        self.wait_ready(started).await
+    }
+
+    /// Poll PING until the server answers PONG (not LOADING), or it exits, or time runs out.
+    async fn wait_ready(&mut self, started: Instant) -> Result<()> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let password = self.spec.settings.requirepass.clone();
+        loop {
+            if !self.is_running() {
+                let tail = self.log_tail(5).join(" | ");
+                self.child = None;
+                return Err(self.fail(format!("exited during start-up; log: {tail}")));
+            }
+            if ping(addr, password.as_deref()) {
+                self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
+                return Ok(());
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                self.kill_now();
+                return Err(self.fail(format!("did not answer PING within {READY_TIMEOUT:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Bring the server down the given way and wait until the process is gone.
+    pub async fn stop(&mut self, how: StopKind) -> Result<()> {
+        let Some(child) = self.child.as_mut() else {
+            return Ok(());
+        };
+        match how {
+            StopKind::Graceful => child.signal(libc::SIGTERM),
+            StopKind::Kill => child.signal(libc::SIGKILL),
+            StopKind::NoSave => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+                // The connection closes without a reply when the server exits.
+                let _ = send_command(
+                    addr,
+                    self.spec.settings.requirepass.as_deref(),
+                    &["SHUTDOWN", "NOSAVE"],
+                );
+            }
+        }
+        let exited = child.wait_or_kill(STOP_TIMEOUT).await;
+        self.child = None;
+        if exited {
+            Ok(())
+        } else {
+            Err(self.fail(format!(
+                "did not exit within {STOP_TIMEOUT:?} of {how:?}; killed"
+            )))
+        }
+    }
+
+    /// Start again on the same port and data dir, optionally with a changed spec.
+    pub async fn restart(&mut self, new_spec: Option<ServerSpec>) -> Result<()> {
+        if self.is_running() {
+            self.stop(StopKind::Graceful).await?;
+        }
+        if let Some(spec) = new_spec {
+            self.spec = spec;
+        }
+        self.spawn_and_wait().await
+    }
+
+    /// Copy the server log somewhere that outlives the temp dir.
+    pub fn save_log(&self, dest: &Path) -> std::io::Result<()> {
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::copy(self.log_path(), dest).map(|_| ())
+    }
+
+    fn kill_now(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill_now();
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1, as the OS hands it out.
+pub fn free_port() -> Result<u16> {
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
+    Ok(listener
+        .local_addr()
+        .map_err(|e| Error::io("finding a free port", e))?
+        .port())
+}
+
+/// Minimal RESP exchange for readiness and SHUTDOWN, where pulling in a client connection and
+/// its reconnect logic would only obscure what is sent.
+fn send_command(
+    addr: SocketAddr,
+    password: Option<&str>,
+    args: &[&str],
+) -> std::io::Result<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
+    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut payload = Vec::new();
+    let mut push = |cmd: &[&str]| {
+        payload.extend(format!("*{}\r\n", cmd.len()).bytes());
+        for a in cmd {
+            payload.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
+        }
+    };
+    if let Some(pw) = password {
+        push(&["AUTH", pw]);
+    }
+    push(args);
+    stream.write_all(&payload)?;
+    let mut reply = String::new();
+    let mut buf = [0u8; 512];
+    // Read until we have one line per command sent.
+    let expected_lines = if password.is_some() { 2 } else { 1 };
+    while reply.matches("\r\n").count() < expected_lines {
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        reply.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    Ok(reply)
+}
+
+fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
+    send_command(addr, password, &["PING"])
+        .map(|r| r.lines().last().is_some_and(|l| l.starts_with("+PONG")))
+        .unwrap_or(false)
+}

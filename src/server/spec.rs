@@ -1,0 +1,351 @@
+//! What server to run and how it is configured: `family@version` plus persistence, memory policy
+//! and auth. Parsed from matrix files, so every `FromStr` error reads well on its own.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Redis,
+    Valkey,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Redis, Family::Valkey];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Redis => "redis",
+            Family::Valkey => "valkey",
+        }
+    }
+
+    /// The server binary's file name.
+    pub fn binary_name(self) -> &'static str {
+        match self {
+            Family::Redis => "redis-server",
+            Family::Valkey => "valkey-server",
+        }
+    }
+}
+
+/// A requested server, `family@version`, where version may be partial: `redis@7` means the newest
+/// 7.x the catalog knows, `redis@7.4` the newest 7.4.x, `redis@7.4.1` exactly that.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ServerRef {
+    pub family: Family,
+    pub version: Vec<u32>,
+}
+
+impl ServerRef {
+    /// Does a full version (e.g. `[7, 4, 1]`) satisfy this request?
+    pub fn matches(&self, full: &[u32]) -> bool {
+        full.len() >= self.version.len() && full[..self.version.len()] == self.version[..]
+    }
+}
+
+impl fmt::Display for ServerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.family.name(), join_version(&self.version))
+    }
+}
+
+pub fn join_version(v: &[u32]) -> String {
+    v.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
+}
+
+pub fn parse_version(s: &str) -> Option<Vec<u32>> {
+    let parts: Option<Vec<u32>> = s.split('.').map(|p| p.parse().ok()).collect();
+    parts.filter(|p| !p.is_empty() && p.len() <= 3)
+}
+
+impl FromStr for ServerRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (family, version) = s.split_once('@').ok_or_else(|| {
+            format!("server `{s}` must be written family@version, e.g. redis@7.4")
+        })?;
+        let family = match family {
+            "redis" => Family::Redis,
+            "valkey" => Family::Valkey,
+            other => {
+                return Err(format!(
+                    "unknown server family `{other}` in `{s}`; known families: redis, valkey"
+                ))
+            }
+        };
+        let version = parse_version(version).ok_or_else(|| {
+            format!("bad version `{version}` in `{s}`: expected numbers like 7, 7.4 or 7.4.1")
+        })?;
+        Ok(ServerRef { family, version })
+    }
+}
+
+impl TryFrom<String> for ServerRef {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<ServerRef> for String {
+    fn from(r: ServerRef) -> String {
+        r.to_string()
+    }
+}
+
+/// When the append-only file is fsynced (`appendfsync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Fsync {
+    Always,
+    Everysec,
+    No,
+}
+
+impl Fsync {
+    fn name(self) -> &'static str {
+        match self {
+            Fsync::Always => "always",
+            Fsync::Everysec => "everysec",
+            Fsync::No => "no",
+        }
+    }
+}
+
+/// An RDB save point: snapshot after `seconds` if at least `changes` keys changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SavePoint {
+    pub seconds: u64,
+    pub changes: u64,
+}
+
+/// Persistence mode, written in matrix files as:
+/// `none`, `rdb` (save 60 1), `rdb:SECS/CHANGES[,SECS/CHANGES...]`, `aof-always`, `aof-everysec`,
+/// `aof-no`, `rdb+aof-everysec` (also `rdb:1/1+aof-always` etc.).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Persistence {
+    pub save_points: Vec<SavePoint>,
+    pub aof: Option<Fsync>,
+}
+
+impl Persistence {
+    pub fn none() -> Self {
+        Persistence {
+            save_points: vec![],
+            aof: None,
+        }
+    }
+}
+
+const DEFAULT_SAVE: SavePoint = SavePoint {
+    seconds: 60,
+    changes: 1,
+};
+
+impl FromStr for Persistence {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "bad persistence `{s}`: {why}; expected none, rdb, rdb:SECS/CHANGES[,...], \
+                 aof-always, aof-everysec, aof-no, or rdb[...]+aof-FSYNC"
+            )
+        };
+        if s == "none" {
+            return Ok(Persistence::none());
+        }
+        let mut out = Persistence::none();
+        for part in s.split('+') {
+            if let Some(fsync) = part.strip_prefix("aof-") {
+                if out.aof.is_some() {
+                    return Err(bad("aof given twice"));
+                }
+                out.aof = Some(match fsync {
+                    "always" => Fsync::Always,
+                    "everysec" => Fsync::Everysec,
+                    "no" => Fsync::No,
+                    _ => return Err(bad(&format!("unknown appendfsync `{fsync}`"))),
+                });
+            } else if part == "rdb" {
+                out.save_points = vec![DEFAULT_SAVE];
+            } else if let Some(points) = part.strip_prefix("rdb:") {
+                for point in points.split(',') {
+                    let (secs, changes) = point
+                        .split_once('/')
+                        .ok_or_else(|| bad(&format!("save point `{point}` is not SECS/CHANGES")))?;
+                    let num = |v: &str| {
+                        v.parse::<u64>()
+                            .map_err(|_| bad(&format!("`{v}` in save point is not a number")))
+                    };
+                    out.save_points.push(SavePoint {
+                        seconds: num(secs)?,
+                        changes: num(changes)?,
+                    });
+                }
+            } else {
+                return Err(bad(&format!("unknown part `{part}`")));
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for Persistence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = vec![];
+        if self.save_points == [DEFAULT_SAVE] {
+            parts.push("rdb".to_string());
+        } else if !self.save_points.is_empty() {
+            let points: Vec<String> = self
+                .save_points
+                .iter()
+                .map(|p| format!("{}/{}", p.seconds, p.changes))
+                .collect();
+            parts.push(format!("rdb:{}", points.join(",")));
+        }
+        if let Some(fsync) = self.aof {
+            parts.push(format!("aof-{}", fsync.name()));
+        }
+        if parts.is_empty() {
+            f.write_str("none")
+        } else {
+            f.write_str(&parts.join("+"))
+        }
+    }
+}
+
+impl TryFrom<String> for Persistence {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Persistence> for String {
+    fn from(p: Persistence) -> String {
+        p.to_string()
+    }
+}
+
+/// Settings applied to every server of a matrix (and recorded with each result).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// `maxmemory`, as the server accepts it (e.g. "64mb").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmemory: Option<String>,
+    /// `maxmemory-policy`, e.g. allkeys-lru, volatile-lru, noeviction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maxmemory_policy: Option<String>,
+    /// `requirepass`; clients of the harness authenticate with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirepass: Option<String>,
+    /// Extra config lines passed through verbatim, e.g. ["io-threads 2"].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra: Vec<String>,
+}
+
+/// Everything needed to start one server: which, and how configured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerSpec {
+    pub server: ServerRef,
+    pub persistence: Persistence,
+    #[serde(flatten)]
+    pub settings: ServerSettings,
+}
+
+impl ServerSpec {
+    /// The server's config file text (the same format for every redis and valkey version).
+    pub fn config_text(&self, port: u16, dir: &std::path::Path) -> String {
+        let mut lines = vec![
+            format!("port {port}"),
+            "bind 127.0.0.1".to_string(),
+            "daemonize no".to_string(),
+            format!("dir \"{}\"", dir.display()),
+            "logfile \"\"".to_string(),
+        ];
+        if self.persistence.save_points.is_empty() {
+            lines.push("save \"\"".to_string());
+        }
+        for p in &self.persistence.save_points {
+            lines.push(format!("save {} {}", p.seconds, p.changes));
+        }
+        match self.persistence.aof {
+            Some(fsync) => {
+                lines.push("appendonly yes".to_string());
+                lines.push(format!("appendfsync {}", fsync.name()));
+            }
+            None => lines.push("appendonly no".to_string()),
+        }
+        let s = &self.settings;
+        if let Some(m) = &s.maxmemory {
+            lines.push(format!("maxmemory {m}"));
+        }
+        if let Some(p) = &s.maxmemory_policy {
+            lines.push(format!("maxmemory-policy {p}"));
+        }
+        if let Some(pw) = &s.requirepass {
+            lines.push(format!("requirepass \"{pw}\""));
+        }
+        lines.extend(s.extra.iter().cloned());
+        lines.join("\n") + "\n"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_refs_parse_and_match() {
+        let r: ServerRef = "redis@7.4".parse().unwrap();
+        assert!(r.matches(&[7, 4, 1]));
+        assert!(!r.matches(&[7, 0, 15]));
+        assert_eq!(r.to_string(), "redis@7.4");
+        assert!("redis@seven"
+            .parse::<ServerRef>()
+            .unwrap_err()
+            .contains("bad version"));
+        assert!("memcache@1"
+            .parse::<ServerRef>()
+            .unwrap_err()
+            .contains("unknown server family"));
+        assert!("redis".parse::<ServerRef>().is_err());
+    }
+
+    #[test]
+    fn persistence_round_trips() {
+        for s in [
+            "none",
+            "rdb",
+            "rdb:1/1,60/100",
+            "aof-always",
+            "rdb+aof-everysec",
+            "rdb:5/1+aof-no",
+        ] {
+            let p: Persistence = s.parse().unwrap();
+            assert_eq!(p.to_string(), s);
+        }
+        assert!("aof-sometimes".parse::<Persistence>().is_err());
+        assert!("rdb:1".parse::<Persistence>().is_err());
+    }
+
+    #[test]
+    fn config_disables_rdb_when_no_save_points() {
+        let spec = ServerSpec {
+            server: "redis@7".parse().unwrap(),
+            persistence: Persistence::none(),
+            settings: ServerSettings::default(),
+        };
+        let text = spec.config_text(1234, std::path::Path::new("/tmp/x"));
+        assert!(text.contains("save \"\"\n"));
+        assert!(text.contains("appendonly no\n"));
+        assert!(text.contains("bind 127.0.0.1\n"));
+    }
+}
