@@ -1,0 +1,105 @@
+//! Results of the verification scenarios: what survived a restart (sessions or acknowledged
+//! writes) against what the mode promises, what an outage did to the app, and what memory
+//! pressure did to sessions.
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::promise::{Expectation, Promise, RestartKind};
+
+/// Data written before a restart, checked after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PersistenceCheck {
+    /// "sessions" or "acknowledged writes".
+    pub subject: String,
+    pub restart: RestartKind,
+    /// Seconds between the last write and the stop.
+    pub delay_seconds: f64,
+    pub persistence: String,
+    pub restarted_with: String,
+    /// Items written (and acknowledged) before the restart.
+    pub before: u64,
+    pub kept: u64,
+    pub lost: u64,
+    /// Items that could not be checked (the app failed to answer): neither kept nor lost.
+    pub unknown: u64,
+    /// Checks that failed at first and passed on a retry (e.g. a stale pooled connection).
+    pub transient_errors: u64,
+    pub expected: Expectation,
+    /// Keep when nothing was lost, Lose otherwise.
+    pub observed: Promise,
+    /// Does what happened agree with the promise? (`Either` agrees with anything.)
+    pub matches: bool,
+    /// Durability: when the lost writes were acknowledged, in ms relative to the stop
+    /// (negative: before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_window_ms: Option<[f64; 2]>,
+    /// From the stop until the server answered again.
+    pub downtime_ms: f64,
+}
+
+impl PersistenceCheck {
+    pub fn judge(expected: &Expectation, before: u64, lost: u64, unknown: u64) -> (Promise, bool) {
+        let observed = if lost == 0 {
+            Promise::Keep
+        } else {
+            Promise::Lose
+        };
+        let matches = unknown == 0
+            && before > 0
+            && match expected.promise {
+                Promise::Keep => lost == 0,
+                Promise::Lose => lost > 0,
+                Promise::Either => true,
+            };
+        (observed, matches)
+    }
+}
+
+/// One flow step while the server was down.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepDuringOutage {
+    pub step: String,
+    pub ok: u64,
+    pub errors: u64,
+    /// Slowest answer, ok or not: retrying clients make users wait.
+    pub max_latency_ms: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutageReport {
+    /// Seconds into the flow when the server was stopped, and for how long it stayed down.
+    pub down_at_seconds: f64,
+    pub down_for_seconds: f64,
+    pub during: Vec<StepDuringOutage>,
+    /// HTTP status codes answered while the server was down ("error" for no answer).
+    pub statuses_during: std::collections::BTreeMap<String, u64>,
+    /// Did every request during the outage succeed (a working fallback)?
+    pub available_during: bool,
+    /// Seconds from the server's return until the last failed request; 0 if none failed after.
+    pub recovery_seconds: f64,
+    pub recovered: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvictionReport {
+    pub policy: String,
+    pub maxmemory: String,
+    pub sessions_before: u64,
+    pub sessions_kept: u64,
+    pub sessions_lost: u64,
+    pub sessions_unknown: u64,
+    /// New logins tried while the cache was being filled, and how many were refused.
+    pub logins_tried: u64,
+    pub logins_refused: u64,
+    /// New logins tried right after the fill (its keys still there, its client buffers gone).
+    #[serde(default)]
+    pub logins_after_tried: u64,
+    #[serde(default)]
+    pub logins_after_refused: u64,
+    pub fill_ok: u64,
+    pub fill_errors: u64,
+    /// From INFO stats.
+    pub evicted_keys: u64,
+    pub expected: Expectation,
+    pub matches: bool,
+}

@@ -1,0 +1,189 @@
+//! The results model: one `CellResult` per finished cell, appended to `results.jsonl` as soon as
+//! the cell ends. Reports and gates read only this.
+
+pub mod checks;
+pub mod latency;
+pub mod recorder;
+pub mod store;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use latency::LatencySummary;
+pub use store::RunDir;
+
+/// Bumped when a field changes meaning or disappears; additions keep the version.
+pub const SCHEMA: &str = "cachegate.cell/1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Verdict {
+    /// Expected to pass and did.
+    Pass,
+    /// Expected to pass and did not.
+    Fail,
+    /// Expected to fail and did.
+    Xfail,
+    /// Expected to fail and passed.
+    Xpass,
+    /// Could not run (provisioning, server start-up, ...): never counted as passed.
+    Error,
+}
+
+impl Verdict {
+    /// Does this verdict break the run (exit code 1)?
+    pub fn is_unexpected(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::Xpass)
+    }
+
+    pub fn from_outcome(expected_pass: bool, passed: bool) -> Verdict {
+        match (expected_pass, passed) {
+            (true, true) => Verdict::Pass,
+            (true, false) => Verdict::Fail,
+            (false, false) => Verdict::Xfail,
+            (false, true) => Verdict::Xpass,
+        }
+    }
+}
+
+/// Statistics of one operation (or "all") over the measured window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OpStats {
+    pub op: String,
+    /// Successful operations measured.
+    pub ok: u64,
+    pub errors: u64,
+    /// Successful operations per second of the measured window.
+    pub throughput: f64,
+    pub latency: LatencySummary,
+    /// The full HDR histogram (V2 deflate, base64), for re-rendering and merging.
+    pub histogram: String,
+}
+
+/// Errors of one kind, with the first message seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCount {
+    pub kind: String,
+    pub count: u64,
+    pub example: String,
+}
+
+/// One second of the run (warm-up included, marked), for timelines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TimelinePoint {
+    /// Seconds since the scenario started.
+    pub second: u64,
+    pub warmup: bool,
+    pub ok: u64,
+    pub errors: u64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+}
+
+/// Operation accounting: every op the harness issued ends as ok or error, in or before the window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpCounts {
+    pub sent: u64,
+    pub ok: u64,
+    pub errors: u64,
+    /// Ops that completed during warm-up (in `sent`, not in ok/errors).
+    pub warmup: u64,
+}
+
+/// The client stack of an HTTP cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StackInfo {
+    pub name: String,
+    pub python: String,
+    /// e.g. "Python 3.11.7, django 5.2.19, redis 5.2.1, gunicorn 23.0.0"
+    pub summary: String,
+    pub packages: BTreeMap<String, String>,
+}
+
+/// What the server was, where it came from, and how it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerInfo {
+    pub family: String,
+    /// Version the binary reported.
+    pub version: String,
+    pub source: String,
+    pub binary: String,
+    pub runtime: String,
+    pub persistence: String,
+    pub config: crate::server::ServerSettings,
+    /// Milliseconds from spawn to first PONG.
+    pub start_ms: f64,
+    /// Saved server log, relative to the run folder.
+    pub log: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellResult {
+    pub schema: String,
+    pub run_id: String,
+    pub matrix: String,
+    pub cell_id: String,
+    /// 0-based repetition of this cell.
+    pub repeat: u32,
+    pub axes: BTreeMap<String, String>,
+    pub verdict: Verdict,
+    /// Why the verdict: what failed, or what the expectation said.
+    pub verdict_reason: String,
+    pub expected: crate::config::matrix_file::ExpectedOutcome,
+    /// Set when the cell could not run to completion (then verdict is ERROR).
+    pub infra_error: Option<String>,
+    pub server: Option<ServerInfo>,
+    pub scenario_kind: String,
+    /// Resolved scenario parameters, as run.
+    pub scenario: serde_json::Value,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+    /// Length of the measured window in seconds (warm-up excluded).
+    pub measured_seconds: f64,
+    pub counts: OpCounts,
+    /// Per operation, then "all".
+    pub ops: Vec<OpStats>,
+    pub errors: Vec<ErrorCount>,
+    pub timeline: Vec<TimelinePoint>,
+    /// Last lines of the server log when something went wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_log_tail: Vec<String>,
+    /// HTTP scenarios: the client stack the app ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stack: Option<StackInfo>,
+    /// HTTP scenarios: where requests went ("bundled django app" or the external URL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// HTTP scenarios: the Django settings of the cell, as sent to the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_settings: Option<serde_json::Value>,
+    /// Exceptions the app logged, grouped by signature, most frequent first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub app_exceptions: Vec<crate::target::exceptions::AppException>,
+    /// HTTP responses by status code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub http_status: BTreeMap<String, u64>,
+    /// CPU seconds (user + system) the harness process spent while the scenario ran.
+    #[serde(default)]
+    pub harness_cpu_seconds: f64,
+    /// session-persistence and durability: what survived the restart, against the promise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persistence: Option<checks::PersistenceCheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outage: Option<checks::OutageReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction: Option<checks::EvictionReport>,
+    /// The matrix's `[gates]`, recorded so gates can be checked from results alone.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gates: crate::gate::Gates,
+    pub cachegate_version: String,
+    pub host: crate::host::HostInfo,
+}
+
+impl CellResult {
+    /// The "all operations" row.
+    pub fn total(&self) -> Option<&OpStats> {
+        self.ops.iter().find(|o| o.op == "all")
+    }
+}

@@ -1,0 +1,218 @@
+//! Recording what a scenario measures: per-operation HDR histograms, ok/error counts and error
+//! kinds (`Recorder`, one per connection or user so the hot path takes no lock, merged at the end),
+//! and a per-second timeline (`Timeline`, shared, handed a second at a time).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use hdrhistogram::Histogram;
+
+use super::latency::{encode, new_histogram, record_ns};
+use super::{ErrorCount, LatencySummary, OpStats, TimelinePoint};
+
+pub struct Recorder {
+    names: &'static [&'static str],
+    hist: Vec<Histogram<u64>>,
+    ok: Vec<u64>,
+    errors: Vec<u64>,
+    error_kinds: HashMap<String, (u64, String)>,
+    // The second being filled for the timeline.
+    second: u64,
+    second_ok: u64,
+    second_errors: u64,
+    second_hist: Histogram<u64>,
+}
+
+impl Recorder {
+    /// A recorder for operations named `names` (indexes into it identify operations).
+    pub fn new(names: &'static [&'static str]) -> Self {
+        Recorder {
+            names,
+            hist: names.iter().map(|_| new_histogram()).collect(),
+            ok: vec![0; names.len()],
+            errors: vec![0; names.len()],
+            error_kinds: HashMap::new(),
+            second: 0,
+            second_ok: 0,
+            second_errors: 0,
+            second_hist: new_histogram(),
+        }
+    }
+
+    #[inline]
+    pub fn ok(&mut self, op: usize, latency_ns: u64) {
+        self.ok[op] += 1;
+        self.second_ok += 1;
+        record_ns(&mut self.hist[op], latency_ns);
+        record_ns(&mut self.second_hist, latency_ns);
+    }
+
+    /// Count an error of `kind`; `message` is kept (built only) for the first of each kind.
+    pub fn error(&mut self, op: usize, kind: String, message: impl FnOnce() -> String) {
+        self.errors[op] += 1;
+        self.second_errors += 1;
+        self.error_kinds
+            .entry(kind)
+            .or_insert_with(|| (0, message()))
+            .0 += 1;
+    }
+
+    pub fn ok_total(&self) -> u64 {
+        self.ok.iter().sum()
+    }
+
+    pub fn error_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    /// Move to `second` (since the scenario started), handing the previous one to the timeline.
+    pub fn tick(&mut self, timeline: &Mutex<Timeline>, second: u64) {
+        if second != self.second {
+            self.flush(timeline);
+            self.second = second;
+        }
+    }
+
+    /// Hand the current second to the timeline.
+    pub fn flush(&mut self, timeline: &Mutex<Timeline>) {
+        if self.second_ok + self.second_errors > 0 {
+            let mut t = timeline.lock().expect("timeline lock");
+            t.add(
+                self.second,
+                self.second_ok,
+                self.second_errors,
+                &self.second_hist,
+            );
+            drop(t);
+            self.second_ok = 0;
+            self.second_errors = 0;
+            self.second_hist.reset();
+        }
+    }
+
+    pub fn merge(&mut self, other: &Recorder) {
+        for i in 0..self.names.len() {
+            let _ = self.hist[i].add(&other.hist[i]);
+            self.ok[i] += other.ok[i];
+            self.errors[i] += other.errors[i];
+        }
+        for (k, (n, msg)) in &other.error_kinds {
+            self.error_kinds
+                .entry(k.clone())
+                .or_insert_with(|| (0, msg.clone()))
+                .0 += n;
+        }
+    }
+
+    /// Per-operation statistics (operations never attempted are left out), then "all", and the
+    /// error kinds, most frequent first. Throughput is per second of `window_secs`.
+    pub fn summarize(&self, window_secs: f64) -> (Vec<OpStats>, Vec<ErrorCount>) {
+        let rate = |n: u64| {
+            if window_secs > 0.0 {
+                n as f64 / window_secs
+            } else {
+                0.0
+            }
+        };
+        let mut total = new_histogram();
+        let mut ops = Vec::new();
+        for (i, name) in self.names.iter().enumerate() {
+            if self.ok[i] + self.errors[i] == 0 {
+                continue;
+            }
+            let _ = total.add(&self.hist[i]);
+            ops.push(OpStats {
+                op: name.to_string(),
+                ok: self.ok[i],
+                errors: self.errors[i],
+                throughput: rate(self.ok[i]),
+                latency: LatencySummary::of(&self.hist[i]),
+                histogram: encode(&self.hist[i]),
+            });
+        }
+        ops.push(OpStats {
+            op: "all".into(),
+            ok: self.ok_total(),
+            errors: self.error_total(),
+            throughput: rate(self.ok_total()),
+            latency: LatencySummary::of(&total),
+            histogram: encode(&total),
+        });
+        let mut errors: Vec<ErrorCount> = self
+            .error_kinds
+            .iter()
+            .map(|(kind, (count, example))| ErrorCount {
+                kind: kind.clone(),
+                count: *count,
+                example: example.clone(),
+            })
+            .collect();
+        errors.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
+        (ops, errors)
+    }
+}
+
+/// Per-second aggregation. Recorders hand in a second when they move past it; seconds no
+/// recorder can still add to are summarized and dropped, so memory stays flat on long runs.
+pub struct Timeline {
+    warmup_secs: f64,
+    open: BTreeMap<u64, SecondAgg>,
+    done: Vec<TimelinePoint>,
+}
+
+struct SecondAgg {
+    ok: u64,
+    errors: u64,
+    hist: Histogram<u64>,
+}
+
+impl Timeline {
+    pub fn new(warmup_secs: f64) -> Self {
+        Timeline {
+            warmup_secs,
+            open: BTreeMap::new(),
+            done: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, second: u64, ok: u64, errors: u64, hist: &Histogram<u64>) {
+        let agg = self.open.entry(second).or_insert_with(|| SecondAgg {
+            ok: 0,
+            errors: 0,
+            hist: new_histogram(),
+        });
+        agg.ok += ok;
+        agg.errors += errors;
+        let _ = agg.hist.add(hist);
+        // A recorder blocked on a timeout can lag a few seconds behind the newest one.
+        let newest = *self.open.keys().next_back().expect("just inserted");
+        while let Some((&s, _)) = self.open.first_key_value() {
+            if s + 5 > newest {
+                break;
+            }
+            let agg = self.open.remove(&s).expect("key exists");
+            self.done.push(self.point(s, agg));
+        }
+    }
+
+    pub fn finish(mut self) -> Vec<TimelinePoint> {
+        let rest = std::mem::take(&mut self.open);
+        for (s, agg) in rest {
+            let p = self.point(s, agg);
+            self.done.push(p);
+        }
+        self.done
+    }
+
+    fn point(&self, second: u64, agg: SecondAgg) -> TimelinePoint {
+        let s = LatencySummary::of(&agg.hist);
+        TimelinePoint {
+            second,
+            warmup: ((second + 1) as f64) <= self.warmup_secs,
+            ok: agg.ok,
+            errors: agg.errors,
+            p50_us: s.p50_us,
+            p99_us: s.p99_us,
+        }
+    }
+}
