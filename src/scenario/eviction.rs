@@ -1,0 +1,212 @@
+//! `eviction`: sessions and cache share one server with `maxmemory` and a policy. Users log in,
+//! then cache traffic (large SETs without TTL) fills memory while new logins keep being tried
+//! (during the fill and right after it); then every earlier session is checked. Django's cache session backend stores sessions
+//! with a TTL, which decides what each policy may evict.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde::Serialize;
+
+use super::browser::{Browser, SessionState};
+use super::cache_ops::{self, CacheOpsConfig};
+use super::promise::{Expectation, Promise};
+use super::{CellEnv, ScenarioOutput};
+use crate::config::scenario_file::{OpMix, ScenarioParams, ValueSize};
+use crate::config::{HumanDuration, ScenarioKind};
+use crate::results::checks::EvictionReport;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvictionConfig {
+    /// Sessions created before the fill.
+    pub users: u32,
+    /// The cache traffic that fills memory (SET only).
+    pub fill: CacheOpsConfig,
+    pub request_timeout: HumanDuration,
+}
+
+impl EvictionConfig {
+    pub fn resolve(p: &ScenarioParams) -> Result<Self, String> {
+        let mut fill = p.clone();
+        fill.kind = Some(ScenarioKind::CacheOps);
+        fill.users = None;
+        fill.mix = Some(OpMix {
+            set: 1,
+            ..Default::default()
+        });
+        fill.warmup = Some(HumanDuration(Duration::ZERO));
+        fill.ttl = None;
+        fill.max_error_rate = Some(1.0);
+        fill.connections = Some(p.connections.unwrap_or(8));
+        fill.duration = Some(p.duration.unwrap_or(HumanDuration(Duration::from_secs(5))));
+        fill.keyspace = Some(p.keyspace.unwrap_or(1_000_000));
+        fill.value_size = Some(p.value_size.unwrap_or(ValueSize::Fixed(4096)));
+        fill.op_timeout = Some(HumanDuration(Duration::from_secs(1)));
+        Ok(EvictionConfig {
+            users: p.users.unwrap_or(20),
+            fill: CacheOpsConfig::resolve(&fill)?,
+            request_timeout: p
+                .op_timeout
+                .unwrap_or(HumanDuration(Duration::from_secs(30))),
+        })
+    }
+}
+
+/// What a maxmemory policy means for sessions stored with a TTL next to fill keys without one.
+fn expectation(policy: &str) -> Expectation {
+    let (promise, because) = match policy {
+        "noeviction" => (
+            Promise::Keep,
+            "noeviction never removes keys: writes are refused instead (OOM)",
+        ),
+        p if p.starts_with("volatile-") => (
+            Promise::Lose,
+            "volatile-* evicts only keys with a TTL: the sessions, never the fill keys",
+        ),
+        _ => (
+            Promise::Either,
+            "allkeys-* may evict any key, sessions included",
+        ),
+    };
+    Expectation {
+        promise,
+        because: because.to_string(),
+        not_separable: None,
+    }
+}
+
+pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
+    let base = env.app_url.clone().expect("eviction runs against an app");
+    let settings = env.server.spec().settings.clone();
+    let policy = settings
+        .maxmemory_policy
+        .clone()
+        .unwrap_or_else(|| "noeviction".into());
+    let tag = env.user_tag.clone();
+    let new_user = |name: String| Browser::new(&base, env.target, name, cfg.request_timeout.0);
+
+    let mut browsers: Vec<Browser> = (0..cfg.users)
+        .map(|i| new_user(format!("{tag}e{i}")))
+        .collect();
+    let outcomes = join_all(browsers.iter_mut().map(|b| b.sign_up_and_log_in())).await;
+    let sessions: Vec<Browser> = browsers
+        .into_iter()
+        .zip(outcomes)
+        .filter(|(_, o)| o.is_ok())
+        .map(|(b, _)| b)
+        .collect();
+
+    // Fill memory, and keep trying new logins while it happens.
+    let fill_done = tokio_util::sync::CancellationToken::new();
+    let fill = {
+        let done = fill_done.clone();
+        let endpoint = env.server.endpoint();
+        let prefix = format!("{}fill:", env.key_prefix);
+        let cancel = env.cancel.clone();
+        let progress: Arc<AtomicU64> = env.progress.clone();
+        let fill_cfg = cfg.fill.clone();
+        async move {
+            let out = cache_ops::run(&fill_cfg, &endpoint, &prefix, cancel, progress).await;
+            done.cancel();
+            out
+        }
+    };
+    let prober = async {
+        let (mut tried, mut refused, mut n) = (0u64, 0u64, 0);
+        while !fill_done.is_cancelled() {
+            let mut b = new_user(format!("{tag}p{n}"));
+            n += 1;
+            tried += 1;
+            if b.sign_up_and_log_in().await.is_err() {
+                refused += 1;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        (tried, refused)
+    };
+    let started = Instant::now();
+    let (fill_out, (tried, refused)) = tokio::join!(fill, prober);
+    // And a few once the fill is over: its keys stay (no TTL), but the fill clients' buffers,
+    // which count toward maxmemory while they write, are gone.
+    let (mut after_tried, mut after_refused) = (0, 0);
+    for n in 0..5 {
+        let mut b = new_user(format!("{tag}after{n}"));
+        after_tried += 1;
+        if b.sign_up_and_log_in().await.is_err() {
+            after_refused += 1;
+        }
+    }
+
+    let (mut kept, mut lost, mut unknown) = (0, 0, 0);
+    for b in &sessions {
+        match b.check().await {
+            SessionState::Valid => kept += 1,
+            SessionState::Lost(_) => lost += 1,
+            SessionState::Error(_) => unknown += 1,
+        }
+    }
+    let evicted_keys = evicted_keys(env).await;
+    let expected = expectation(&policy);
+    let pressure = evicted_keys > 0 || fill_out.counts.errors > 0;
+    let matches = unknown == 0
+        && !sessions.is_empty()
+        && match expected.promise {
+            Promise::Keep => lost == 0,
+            Promise::Lose => lost > 0 || !pressure,
+            Promise::Either => true,
+        };
+    let report = EvictionReport {
+        policy: policy.clone(),
+        maxmemory: settings
+            .maxmemory
+            .clone()
+            .unwrap_or_else(|| "unlimited".into()),
+        sessions_before: sessions.len() as u64,
+        sessions_kept: kept,
+        sessions_lost: lost,
+        sessions_unknown: unknown,
+        logins_tried: tried,
+        logins_refused: refused,
+        logins_after_tried: after_tried,
+        logins_after_refused: after_refused,
+        fill_ok: fill_out.counts.ok,
+        fill_errors: fill_out.counts.errors,
+        evicted_keys,
+        expected: expected.clone(),
+        matches,
+    };
+    let reason = format!(
+        "{policy}: {kept} of {} sessions kept, {refused} of {tried} new logins refused during the fill ({after_refused} of {after_tried} after it), {evicted_keys} keys evicted; expected {:?}: {}",
+        sessions.len(),
+        expected.promise,
+        expected.because
+    );
+    ScenarioOutput {
+        measured_seconds: started.elapsed().as_secs_f64(),
+        passed: matches,
+        reason,
+        eviction: Some(report),
+        ..fill_out
+    }
+}
+
+/// `evicted_keys` from INFO stats (0 if it cannot be read).
+async fn evicted_keys(env: &CellEnv<'_>) -> u64 {
+    let Ok(client) = redis::Client::open(env.server.url()) else {
+        return 0;
+    };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
+        return 0;
+    };
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_default();
+    info.lines()
+        .find_map(|l| l.strip_prefix("evicted_keys:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,534 @@
+//! `login-flow`: registration and login over HTTP, driven by goose. Each goose user runs whole
+//! flows: fetch a CSRF token, register a unique account, log in, read "who am I" K times, log
+//! out, and check it is logged out. Every step is verified, not just its status: after login the
+//! read must show that user; after logout it must not.
+//!
+//! Latencies go into the harness's own HDR histograms (goose keeps whole milliseconds), so steps
+//! get the same exact percentiles as `cache-ops`; goose provides the users, their cookie jars
+//! and the scheduling.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::ScenarioOutput;
+use crate::config::scenario_file::ScenarioParams;
+use crate::config::HumanDuration;
+use crate::results::recorder::{Recorder, Timeline};
+use crate::results::OpCounts;
+use crate::target::{BodyFormat, TargetSection};
+
+/// Step names, indexed by `Step as usize`.
+pub const STEP_NAMES: &[&str] = &["csrf", "register", "login", "me", "logout", "me-anon"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Csrf,
+    Register,
+    Login,
+    Me,
+    Logout,
+    MeAnon,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        STEP_NAMES[self as usize]
+    }
+}
+
+/// How many flows a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowLength {
+    /// Flows per user.
+    Iterations(u32),
+    Duration(HumanDuration),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoginFlowConfig {
+    /// Concurrent goose users, each with its own cookie jar.
+    pub users: u32,
+    pub length: FlowLength,
+    /// Authenticated reads per flow.
+    pub reads: u32,
+    /// Users started per second.
+    pub hatch_rate: f64,
+    pub request_timeout: HumanDuration,
+    pub max_error_rate: f64,
+}
+
+impl LoginFlowConfig {
+    pub fn resolve(p: &ScenarioParams) -> Result<Self, String> {
+        let length = match (p.duration, p.iterations) {
+            (Some(_), Some(_)) => {
+                return Err("set either `duration` or `iterations`, not both".into())
+            }
+            (Some(d), None) => FlowLength::Duration(d),
+            (None, Some(0)) => return Err("field `iterations` must be at least 1".into()),
+            (None, Some(n)) => FlowLength::Iterations(n),
+            (None, None) => FlowLength::Iterations(3),
+        };
+        let users = p.users.unwrap_or(10);
+        if users == 0 {
+            return Err("field `users` must be at least 1".into());
+        }
+        let max_error_rate = p.max_error_rate.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&max_error_rate) {
+            return Err("field `max_error_rate` must be between 0 and 1".into());
+        }
+        let hatch_rate = p.hatch_rate.unwrap_or(users as f64);
+        if !(hatch_rate > 0.0 && hatch_rate.is_finite()) {
+            return Err("field `hatch_rate` must be above 0".into());
+        }
+        Ok(LoginFlowConfig {
+            users,
+            length,
+            reads: p.reads.unwrap_or(5),
+            hatch_rate,
+            request_timeout: p
+                .op_timeout
+                .unwrap_or(HumanDuration(Duration::from_secs(60))),
+            max_error_rate,
+        })
+    }
+}
+
+/// One request of the flow, for scenarios that look at when things failed (outage).
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// When it completed, since the flow started.
+    pub at: Duration,
+    pub step: &'static str,
+    pub ok: bool,
+    /// HTTP status, if the app answered.
+    pub status: Option<u16>,
+    pub latency: Duration,
+}
+
+/// Shared by every goose user of one run.
+struct Flow {
+    /// Every request, when asked for.
+    events: Option<Mutex<Vec<Event>>>,
+    target: TargetSection,
+    reads: u32,
+    /// Usernames are `TAG + counter`: unique per run, so flows never collide.
+    tag: String,
+    counter: AtomicU64,
+    start: Instant,
+    rec: Mutex<Recorder>,
+    timeline: Mutex<Timeline>,
+    status: Mutex<BTreeMap<String, u64>>,
+    sent: AtomicU64,
+    flows_done: AtomicU64,
+    last_completion: Mutex<Instant>,
+}
+
+enum Expect<'a> {
+    Success,
+    /// 2xx and the body names this user.
+    Shows(&'a str),
+    /// Anything but a 2xx that names this user.
+    Hides(&'a str),
+}
+
+impl Flow {
+    /// Do one request of the flow, verify it, record it; the body if it passed.
+    async fn step(
+        &self,
+        user: &mut GooseUser,
+        step: Step,
+        path: &str,
+        form: Option<&[(&str, &str)]>,
+        token: &Option<String>,
+        expect: Expect<'_>,
+    ) -> Option<String> {
+        let method = if form.is_some() {
+            GooseMethod::Post
+        } else {
+            GooseMethod::Get
+        };
+        let mut builder = match user.get_request_builder(&method, path) {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail(step, "bad request".into(), format!("{e}"));
+                return None;
+            }
+        };
+        if let (Some(t), Some(_)) = (token, form) {
+            builder = builder.header(self.target.fields.csrf_header.as_str(), t.as_str());
+        }
+        if let Some(fields) = form {
+            builder = match self.target.format {
+                BodyFormat::Form => builder.form(fields),
+                BodyFormat::Json => {
+                    builder.json(&fields.iter().cloned().collect::<BTreeMap<_, _>>())
+                }
+            };
+        }
+        let request = GooseRequest::builder()
+            .path(path)
+            .method(method)
+            .name(step.name())
+            .set_request_builder(builder)
+            .build();
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let reply = match user.request(request).await {
+            Ok(r) => r.response,
+            Err(e) => {
+                self.fail(step, "request error".into(), e.to_string());
+                self.event(step, false, None, started);
+                return None;
+            }
+        };
+        let (status, body) = match reply {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (status, resp.text().await.unwrap_or_default())
+            }
+            Err(e) => {
+                let kind = if e.is_timeout() {
+                    "timeout"
+                } else if e.is_connect() {
+                    "connection refused"
+                } else {
+                    "connection error"
+                };
+                self.fail(step, kind.into(), e.to_string());
+                self.event(step, false, None, started);
+                return None;
+            }
+        };
+        let done = Instant::now();
+        *self
+            .status
+            .lock()
+            .expect("status lock")
+            .entry(status.to_string())
+            .or_default() += 1;
+        let success = (200..300).contains(&status);
+        let verdict = match expect {
+            Expect::Success if success => Ok(()),
+            Expect::Shows(name) if success && body.contains(name) => Ok(()),
+            Expect::Shows(_) if success => Err("wrong user".to_string()),
+            Expect::Hides(name) if !(success && body.contains(name)) => Ok(()),
+            Expect::Hides(_) => Err("still logged in after logout".to_string()),
+            _ => Err(format!("HTTP {status}")),
+        };
+        self.event(step, verdict.is_ok(), Some(status), started);
+        let mut rec = self.rec.lock().expect("recorder lock");
+        rec.tick(&self.timeline, done.duration_since(self.start).as_secs());
+        *self.last_completion.lock().expect("lock") = done;
+        match verdict {
+            Ok(()) => {
+                rec.ok(
+                    step as usize,
+                    done.duration_since(started).as_nanos() as u64,
+                );
+                Some(body)
+            }
+            Err(kind) => {
+                let snippet: String = body.chars().take(200).collect();
+                rec.error(step as usize, format!("{}: {kind}", step.name()), || {
+                    format!("HTTP {status}: {snippet}")
+                });
+                None
+            }
+        }
+    }
+
+    fn event(&self, step: Step, ok: bool, status: Option<u16>, started: Instant) {
+        if let Some(events) = &self.events {
+            let now = Instant::now();
+            events.lock().expect("events lock").push(Event {
+                at: now.duration_since(self.start),
+                step: step.name(),
+                ok,
+                status,
+                latency: now.duration_since(started),
+            });
+        }
+    }
+
+    fn fail(&self, step: Step, kind: String, message: String) {
+        let mut rec = self.rec.lock().expect("recorder lock");
+        rec.tick(&self.timeline, self.start.elapsed().as_secs());
+        rec.error(step as usize, format!("{}: {kind}", step.name()), || {
+            message
+        });
+    }
+
+    /// The CSRF token in a JSON body, if any.
+    fn token_in(&self, body: &str) -> Option<String> {
+        let v: serde_json::Value = serde_json::from_str(body).ok()?;
+        v.get(&self.target.fields.csrf_token)?
+            .as_str()
+            .map(String::from)
+    }
+}
+
+/// One whole flow. A failed step ends the flow (it is recorded; later steps cannot be meaningful).
+async fn one_flow(user: &mut GooseUser, flow: &Flow) -> TransactionResult {
+    let n = flow.counter.fetch_add(1, Ordering::Relaxed);
+    let username = format!("{}{n}", flow.tag);
+    let password = format!("Cg-{n}-{}-pw", flow.tag);
+    let p = &flow.target.paths;
+    let f = &flow.target.fields;
+    let mut token = None;
+    if !p.csrf.is_empty() {
+        let Some(body) = flow
+            .step(user, Step::Csrf, &p.csrf, None, &token, Expect::Success)
+            .await
+        else {
+            return Ok(());
+        };
+        token = flow.token_in(&body);
+    }
+    let creds = [
+        (f.username.as_str(), username.as_str()),
+        (f.password.as_str(), password.as_str()),
+    ];
+    let Some(body) = flow
+        .step(
+            user,
+            Step::Register,
+            &p.register,
+            Some(&creds),
+            &token,
+            Expect::Success,
+        )
+        .await
+    else {
+        return Ok(());
+    };
+    token = flow.token_in(&body).or(token);
+    let Some(body) = flow
+        .step(
+            user,
+            Step::Login,
+            &p.login,
+            Some(&creds),
+            &token,
+            Expect::Shows(&username),
+        )
+        .await
+    else {
+        return Ok(());
+    };
+    token = flow.token_in(&body).or(token);
+    for _ in 0..flow.reads {
+        if flow
+            .step(
+                user,
+                Step::Me,
+                &p.me,
+                None,
+                &token,
+                Expect::Shows(&username),
+            )
+            .await
+            .is_none()
+        {
+            return Ok(());
+        }
+    }
+    let Some(body) = flow
+        .step(
+            user,
+            Step::Logout,
+            &p.logout,
+            Some(&[]),
+            &token,
+            Expect::Success,
+        )
+        .await
+    else {
+        return Ok(());
+    };
+    token = flow.token_in(&body).or(token);
+    if flow
+        .step(
+            user,
+            Step::MeAnon,
+            &p.me,
+            None,
+            &token,
+            Expect::Hides(&username),
+        )
+        .await
+        .is_some()
+    {
+        flow.flows_done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Run the flow against `base_url` (e.g. http://127.0.0.1:PORT) until done or cancelled.
+pub async fn run(
+    cfg: &LoginFlowConfig,
+    base_url: &str,
+    target: &TargetSection,
+    tag: &str,
+    cancel: CancellationToken,
+    progress: Arc<AtomicU64>,
+) -> ScenarioOutput {
+    run_with_events(cfg, base_url, target, tag, cancel, progress, false)
+        .await
+        .0
+}
+
+/// `run`, also returning every request when `keep_events` is set.
+pub async fn run_with_events(
+    cfg: &LoginFlowConfig,
+    base_url: &str,
+    target: &TargetSection,
+    tag: &str,
+    cancel: CancellationToken,
+    progress: Arc<AtomicU64>,
+    keep_events: bool,
+) -> (ScenarioOutput, Vec<Event>) {
+    let start = Instant::now();
+    let flow = Arc::new(Flow {
+        events: keep_events.then(|| Mutex::new(Vec::new())),
+        target: target.clone(),
+        reads: cfg.reads,
+        tag: tag.to_string(),
+        counter: AtomicU64::new(0),
+        start,
+        rec: Mutex::new(Recorder::new(STEP_NAMES)),
+        timeline: Mutex::new(Timeline::new(0.0)),
+        status: Mutex::new(BTreeMap::new()),
+        sent: AtomicU64::new(0),
+        flows_done: AtomicU64::new(0),
+        last_completion: Mutex::new(start),
+    });
+    let mut config = GooseConfiguration::default();
+    config.host = Some(base_url.to_string());
+    config.users = Some(cfg.users as usize);
+    config.increase_rate = Some(format!("{}", cfg.hatch_rate));
+    match cfg.length {
+        FlowLength::Iterations(n) => config.iterations = Some(n as usize),
+        FlowLength::Duration(d) => config.run_time = Some(format!("{}s", d.0.as_secs().max(1))),
+    }
+    config.timeout = Some(format!("{}", cfg.request_timeout.0.as_secs().max(1)));
+    config.quiet = 1;
+    config.no_print_metrics = true;
+    config.no_error_summary = true;
+    // cachegate keeps its own histograms; goose's metrics would be a second copy of the work.
+    config.no_metrics = true;
+    // The app does not compress; negotiating gzip only costs client CPU.
+    config.no_gzip = true;
+
+    let in_flow = flow.clone();
+    let counter = progress.clone();
+    let transaction: TransactionFunction = Arc::new(move |user| {
+        let flow = in_flow.clone();
+        let counter = counter.clone();
+        Box::pin(async move {
+            let before = flow.sent.load(Ordering::Relaxed);
+            let r = one_flow(user, &flow).await;
+            counter.fetch_add(
+                flow.sent.load(Ordering::Relaxed).saturating_sub(before),
+                Ordering::Relaxed,
+            );
+            r
+        })
+    });
+    let scenario = Scenario::new("login-flow")
+        .register_transaction(Transaction::new(transaction).set_name("flow"));
+    // goose stops on its process-wide killswitch; cancellation (Ctrl-C, a caller) pulls it.
+    let stopper = tokio::spawn(async move {
+        cancel.cancelled().await;
+        goose::trigger_killswitch("cancelled by cachegate");
+    });
+    let outcome = match GooseAttack::initialize_with_config(config) {
+        Ok(attack) => attack
+            .register_scenario(scenario)
+            .execute()
+            .await
+            .map(|_| ()),
+        Err(e) => Err(e),
+    };
+    stopper.abort();
+    let output = summarize(&flow, cfg, outcome.err().map(|e| e.to_string()));
+    let events = flow
+        .events
+        .as_ref()
+        .map(|e| std::mem::take(&mut *e.lock().expect("events lock")))
+        .unwrap_or_default();
+    (output, events)
+}
+
+fn summarize(flow: &Flow, cfg: &LoginFlowConfig, goose_error: Option<String>) -> ScenarioOutput {
+    let mut rec = flow.rec.lock().expect("recorder lock");
+    rec.flush(&flow.timeline);
+    let window = flow
+        .last_completion
+        .lock()
+        .expect("lock")
+        .duration_since(flow.start)
+        .as_secs_f64();
+    let (ops, errors) = rec.summarize(window);
+    let counts = OpCounts {
+        sent: flow.sent.load(Ordering::Relaxed),
+        ok: rec.ok_total(),
+        errors: rec.error_total(),
+        warmup: 0,
+    };
+    let measured = counts.ok + counts.errors;
+    let flows = flow.counter.load(Ordering::Relaxed);
+    let done = flow.flows_done.load(Ordering::Relaxed);
+    let error_rate = if measured > 0 {
+        counts.errors as f64 / measured as f64
+    } else {
+        1.0
+    };
+    let (passed, reason) = if let Some(e) = goose_error {
+        (false, format!("goose failed: {e}"))
+    } else if measured == 0 {
+        (false, "no request completed".to_string())
+    } else if error_rate > cfg.max_error_rate {
+        let top = errors
+            .first()
+            .map(|e| format!(" (most: {} x{})", e.kind, e.count))
+            .unwrap_or_default();
+        (
+            false,
+            format!(
+                "{done} of {flows} flows completed; {} of {measured} requests failed{top}",
+                counts.errors
+            ),
+        )
+    } else {
+        (
+            true,
+            format!(
+                "{done} of {flows} flows completed, {measured} requests, {} errors",
+                counts.errors
+            ),
+        )
+    };
+    let timeline = std::mem::replace(
+        &mut *flow.timeline.lock().expect("timeline lock"),
+        Timeline::new(0.0),
+    );
+    ScenarioOutput {
+        counts,
+        ops,
+        errors,
+        timeline: timeline.finish(),
+        measured_seconds: window,
+        passed,
+        reason,
+        http_status: flow.status.lock().expect("status lock").clone(),
+        ..Default::default()
+    }
+}

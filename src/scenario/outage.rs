@@ -1,0 +1,175 @@
+//! `outage`: the login flow runs, the server is killed in the middle of it and brought back.
+//! Reported per step: what users got while the server was down (status, how long they waited),
+//! whether the app stayed available (a working fallback), and how long after the server returned
+//! a new login worked again.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::login_flow::{self, Event, FlowLength, LoginFlowConfig, STEP_NAMES};
+use super::{CellEnv, ScenarioOutput};
+use crate::config::scenario_file::ScenarioParams;
+use crate::config::HumanDuration;
+use crate::results::checks::{OutageReport, StepDuringOutage};
+use crate::server::StopKind;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutageConfig {
+    #[serde(flatten)]
+    pub flow: LoginFlowConfig,
+    /// Seconds into the flow when the server is killed.
+    pub down_at: HumanDuration,
+    /// How long it stays down.
+    pub down_for: HumanDuration,
+    /// A new login must work again within this long after the server is back.
+    pub recovery_timeout: HumanDuration,
+    /// The cell fails if any request failed while the server was down (for fallback configs).
+    pub expect_available: bool,
+}
+
+impl OutageConfig {
+    pub fn resolve(p: &ScenarioParams) -> Result<Self, String> {
+        let secs = |s| HumanDuration(Duration::from_secs(s));
+        let mut p = p.clone();
+        p.duration = Some(p.duration.unwrap_or(secs(12)));
+        p.iterations = None;
+        // Errors are the point here; the flow's own error budget does not decide the verdict.
+        p.max_error_rate = Some(1.0);
+        let flow = LoginFlowConfig::resolve(&p)?;
+        let FlowLength::Duration(total) = flow.length else {
+            unreachable!("duration set above")
+        };
+        let down_at = p.down_at.unwrap_or(secs(3));
+        let down_for = p.down_for.unwrap_or(secs(3));
+        if down_at.0 + down_for.0 >= total.0 {
+            return Err(format!(
+                "field `duration` ({total}) must be longer than down_at + down_for ({down_at} + {down_for})"
+            ));
+        }
+        Ok(OutageConfig {
+            flow,
+            down_at,
+            down_for,
+            recovery_timeout: p.recovery_timeout.unwrap_or(secs(10)),
+            expect_available: p.expect_available.unwrap_or(false),
+        })
+    }
+}
+
+pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
+    let base = env.app_url.clone().expect("outage runs against an app");
+    let t0 = Instant::now();
+    let server = &mut *env.server;
+    let fault = async {
+        tokio::time::sleep(cfg.down_at.0).await;
+        let stopped = server.stop(StopKind::Kill).await;
+        // Stamped once the process is gone: from here on nothing can answer.
+        let down = t0.elapsed();
+        tokio::time::sleep(cfg.down_for.0).await;
+        // Stamped when the restart begins: the server may answer before `restart` returns.
+        let up = t0.elapsed();
+        let up = server.restart(None).await.map(|_| up);
+        (down, stopped.and(up))
+    };
+    let flow = login_flow::run_with_events(
+        &cfg.flow,
+        &base,
+        env.target,
+        &env.user_tag,
+        env.cancel.clone(),
+        env.progress.clone(),
+        true,
+    );
+    let ((mut output, events), (down, up)) = tokio::join!(flow, fault);
+    let up = match up {
+        Ok(up) => up,
+        Err(e) => {
+            output.passed = false;
+            output.reason = format!("the server did not come back: {e}");
+            return output;
+        }
+    };
+    let report = analyze(&events, down, up, cfg.recovery_timeout.0);
+    let mut problems = Vec::new();
+    if !report.recovered {
+        problems.push(format!(
+            "no login succeeded within {} of the server's return",
+            cfg.recovery_timeout
+        ));
+    }
+    if cfg.expect_available && !report.available_during {
+        let failed: u64 = report.during.iter().map(|s| s.errors).sum();
+        problems.push(format!(
+            "{failed} requests failed while the server was down (expected a working fallback)"
+        ));
+    }
+    let during: Vec<String> = report
+        .during
+        .iter()
+        .map(|s| format!("{} {}/{} ok", s.step, s.ok, s.ok + s.errors))
+        .collect();
+    output.passed = problems.is_empty();
+    output.reason = if problems.is_empty() {
+        format!(
+            "down {:.1}s: {}; login works again {:.2}s after the server returned",
+            report.down_for_seconds,
+            during.join(", "),
+            report.recovery_seconds
+        )
+    } else {
+        problems.join("; ")
+    };
+    output.outage = Some(report);
+    output
+}
+
+fn analyze(
+    events: &[Event],
+    down: Duration,
+    up: Duration,
+    recovery_timeout: Duration,
+) -> OutageReport {
+    let mut during: BTreeMap<&str, StepDuringOutage> = BTreeMap::new();
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    // Requests that started while the server was down (one started just before the kill may
+    // still have been served by it).
+    for e in events
+        .iter()
+        .filter(|e| e.at.saturating_sub(e.latency) >= down && e.at.saturating_sub(e.latency) < up)
+    {
+        let s = during.entry(e.step).or_insert_with(|| StepDuringOutage {
+            step: e.step.to_string(),
+            ok: 0,
+            errors: 0,
+            max_latency_ms: 0.0,
+        });
+        if e.ok {
+            s.ok += 1;
+        } else {
+            s.errors += 1;
+        }
+        s.max_latency_ms = s.max_latency_ms.max(e.latency.as_secs_f64() * 1000.0);
+        *statuses
+            .entry(e.status.map_or("no answer".into(), |c| c.to_string()))
+            .or_default() += 1;
+    }
+    let first_login_after = events
+        .iter()
+        .filter(|e| e.at.saturating_sub(e.latency) >= up && e.ok && e.step == "login")
+        .map(|e| e.at)
+        .min();
+    let recovery = first_login_after.map(|t| (t - up).as_secs_f64());
+    let mut steps: Vec<StepDuringOutage> = during.into_values().collect();
+    steps.sort_by_key(|s| STEP_NAMES.iter().position(|n| *n == s.step));
+    OutageReport {
+        down_at_seconds: down.as_secs_f64(),
+        down_for_seconds: (up - down).as_secs_f64(),
+        available_during: steps.iter().all(|s| s.errors == 0) && !steps.is_empty(),
+        during: steps,
+        statuses_during: statuses,
+        recovery_seconds: recovery.unwrap_or(-1.0),
+        recovered: recovery.is_some_and(|r| r <= recovery_timeout.as_secs_f64()),
+    }
+}
