@@ -1,0 +1,251 @@
+//! Inline SVG charts drawn with plotters' SVG backend (no fonts, no JavaScript, no network):
+//! grouped bars, HDR percentile-distribution curves on log scales, and per-second timelines.
+//! Legends are HTML beside the chart (`legend`), so they never cover data.
+
+use plotters::coord::combinators::IntoLogRange;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+pub fn color(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// One line of a line chart.
+pub struct Series {
+    pub name: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+fn svg(
+    width: u32,
+    height: u32,
+    draw: impl FnOnce(DrawingArea<SVGBackend, plotters::coord::Shift>) -> Result<(), String>,
+) -> String {
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (width, height)).into_drawing_area();
+        let _ = root.fill(&WHITE);
+        if let Err(e) = draw(root.clone()) {
+            let _ = root.draw(&Text::new(
+                format!("chart failed: {e}"),
+                (10, 20),
+                ("sans-serif", 14),
+            ));
+        }
+        let _ = root.present();
+    }
+    out
+}
+
+/// Bars grouped by `groups` (x), one bar per series in each group.
+pub fn grouped_bars(
+    title: &str,
+    y_label: &str,
+    groups: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+) -> String {
+    let width = (160 + groups.len() as u32 * (28 + 14 * series.len() as u32)).clamp(640, 1400);
+    svg(width, 360, |root| {
+        let max = series
+            .iter()
+            .flat_map(|(_, v)| v.iter().flatten())
+            .cloned()
+            .fold(0.0, f64::max)
+            .max(1e-9);
+        let n = series.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(60)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..groups.len() as f64, 0.0..max * 1.1)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(0)
+            .y_desc(y_label)
+            .y_label_formatter(&|y| short_number(*y))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        // Group names under each group, placed in pixels (mesh labels fall between groups).
+        let style =
+            TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Center, VPos::Top));
+        for (i, g) in groups.iter().enumerate() {
+            let (px, py) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            root.draw(&Text::new(g.clone(), (px, py + 6), style.clone()))
+                .map_err(|e| e.to_string())?;
+        }
+        for (si, (_, values)) in series.iter().enumerate() {
+            let c = color(si);
+            chart
+                .draw_series(values.iter().enumerate().filter_map(|(gi, v)| {
+                    let v = (*v)?;
+                    let x0 = gi as f64 + 0.1 + 0.8 * si as f64 / n;
+                    Some(Rectangle::new(
+                        [(x0, 0.0), (x0 + 0.8 / n * 0.9, v)],
+                        c.filled(),
+                    ))
+                }))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// Latency (ms, log y) against percentile (log x of 1/(1-q)), one line per cell: the HDR
+/// "percentile distribution" plot, where tails are as visible as medians.
+pub fn percentile_curves(title: &str, series: &[Series]) -> String {
+    svg(900, 420, |root| {
+        let ys = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .filter(|y| *y > 0.0);
+        let (ymin, ymax) = ys.fold((f64::MAX, f64::MIN), |(a, b), y| (a.min(y), b.max(y)));
+        let (ymin, ymax) = if ymin > ymax {
+            (0.001, 1.0)
+        } else {
+            (ymin * 0.8, ymax * 1.25)
+        };
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d((1.0..100_000.0).log_scale(), (ymin..ymax).log_scale())
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("percentile")
+            .y_desc("latency (ms)")
+            .x_label_formatter(&|x| percentile_label(*x))
+            .y_label_formatter(&|y| short_number(*y))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (i, s) in series.iter().enumerate() {
+            let c = color(i);
+            chart
+                .draw_series(LineSeries::new(
+                    s.points.iter().cloned().filter(|p| p.1 > 0.0),
+                    c.stroke_width(2),
+                ))
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    })
+}
+
+/// A per-second timeline, one line per cell; `log_y` for latencies.
+pub fn timeline(title: &str, y_label: &str, series: &[Series], log_y: bool) -> String {
+    svg(900, 320, |root| {
+        let xmax = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .fold(1.0, f64::max);
+        let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
+        let ymax = ys.clone().fold(0.0, f64::max).max(1e-9) * 1.15;
+        let mut builder = ChartBuilder::on(&root);
+        builder
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(70);
+        macro_rules! finish {
+            ($chart:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc("seconds")
+                    .y_desc(y_label)
+                    .y_label_formatter(&|y| short_number(*y))
+                    .draw()
+                    .map_err(|e| e.to_string())?;
+                for (i, s) in series.iter().enumerate() {
+                    let c = color(i);
+                    chart
+                        .draw_series(LineSeries::new(
+                            s.points.iter().cloned().filter(|p| !log_y || p.1 > 0.0),
+                            c.stroke_width(2),
+                        ))
+                        .map_err(|e| e.to_string())?;
+                }
+                Ok(())
+            }};
+        }
+        if log_y {
+            let ymin = ys
+                .filter(|y| *y > 0.0)
+                .fold(f64::MAX, f64::min)
+                .min(ymax / 10.0)
+                * 0.8;
+            finish!(builder
+                .build_cartesian_2d(0.0..xmax + 1.0, (ymin..ymax).log_scale())
+                .map_err(|e| e.to_string())?)
+        } else {
+            finish!(builder
+                .build_cartesian_2d(0.0..xmax + 1.0, 0.0..ymax)
+                .map_err(|e| e.to_string())?)
+        }
+    })
+}
+
+/// x = 1/(1-q) as a percentile label: 1 → "0%", 10 → "90%", 100 → "99%", ...
+fn percentile_label(x: f64) -> String {
+    let q = 1.0 - 1.0 / x;
+    let p = q * 100.0;
+    if p < 1.0 {
+        "0%".into()
+    } else if (p - p.round()).abs() < 1e-6 {
+        format!("{p:.0}%")
+    } else {
+        let s = format!("{p:.4}");
+        format!("{}%", s.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
+pub fn short_number(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 10.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 0.1 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// An HTML legend for series drawn in `color(0..)` order.
+pub fn legend(names: &[String]) -> String {
+    let items: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let c = color(i);
+            format!(
+                "<span style=\"margin-right:14px;white-space:nowrap\"><span style=\"display:inline-block;width:12px;height:12px;background:rgb({},{},{});margin-right:4px;vertical-align:middle\"></span>{}</span>",
+                c.0,
+                c.1,
+                c.2,
+                n.replace('&', "&amp;").replace('<', "&lt;")
+            )
+        })
+        .collect();
+    format!("<div class=\"legend\">{}</div>", items.join(""))
+}

@@ -1,0 +1,592 @@
+//! `index.html`: one self-contained page per run (inline CSS and SVG; no script, no network),
+//! readable on a laptop and printable. Rendered only from the results (and a baseline's).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::charts::{self, Series};
+use super::summary::Summary;
+use super::table::fmt_us;
+use crate::gate::Change;
+use crate::results::latency::decode;
+use crate::results::store::RunInfo;
+use crate::results::{CellResult, Verdict};
+
+const CSS: &str = r#"
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1400px;padding:0 16px;color:#222}
+h1{font-size:1.5em;margin-bottom:4px} h2{font-size:1.2em;margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
+table{border-collapse:collapse;margin:8px 0;font-size:13px} th,td{border:1px solid #ccc;padding:4px 8px;text-align:left;vertical-align:top}
+th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.v{font-weight:bold;padding:2px 6px;border-radius:3px;display:inline-block}
+.PASS{background:#d4f4d4;color:#14551b}.FAIL{background:#f9d0d0;color:#8a1010}.XFAIL{background:#e3e3f9;color:#2d2d84}
+.XPASS{background:#fbe6c2;color:#7a4a00}.ERROR,.NOTRUN{background:#e6e6e6;color:#444}
+.REGRESSION{background:#f9d0d0}.IMPROVED{background:#d4f4d4}.UNSTABLE{background:#fbe6c2}
+.sig{font-family:ui-monospace,monospace;font-size:12px;color:#6a1b1b} .muted{color:#666;font-size:12px}
+code,pre{font-family:ui-monospace,monospace;font-size:12px;background:#f6f6f6;padding:1px 3px}
+pre{padding:8px;white-space:pre-wrap;word-break:break-all}
+.chips span{margin-right:8px} .chart{margin:12px 0;overflow-x:auto} svg{max-width:100%;height:auto}
+details{margin:6px 0} .legend{font-size:12px;margin:2px 0 0 60px} summary{cursor:pointer}
+@media print{body{margin:0;max-width:none} .chart{break-inside:avoid} details{display:block} h2{break-after:avoid}}
+"#;
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn verdict_badge(v: &str) -> String {
+    format!("<span class=\"v {v}\">{v}</span>")
+}
+
+fn vname(v: Verdict) -> String {
+    format!("{v:?}").to_uppercase()
+}
+
+/// The name a cell is plotted under: its id with repeats numbered.
+fn label(r: &CellResult) -> String {
+    if r.repeat > 0 {
+        format!("{} #{}", r.cell_id, r.repeat + 1)
+    } else {
+        r.cell_id.clone()
+    }
+}
+
+/// Row key (server and persistence) and column key (the other axes) of the verdict matrix.
+fn matrix_keys(r: &CellResult) -> (String, String) {
+    let a = &r.axes;
+    let row = format!(
+        "{} · {}",
+        a.get("server").map_or("", |s| s),
+        a.get("persistence").map_or("", |s| s)
+    );
+    let col: Vec<&str> = ["policy", "stack", "settings", "variant"]
+        .iter()
+        .filter_map(|k| a.get(*k).map(|s| s.as_str()))
+        .collect();
+    (
+        row,
+        if col.is_empty() {
+            "cell".into()
+        } else {
+            col.join(" · ")
+        },
+    )
+}
+
+pub fn render(results: &[CellResult], summary: &Summary, info: Option<&RunInfo>) -> String {
+    let mut h = String::new();
+    let title = info
+        .map(|i| i.run_id.clone())
+        .unwrap_or_else(|| summary.run_id.clone());
+    let _ = write!(h, "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\"><title>cachegate {}</title><style>{CSS}</style></head><body>", esc(&title));
+    let _ = write!(h, "<h1>cachegate run {}</h1>", esc(&title));
+    let chips: Vec<String> = summary
+        .verdicts
+        .iter()
+        .map(|(k, v)| format!("<span>{} {v}</span>", verdict_badge(k)))
+        .collect();
+    let _ = write!(
+        h,
+        "<p class=\"chips\">{} <span class=\"muted\">exit code {}</span></p>",
+        chips.join(""),
+        summary.exit_code
+    );
+    if let Some(i) = info {
+        let _ = write!(
+            h,
+            "<p class=\"muted\">started {} · matrices {} · {} cells</p>",
+            i.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+            esc(&i.matrices.join(", ")),
+            i.cells
+        );
+    }
+    verdict_matrix(&mut h, results);
+    signatures(&mut h, summary);
+    gates_and_baseline(&mut h, summary);
+    charts_section(&mut h, results);
+    verification_tables(&mut h, results);
+    cell_details(&mut h, results);
+    environment(&mut h, results, info);
+    h.push_str("</body></html>\n");
+    h
+}
+
+fn verdict_matrix(h: &mut String, results: &[CellResult]) {
+    let mut rows: Vec<String> = Vec::new();
+    let mut cols: Vec<String> = Vec::new();
+    let mut cells: BTreeMap<(String, String), Vec<&CellResult>> = BTreeMap::new();
+    for r in results {
+        let (row, col) = matrix_keys(r);
+        if !rows.contains(&row) {
+            rows.push(row.clone());
+        }
+        if !cols.contains(&col) {
+            cols.push(col.clone());
+        }
+        cells.entry((row, col)).or_default().push(r);
+    }
+    let _ = write!(
+        h,
+        "<h2>Verdicts</h2><table><tr><th>server · persistence</th>"
+    );
+    for c in &cols {
+        let _ = write!(h, "<th>{}</th>", esc(c));
+    }
+    h.push_str("</tr>");
+    for row in &rows {
+        let _ = write!(h, "<tr><th>{}</th>", esc(row));
+        for col in &cols {
+            match cells.get(&(row.clone(), col.clone())) {
+                None => {
+                    let _ = write!(
+                        h,
+                        "<td>{}</td>",
+                        verdict_badge("NOTRUN").replace(">NOTRUN<", ">NOT RUN<")
+                    );
+                }
+                Some(runs) => {
+                    let verdicts: Vec<String> = runs.iter().map(|r| vname(r.verdict)).collect();
+                    let worst = runs.iter().map(|r| r.verdict).max_by_key(|v| match v {
+                        Verdict::Pass => 0,
+                        Verdict::Xfail => 1,
+                        Verdict::Xpass => 2,
+                        Verdict::Fail => 3,
+                        Verdict::Error => 4,
+                    });
+                    let v = vname(worst.expect("at least one run"));
+                    let reps = if runs.len() > 1 {
+                        format!(" <span class=\"muted\">{}</span>", verdicts.join(" "))
+                    } else {
+                        String::new()
+                    };
+                    let r = runs[0];
+                    let detail = match super::summary::signature_of(r) {
+                        Some(sig) => format!("<div class=\"sig\">{}</div>", esc(&sig)),
+                        None => format!(
+                            "<div class=\"muted\">{}</div>",
+                            esc(&super::table::check(r))
+                        ),
+                    };
+                    let _ = write!(h, "<td>{}{reps}{detail}</td>", verdict_badge(&v));
+                }
+            }
+        }
+        h.push_str("</tr>");
+    }
+    h.push_str("</table>");
+}
+
+fn signatures(h: &mut String, s: &Summary) {
+    if s.signatures.is_empty() {
+        return;
+    }
+    let _ = write!(
+        h,
+        "<h2>Failure signatures</h2><table><tr><th>signature</th><th>cells</th><th>hits</th></tr>"
+    );
+    for g in &s.signatures {
+        let _ = write!(
+            h,
+            "<tr><td class=\"sig\">{}</td><td>{} cell(s): {}</td><td class=\"num\">{}</td></tr>",
+            esc(&g.signature),
+            g.cells.len(),
+            esc(&g.cells.join(", ")),
+            g.hits
+        );
+    }
+    h.push_str("</table>");
+}
+
+fn gates_and_baseline(h: &mut String, s: &Summary) {
+    if !s.gates.is_empty() {
+        let _ = write!(h, "<h2>Gates</h2><table><tr><th>cell</th><th>metric</th><th>condition</th><th>value (median)</th><th>result</th></tr>");
+        for g in &s.gates {
+            let v = if g.passed { "PASS" } else { "FAIL" };
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{:.3}</td><td>{}</td></tr>",
+                esc(&g.cell_id),
+                esc(&g.metric),
+                esc(&g.condition),
+                g.value,
+                verdict_badge(v)
+            );
+        }
+        h.push_str("</table>");
+    }
+    if let Some(cmp) = &s.comparison {
+        let _ = write!(h, "<h2>Against the baseline</h2><p class=\"muted\">Medians of repeats; a change is a regression only beyond max(threshold, run-to-run spread); cells whose repeats spread too much are UNSTABLE.</p><table><tr><th>cell</th><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>noise</th><th>tolerance</th><th>status</th></tr>");
+        for d in cmp {
+            let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
+            let status = format!("{:?}", d.status).to_uppercase();
+            let class = if matches!(
+                d.status,
+                Change::Regression | Change::Improved | Change::Unstable
+            ) {
+                status.as_str()
+            } else {
+                ""
+            };
+            let _ = write!(
+                h,
+                "<tr class=\"{class}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}%</td><td class=\"num\">{:.1}%</td><td>{status}</td></tr>",
+                esc(&d.cell_id),
+                esc(&d.metric),
+                f(d.baseline),
+                f(d.current),
+                d.change.map_or("-".into(), |c| format!("{:+.1}%", c * 100.0)),
+                d.noise * 100.0,
+                d.tolerance * 100.0
+            );
+        }
+        h.push_str("</table>");
+    }
+}
+
+fn charts_section(h: &mut String, results: &[CellResult]) {
+    let measured: Vec<&CellResult> = results
+        .iter()
+        .filter(|r| r.total().is_some_and(|t| t.ok > 0))
+        .collect();
+    if measured.is_empty() {
+        return;
+    }
+    h.push_str("<h2>Throughput and p99</h2>");
+    // Bars grouped by the non-server axes; one bar per server · persistence.
+    let mut groups: Vec<String> = Vec::new();
+    let mut series_names: Vec<String> = Vec::new();
+    for r in &measured {
+        let (row, col) = matrix_keys(r);
+        if !groups.contains(&col) {
+            groups.push(col);
+        }
+        if !series_names.contains(&row) {
+            series_names.push(row);
+        }
+    }
+    let value = |row: &str, col: &str, f: &dyn Fn(&CellResult) -> f64| -> Option<f64> {
+        let v: Vec<f64> = measured
+            .iter()
+            .filter(|r| matrix_keys(r) == (row.to_string(), col.to_string()))
+            .map(|r| f(r))
+            .collect();
+        (!v.is_empty()).then(|| crate::gate::median(v))
+    };
+    let tput: Vec<(String, Vec<Option<f64>>)> = series_names
+        .iter()
+        .map(|s| {
+            (
+                s.clone(),
+                groups
+                    .iter()
+                    .map(|g| value(s, g, &|r| r.total().map_or(0.0, |t| t.throughput)))
+                    .collect(),
+            )
+        })
+        .collect();
+    let p99: Vec<(String, Vec<Option<f64>>)> = series_names
+        .iter()
+        .map(|s| {
+            (
+                s.clone(),
+                groups
+                    .iter()
+                    .map(|g| {
+                        value(s, g, &|r| {
+                            r.total().map_or(0.0, |t| t.latency.p99_us / 1000.0)
+                        })
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let _ = write!(
+        h,
+        "<div class=\"chart\">{}{}</div>",
+        charts::grouped_bars(
+            "Throughput (ops/s, median of repeats)",
+            "ops/s",
+            &groups,
+            &tput
+        ),
+        charts::legend(&series_names)
+    );
+    let _ = write!(
+        h,
+        "<div class=\"chart\">{}{}</div>",
+        charts::grouped_bars("p99 latency (ms, median of repeats)", "ms", &groups, &p99),
+        charts::legend(&series_names)
+    );
+
+    // HDR percentile distribution, at most 10 cells per chart.
+    h.push_str("<h2>Latency percentile distribution</h2><p class=\"muted\">From each cell's full HDR histogram (all operations, warm-up excluded); both axes logarithmic.</p>");
+    for chunk in measured.chunks(10) {
+        let series: Vec<Series> = chunk
+            .iter()
+            .filter_map(|r| {
+                let hist = decode(&r.total()?.histogram).ok()?;
+                let points = [
+                    0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999,
+                ]
+                .iter()
+                .map(|q| (1.0 / (1.0 - q), hist.value_at_quantile(*q) as f64 / 1e6))
+                .collect();
+                Some(Series {
+                    name: label(r),
+                    points,
+                })
+            })
+            .collect();
+        let names: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
+        let _ = write!(
+            h,
+            "<div class=\"chart\">{}{}</div>",
+            charts::percentile_curves("latency by percentile", &series),
+            charts::legend(&names)
+        );
+    }
+
+    // Per-second timelines, to see stalls and restarts.
+    h.push_str("<h2>Timelines</h2><p class=\"muted\">Per second of each cell's scenario (warm-up included; the last, partial second left out); throughput counts successful operations.</p>");
+    for chunk in measured.chunks(10) {
+        let names: Vec<String> = chunk.iter().map(|r| label(r)).collect();
+        let points = |r: &CellResult,
+                      f: &dyn Fn(&crate::results::TimelinePoint) -> f64|
+         -> Vec<(f64, f64)> {
+            let full = &r.timeline[..r.timeline.len().saturating_sub(1)];
+            full.iter().map(|p| (p.second as f64, f(p))).collect()
+        };
+        let tp: Vec<Series> = chunk
+            .iter()
+            .map(|r| Series {
+                name: label(r),
+                points: points(r, &|p| p.ok as f64),
+            })
+            .collect();
+        let lat: Vec<Series> = chunk
+            .iter()
+            .map(|r| Series {
+                name: label(r),
+                points: points(r, &|p| p.p99_us / 1000.0),
+            })
+            .collect();
+        let errs: Vec<Series> = chunk
+            .iter()
+            .map(|r| Series {
+                name: label(r),
+                points: points(r, &|p| p.errors as f64),
+            })
+            .collect();
+        let legend = charts::legend(&names);
+        let _ = write!(
+            h,
+            "<div class=\"chart\">{}{legend}</div>",
+            charts::timeline("throughput per second", "ops/s", &tp, false)
+        );
+        let _ = write!(
+            h,
+            "<div class=\"chart\">{}{legend}</div>",
+            charts::timeline("p99 per second", "ms", &lat, true)
+        );
+        if chunk
+            .iter()
+            .any(|r| r.timeline.iter().any(|p| p.errors > 0))
+        {
+            let _ = write!(
+                h,
+                "<div class=\"chart\">{}{legend}</div>",
+                charts::timeline("errors per second", "errors", &errs, false)
+            );
+        }
+    }
+}
+
+fn verification_tables(h: &mut String, results: &[CellResult]) {
+    let persistence: Vec<&CellResult> =
+        results.iter().filter(|r| r.persistence.is_some()).collect();
+    if !persistence.is_empty() {
+        let _ = write!(h, "<h2>Persistence: expected vs observed</h2><table><tr><th>cell</th><th>subject</th><th>restart</th><th>before</th><th>kept</th><th>lost</th><th>unknown</th><th>expected</th><th>observed</th><th>why</th><th>verdict</th></tr>");
+        for r in persistence {
+            let p = r.persistence.as_ref().expect("filtered");
+            let delay = if p.delay_seconds > 0.0 {
+                format!(" after {:.1}s", p.delay_seconds)
+            } else {
+                String::new()
+            };
+            let changed = if p.restarted_with != p.persistence {
+                format!(" → {}", esc(&p.restarted_with))
+            } else {
+                String::new()
+            };
+            let window = p.lost_window_ms.map(|w| format!("<div class=\"muted\">lost writes acknowledged {:.0}…{:.0} ms from the stop</div>", w[0], w[1])).unwrap_or_default();
+            let note = p
+                .expected
+                .not_separable
+                .as_ref()
+                .map(|n| {
+                    format!(
+                        "<div class=\"muted\"><b>Not separable here:</b> {}</div>",
+                        esc(n)
+                    )
+                })
+                .unwrap_or_default();
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{:?}{delay}{changed}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{:?}</td><td>{:?}</td><td>{}{note}{window}</td><td>{}</td></tr>",
+                esc(&label(r)), p.subject, p.restart, p.before, p.kept, p.lost, p.unknown, p.expected.promise, p.observed, esc(&p.expected.because), verdict_badge(&vname(r.verdict))
+            );
+        }
+        h.push_str("</table>");
+    }
+    let outages: Vec<&CellResult> = results.iter().filter(|r| r.outage.is_some()).collect();
+    if !outages.is_empty() {
+        let _ = write!(h, "<h2>Outages</h2><table><tr><th>cell</th><th>down</th><th>while down (per step: ok/tried, slowest)</th><th>statuses while down</th><th>login works again after</th><th>verdict</th></tr>");
+        for r in outages {
+            let o = r.outage.as_ref().expect("filtered");
+            let steps: Vec<String> = o
+                .during
+                .iter()
+                .map(|s| {
+                    format!(
+                        "{} {}/{} ({:.0} ms)",
+                        s.step,
+                        s.ok,
+                        s.ok + s.errors,
+                        s.max_latency_ms
+                    )
+                })
+                .collect();
+            let statuses: Vec<String> = o
+                .statuses_during
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect();
+            let back = if o.recovered {
+                format!("{:.2} s", o.recovery_seconds)
+            } else {
+                "did not recover".into()
+            };
+            let _ = write!(h, "<tr><td>{}</td><td>{:.1} s at {:.1} s</td><td>{}</td><td>{}</td><td>{back}</td><td>{}</td></tr>", esc(&label(r)), o.down_for_seconds, o.down_at_seconds, esc(&steps.join(", ")), esc(&statuses.join(", ")), verdict_badge(&vname(r.verdict)));
+        }
+        h.push_str("</table>");
+    }
+    let evictions: Vec<&CellResult> = results.iter().filter(|r| r.eviction.is_some()).collect();
+    if !evictions.is_empty() {
+        let _ = write!(h, "<h2>Eviction</h2><table><tr><th>cell</th><th>policy</th><th>maxmemory</th><th>sessions kept</th><th>new logins refused (during / after the fill)</th><th>fill ok / errors</th><th>evicted keys</th><th>expected</th><th>verdict</th></tr>");
+        for r in evictions {
+            let e = r.eviction.as_ref().expect("filtered");
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{}/{} · {}/{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{:?}: {}</td><td>{}</td></tr>", esc(&label(r)), esc(&e.policy), esc(&e.maxmemory), e.sessions_kept, e.sessions_before, e.logins_refused, e.logins_tried, e.logins_after_refused, e.logins_after_tried, e.fill_ok, e.fill_errors, e.evicted_keys, e.expected.promise, esc(&e.expected.because), verdict_badge(&vname(r.verdict)));
+        }
+        h.push_str("</table>");
+    }
+}
+
+fn cell_details(h: &mut String, results: &[CellResult]) {
+    h.push_str("<h2>Cells</h2>");
+    for r in results {
+        let _ = write!(
+            h,
+            "<details><summary>{} {} <span class=\"muted\">{}</span></summary>",
+            verdict_badge(&vname(r.verdict)),
+            esc(&label(r)),
+            esc(&r.verdict_reason)
+        );
+        if !r.ops.is_empty() {
+            h.push_str("<table><tr><th>operation</th><th>ok</th><th>errors</th><th>ops/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
+            for o in &r.ops {
+                let l = &o.latency;
+                let _ = write!(h, "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>", esc(&o.op), o.ok, o.errors, o.throughput, fmt_us(l.p50_us), fmt_us(l.p90_us), fmt_us(l.p99_us), fmt_us(l.p999_us), fmt_us(l.max_us));
+            }
+            h.push_str("</table>");
+        }
+        if !r.errors.is_empty() {
+            h.push_str("<table><tr><th>error</th><th>count</th><th>example</th></tr>");
+            for e in &r.errors {
+                let _ = write!(
+                    h,
+                    "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"sig\">{}</td></tr>",
+                    esc(&e.kind),
+                    e.count,
+                    esc(&e.example)
+                );
+            }
+            h.push_str("</table>");
+        }
+        for e in &r.app_exceptions {
+            let _ = write!(
+                h,
+                "<p class=\"sig\">{} ×{} (first at {} {})</p><pre>{}</pre>",
+                esc(&e.signature),
+                e.count,
+                esc(&e.first_step),
+                esc(&e.first_path),
+                esc(&e.chain.join("\n"))
+            );
+        }
+        if !r.server_log_tail.is_empty() {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">server log (last lines)</p><pre>{}</pre>",
+                esc(&r.server_log_tail.join("\n"))
+            );
+        }
+        if let Some(s) = &r.app_settings {
+            let _ = write!(
+                h,
+                "<p class=\"muted\">Django settings of this cell</p><pre>{}</pre>",
+                esc(&serde_json::to_string_pretty(s).unwrap_or_default())
+            );
+        }
+        let _ = write!(
+            h,
+            "<p class=\"muted\">scenario: <code>{}</code></p></details>",
+            esc(&r.scenario.to_string())
+        );
+    }
+}
+
+fn environment(h: &mut String, results: &[CellResult], info: Option<&RunInfo>) {
+    h.push_str("<h2>Environment and reproduction</h2>");
+    if let Some(i) = info {
+        let _ = write!(
+            h,
+            "<p>Reproduce: <code>{}</code></p>",
+            esc(&i.command.join(" "))
+        );
+        let host = &i.host;
+        let _ = write!(
+            h,
+            "<p class=\"muted\">host {} · {} CPUs ({}) · {} GiB · kernel {} · cachegate {}</p>",
+            esc(&host.hostname),
+            host.cpus,
+            esc(&host.cpu_model),
+            host.memory_gib,
+            esc(&host.kernel),
+            esc(&i.cachegate_version)
+        );
+    }
+    let mut servers: BTreeMap<String, String> = BTreeMap::new();
+    let mut stacks: BTreeMap<String, String> = BTreeMap::new();
+    for r in results {
+        if let Some(s) = &r.server {
+            servers.insert(format!("{} {}", s.family, s.version), s.source.clone());
+        }
+        if let Some(s) = &r.stack {
+            stacks.insert(s.name.clone(), s.summary.clone());
+        }
+    }
+    h.push_str("<table><tr><th>server</th><th>from</th></tr>");
+    for (k, v) in &servers {
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
+    }
+    h.push_str("</table>");
+    if !stacks.is_empty() {
+        h.push_str("<table><tr><th>stack</th><th>versions</th></tr>");
+        for (k, v) in &stacks {
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(v));
+        }
+        h.push_str("</table>");
+    }
+}

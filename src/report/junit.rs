@@ -1,0 +1,70 @@
+//! JUnit XML: one test case per cell (repeats separate), so CI systems list cells like tests.
+//! Failures carry the failure signature; cells that could not run are errors; XFAIL passes.
+
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::summary::Summary;
+use crate::results::Verdict;
+
+pub fn render(summary: &Summary) -> String {
+    let mut report = Report::new(format!("cachegate {}", summary.run_id));
+    let mut suites: Vec<TestSuite> = Vec::new();
+    for c in &summary.cells {
+        let suite_name = c.scenario.clone();
+        let name = if c.repeat > 0 {
+            format!("{} #{}", c.cell_id, c.repeat + 1)
+        } else {
+            c.cell_id.clone()
+        };
+        let status = match c.verdict {
+            Verdict::Pass | Verdict::Xfail => TestCaseStatus::success(),
+            Verdict::Fail | Verdict::Xpass => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(c.signature.clone().unwrap_or_else(|| c.reason.clone()));
+                s.set_type(format!("{:?}", c.verdict).to_uppercase());
+                s.set_description(c.reason.clone());
+                s
+            }
+            Verdict::Error => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Error);
+                s.set_message(c.reason.clone());
+                s.set_type("ERROR");
+                s
+            }
+        };
+        let mut case = TestCase::new(name, status);
+        case.set_classname(format!("cachegate.{}", c.scenario));
+        case.set_system_out(format!(
+            "verdict {:?}; {:.0} ops/s, p99 {:.0}us, errors {}; {}",
+            c.verdict, c.throughput, c.p99_us, c.errors, c.reason
+        ));
+        add(&mut suites, &suite_name, case);
+    }
+    for g in summary.gates.iter().filter(|g| !g.passed) {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_message(format!(
+            "{} = {:.3}, needs {}",
+            g.metric, g.value, g.condition
+        ));
+        let case = TestCase::new(
+            format!("gate {} {} {}", g.cell_id, g.metric, g.condition),
+            s,
+        );
+        add(&mut suites, "gates", case);
+    }
+    report.add_test_suites(suites);
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- JUnit serialization failed: {e} -->"))
+}
+
+/// Add a case to the suite of that name, creating it on first use.
+fn add(suites: &mut Vec<TestSuite>, name: &str, case: TestCase) {
+    if let Some(suite) = suites.iter_mut().find(|s| s.name.as_str() == name) {
+        suite.add_test_case(case);
+    } else {
+        let mut suite = TestSuite::new(name.to_string());
+        suite.add_test_case(case);
+        suites.push(suite);
+    }
+}

@@ -1,0 +1,54 @@
+//! Everything rendered from `results.jsonl` (and, for deltas, a baseline's): the console table,
+//! `results.csv`, `summary.json`, `junit.xml`, `summary.md` and the self-contained `index.html`.
+
+pub mod charts;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+pub mod summary;
+pub mod table;
+
+use crate::error::{Error, Result};
+use crate::gate::{self, CompareOptions};
+use crate::results::RunDir;
+
+/// What rendering a run produced.
+pub struct Rendered {
+    pub table: String,
+    pub summary: summary::Summary,
+}
+
+/// Re-render every derived output of a run folder from its `results.jsonl`, comparing against
+/// `baseline` (another run folder) when given.
+pub fn render_all(
+    run_dir: &RunDir,
+    baseline: Option<&RunDir>,
+    opts: CompareOptions,
+) -> Result<Rendered> {
+    let results = run_dir.read_results()?;
+    let info = run_dir.read_info();
+    let comparison = match baseline {
+        Some(b) => Some(gate::compare(&b.read_results()?, &results, opts)),
+        None => None,
+    };
+    run_dir.rewrite_csv(&results)?;
+    let summary = summary::build(&results, info.as_ref(), comparison);
+    let write = |name: &str, text: String| {
+        std::fs::write(run_dir.path.join(name), text)
+            .map_err(|e| Error::io(format!("writing {name}"), e))
+    };
+    write(
+        "summary.json",
+        serde_json::to_string_pretty(&summary).expect("summary serializes"),
+    )?;
+    write("junit.xml", junit::render(&summary))?;
+    write("summary.md", markdown::render(&summary))?;
+    write(
+        "index.html",
+        html::render(&results, &summary, info.as_ref()),
+    )?;
+    Ok(Rendered {
+        table: table::render(&results),
+        summary,
+    })
+}

@@ -1,0 +1,186 @@
+//! `summary.json`: the run in one document for machines (CI dashboards, scripts), versioned and
+//! documented in `reports/summary.schema.json`. Also the model the HTML, Markdown and JUnit
+//! outputs are written from.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gate::{self, Change, Delta, GateOutcome};
+use crate::results::store::RunInfo;
+use crate::results::{CellResult, Verdict};
+
+/// Bumped when a field changes meaning or disappears; additions keep the version.
+pub const SUMMARY_SCHEMA: &str = "cachegate.summary/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Summary {
+    pub schema: String,
+    pub run_id: String,
+    pub generated_at: chrono::DateTime<chrono::Utc>,
+    /// The command that produced the run, to reproduce it.
+    pub command: Vec<String>,
+    pub matrices: Vec<String>,
+    /// Cells (repeats counted) per verdict.
+    pub verdicts: BTreeMap<String, u64>,
+    pub cells: Vec<CellSummary>,
+    /// Failure signatures with the cells they hit.
+    pub signatures: Vec<SignatureGroup>,
+    pub gates: Vec<GateOutcome>,
+    /// Against a baseline run, when one was given.
+    pub comparison: Option<Vec<Delta>>,
+    /// What `cachegate run` / `report` exits with for this run.
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CellSummary {
+    pub cell_id: String,
+    pub repeat: u32,
+    pub axes: BTreeMap<String, String>,
+    pub scenario: String,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub server_version: Option<String>,
+    pub stack: Option<String>,
+    /// All operations together.
+    pub throughput: f64,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub p999_us: f64,
+    pub errors: u64,
+    /// The verification scenarios' outcome in words (empty for load scenarios).
+    pub check: String,
+    /// The failure signature, for failed cells.
+    pub signature: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SignatureGroup {
+    pub signature: String,
+    pub cells: Vec<String>,
+    /// Requests (or operations) it hit across those cells.
+    pub hits: u64,
+}
+
+/// The failure signature of a cell: the app's exception if it logged one, else the most
+/// frequent error kind, else the infrastructure error.
+pub fn signature_of(r: &CellResult) -> Option<String> {
+    if matches!(r.verdict, Verdict::Pass | Verdict::Xpass) {
+        return None;
+    }
+    r.app_exceptions
+        .first()
+        .map(|e| e.signature.clone())
+        .or_else(|| {
+            r.errors
+                .first()
+                .map(|e| format!("{}: {}", e.kind, e.example.lines().next().unwrap_or("")))
+        })
+        .or_else(|| r.infra_error.clone())
+        .or_else(|| Some(r.verdict_reason.clone()))
+}
+
+fn hits_of(r: &CellResult, signature: &str) -> u64 {
+    r.app_exceptions
+        .iter()
+        .find(|e| e.signature == signature)
+        .map(|e| e.count)
+        .or_else(|| r.errors.first().map(|e| e.count))
+        .unwrap_or(1)
+}
+
+pub fn build(
+    results: &[CellResult],
+    info: Option<&RunInfo>,
+    comparison: Option<Vec<Delta>>,
+) -> Summary {
+    let mut verdicts = BTreeMap::new();
+    for r in results {
+        *verdicts
+            .entry(format!("{:?}", r.verdict).to_uppercase())
+            .or_insert(0) += 1;
+    }
+    let mut groups: Vec<SignatureGroup> = Vec::new();
+    for r in results {
+        if let Some(sig) = signature_of(r) {
+            let hits = hits_of(r, &sig);
+            match groups.iter_mut().find(|g| g.signature == sig) {
+                Some(g) => {
+                    if !g.cells.contains(&r.cell_id) {
+                        g.cells.push(r.cell_id.clone());
+                    }
+                    g.hits += hits;
+                }
+                None => groups.push(SignatureGroup {
+                    signature: sig,
+                    cells: vec![r.cell_id.clone()],
+                    hits,
+                }),
+            }
+        }
+    }
+    groups.sort_by_key(|g| std::cmp::Reverse(g.cells.len()));
+    let cells = results
+        .iter()
+        .map(|r| {
+            let total = r.total();
+            CellSummary {
+                cell_id: r.cell_id.clone(),
+                repeat: r.repeat,
+                axes: r.axes.clone(),
+                scenario: r.scenario_kind.clone(),
+                verdict: r.verdict,
+                reason: r.verdict_reason.clone(),
+                server_version: r.server.as_ref().map(|s| s.version.clone()),
+                stack: r.stack.as_ref().map(|s| s.summary.clone()),
+                throughput: total.map_or(0.0, |t| t.throughput),
+                p50_us: total.map_or(0.0, |t| t.latency.p50_us),
+                p99_us: total.map_or(0.0, |t| t.latency.p99_us),
+                p999_us: total.map_or(0.0, |t| t.latency.p999_us),
+                errors: total.map_or(0, |t| t.errors),
+                check: super::table::check(r),
+                signature: signature_of(r),
+            }
+        })
+        .collect();
+    let gates = gate::check_gates(results);
+    let exit_code = exit_code(results, &gates, comparison.as_deref());
+    Summary {
+        schema: SUMMARY_SCHEMA.to_string(),
+        run_id: results
+            .first()
+            .map(|r| r.run_id.clone())
+            .or(info.map(|i| i.run_id.clone()))
+            .unwrap_or_default(),
+        generated_at: chrono::Utc::now(),
+        command: info.map(|i| i.command.clone()).unwrap_or_default(),
+        matrices: info.map(|i| i.matrices.clone()).unwrap_or_default(),
+        verdicts,
+        cells,
+        signatures: groups,
+        gates,
+        comparison,
+        exit_code,
+    }
+}
+
+/// 3 if a cell could not run; 1 if a cell missed its expectation, a gate failed, or a baseline
+/// comparison found a regression; else 0.
+pub fn exit_code(
+    results: &[CellResult],
+    gates: &[GateOutcome],
+    comparison: Option<&[Delta]>,
+) -> i32 {
+    use crate::exit_code::*;
+    if results.iter().any(|r| r.verdict == Verdict::Error) {
+        INFRA
+    } else if results.iter().any(|r| r.verdict.is_unexpected())
+        || gates.iter().any(|g| !g.passed)
+        || comparison.is_some_and(|c| c.iter().any(|d| d.status == Change::Regression))
+    {
+        EXPECTATION_FAILED
+    } else {
+        OK
+    }
+}

@@ -1,0 +1,324 @@
+//! Running one cell: start its server (and app), run its scenario, stop everything, and turn what
+//! was measured into a `CellResult` with a verdict.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use super::progress::CellProgress;
+use crate::config::matrix_file::ExpectedOutcome;
+use crate::host::HostInfo;
+use crate::matrix::Cell;
+use crate::results::{CellResult, RunDir, ServerInfo, StackInfo, Verdict, SCHEMA};
+use crate::scenario::CellEnv;
+use crate::server::{ProvisionedServer, ServerProcess, StopKind};
+use crate::stack::ProvisionedStack;
+use crate::target::app::AppProcess;
+use crate::target::{app_files, django_settings, exceptions};
+
+pub struct CellContext<'a> {
+    pub run_dir: &'a RunDir,
+    pub host: &'a HostInfo,
+    /// Prefix for every key the cell writes, so cells never read each other's data.
+    pub key_prefix: String,
+    /// Prefix for every account the cell registers.
+    pub user_tag: String,
+    pub cancel: CancellationToken,
+    pub label: String,
+    pub progress: bool,
+}
+
+pub fn repeat_suffix(cell: &Cell) -> String {
+    if cell.repeat > 0 {
+        format!(" #{}", cell.repeat + 1)
+    } else {
+        String::new()
+    }
+}
+
+/// A file-name-safe form of a cell id.
+pub fn slug(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+pub fn one_line(r: &CellResult) -> String {
+    let verdict = format!("{:?}", r.verdict).to_uppercase();
+    match r.total() {
+        Some(t) if r.verdict != Verdict::Error => format!(
+            "{verdict}  {:.0} ops/s  p99 {:.0}µs  errors {}",
+            t.throughput, t.latency.p99_us, t.errors
+        ),
+        _ => format!("{verdict}: {}", r.verdict_reason),
+    }
+}
+
+fn new_result(cell: &Cell, ctx: &CellContext<'_>) -> CellResult {
+    let now = chrono::Utc::now();
+    CellResult {
+        schema: SCHEMA.to_string(),
+        run_id: ctx.run_dir.id(),
+        matrix: cell.matrix.clone(),
+        cell_id: cell.id.clone(),
+        repeat: cell.repeat,
+        axes: cell.axes.as_map(),
+        verdict: Verdict::Error,
+        verdict_reason: String::new(),
+        expected: cell.expected,
+        infra_error: None,
+        server: None,
+        scenario_kind: cell.scenario.kind().name().to_string(),
+        scenario: serde_json::to_value(&cell.scenario).expect("scenario config serializes"),
+        started_at: now,
+        finished_at: now,
+        measured_seconds: 0.0,
+        counts: Default::default(),
+        ops: vec![],
+        errors: vec![],
+        timeline: vec![],
+        server_log_tail: vec![],
+        stack: None,
+        target: None,
+        app_settings: None,
+        app_exceptions: vec![],
+        http_status: Default::default(),
+        harness_cpu_seconds: 0.0,
+        persistence: None,
+        outage: None,
+        eviction: None,
+        gates: cell.gates.clone(),
+        cachegate_version: env!("CARGO_PKG_VERSION").to_string(),
+        host: ctx.host.clone(),
+    }
+}
+
+/// Record that the cell could not run, and why.
+fn infra(mut r: CellResult, message: String) -> CellResult {
+    r.verdict = Verdict::Error;
+    r.verdict_reason = message.clone();
+    r.infra_error = Some(message);
+    r.finished_at = chrono::Utc::now();
+    r
+}
+
+pub async fn run_cell(
+    cell: &Cell,
+    binary: Result<ProvisionedServer, String>,
+    stack: Option<Result<ProvisionedStack, String>>,
+    ctx: &CellContext<'_>,
+) -> CellResult {
+    let mut result = new_result(cell, ctx);
+    let binary = match binary {
+        Ok(b) => b,
+        Err(e) => return infra(result, e),
+    };
+    let stack = match stack.transpose() {
+        Ok(s) => s,
+        Err(e) => return infra(result, e),
+    };
+    if let Some(s) = &stack {
+        result.stack = Some(StackInfo {
+            name: s.name.clone(),
+            python: s.python_version.clone(),
+            summary: s.summary(),
+            packages: s.packages.clone(),
+        });
+    }
+    let mut server = match ServerProcess::start(&cell.spec, &binary).await {
+        Ok(s) => s,
+        Err(e) => return infra(result, e.to_string()),
+    };
+    let log_base = format!(
+        "logs/{}{}",
+        slug(&cell.id),
+        repeat_suffix(cell).replace(" #", "-")
+    );
+    result.server = Some(ServerInfo {
+        family: binary.family.name().to_string(),
+        version: binary.version.clone(),
+        source: binary.source.clone(),
+        binary: binary.binary.display().to_string(),
+        runtime: cell.axes.runtime.name().to_string(),
+        persistence: cell.spec.persistence.to_string(),
+        config: cell.spec.settings.clone(),
+        start_ms: server.last_start_ms,
+        log: Some(format!("{log_base}.log")),
+    });
+
+    let mut app = None;
+    let app_url = if cell.scenario.needs_app() {
+        match start_app(cell, &server, stack.as_ref(), &mut result).await {
+            Ok((url, started)) => {
+                app = started;
+                Some(url)
+            }
+            Err(e) => return infra(result, e),
+        }
+    } else {
+        None
+    };
+    let session_engine = cell
+        .app_settings
+        .as_ref()
+        .and_then(|s| s.get("SESSION_ENGINE"))
+        .and_then(|v| v.as_str())
+        .unwrap_or("django.contrib.sessions.backends.db")
+        .to_string();
+    let cpu_before = cpu_seconds();
+    let done = Arc::new(AtomicU64::new(0));
+    let progress = CellProgress::start(&ctx.label, &cell.scenario, ctx.progress, done.clone());
+    let mut env = CellEnv {
+        server: &mut server,
+        app_url,
+        target: &cell.target,
+        session_engine,
+        key_prefix: ctx.key_prefix.clone(),
+        user_tag: ctx.user_tag.clone(),
+        cancel: ctx.cancel.clone(),
+        progress: done,
+    };
+    let output = cell.scenario.run(&mut env).await;
+    progress.finish();
+    if let Some(mut app) = app {
+        let log_path = ctx.run_dir.path.join(format!("{log_base}.app.log"));
+        app.stop(Some(&log_path)).await;
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        result.app_exceptions = exceptions::from_log(&log, |p| cell.target.step_of_path(p));
+    }
+    result.harness_cpu_seconds = cpu_seconds() - cpu_before;
+
+    let died = !server.is_running();
+    let stop = server.stop(StopKind::Graceful).await;
+    let _ = server.save_log(&ctx.run_dir.path.join(format!("{log_base}.log")));
+    if died || !output.passed {
+        result.server_log_tail = server.log_tail(20);
+    }
+    drop(server);
+
+    result.finished_at = chrono::Utc::now();
+    result.measured_seconds = output.measured_seconds;
+    result.counts = output.counts;
+    result.ops = output.ops;
+    result.errors = output.errors;
+    result.timeline = output.timeline;
+    result.http_status = output.http_status;
+    result.persistence = output.persistence;
+    result.outage = output.outage;
+    result.eviction = output.eviction;
+    if ctx.cancel.is_cancelled() {
+        return infra(
+            result,
+            "interrupted (Ctrl-C) before the cell finished".into(),
+        );
+    }
+    let (verdict, reason) = judge(cell, output.passed, output.reason, &result);
+    result.verdict = verdict;
+    result.verdict_reason = reason;
+    if died {
+        result
+            .verdict_reason
+            .push_str("; the server process exited during the run");
+    }
+    if let Err(e) = stop {
+        result
+            .verdict_reason
+            .push_str(&format!("; stopping the server: {e}"));
+    }
+    result
+}
+
+/// The app's base URL: the external one, or the bundled app started on the cell's stack with the
+/// cell's settings (returned so the caller stops it).
+async fn start_app(
+    cell: &Cell,
+    server: &ServerProcess,
+    stack: Option<&ProvisionedStack>,
+    result: &mut CellResult,
+) -> Result<(String, Option<AppProcess>), String> {
+    match (&cell.target.url, stack) {
+        (Some(url), _) => {
+            result.target = Some(url.clone());
+            Ok((url.trim_end_matches('/').to_string(), None))
+        }
+        (None, Some(stack)) => {
+            let table = cell
+                .app_settings
+                .as_ref()
+                .ok_or("the bundled app needs a settings axis")?;
+            let settings =
+                django_settings(table, server.url().trim_end_matches('/'), server.port());
+            result.app_settings = Some(settings.clone());
+            result.target = Some("bundled django app".into());
+            let app_dir = app_files::install(&crate::server::provision::default_cache_dir())
+                .map_err(|e| format!("writing the bundled app: {e}"))?;
+            let workers = cell.target.workers.unwrap_or(2);
+            let app = AppProcess::start(stack, &app_dir, &settings, workers)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((app.base_url(), Some(app)))
+        }
+        (None, None) => Err(format!(
+            "{} needs a stack (axes.stack) or a [target] url",
+            cell.scenario.kind().name()
+        )),
+    }
+}
+
+/// The verdict: the scenario's own pass/fail against the cell's expectation. An expected failure
+/// with a signature only counts as XFAIL if it failed that way.
+fn judge(cell: &Cell, passed: bool, reason: String, result: &CellResult) -> (Verdict, String) {
+    let expected_pass = cell.expected == ExpectedOutcome::Pass;
+    let mut reason = match result.app_exceptions.first() {
+        Some(e) if !passed => format!(
+            "{reason}; app exception: {} (x{}, first at {})",
+            e.signature, e.count, e.first_step
+        ),
+        _ => reason,
+    };
+    if expected_pass {
+        return (Verdict::from_outcome(true, passed), reason);
+    }
+    if let Some(why) = &cell.expect_reason {
+        reason = format!("{reason} (expected to fail: {why})");
+    }
+    match (&cell.expect_signature, passed) {
+        (Some(pattern), false) => {
+            let seen = result
+                .app_exceptions
+                .iter()
+                .any(|e| e.signature.contains(pattern.as_str()))
+                || result.errors.iter().any(|e| {
+                    e.kind.contains(pattern.as_str()) || e.example.contains(pattern.as_str())
+                });
+            if seen {
+                (Verdict::Xfail, reason)
+            } else {
+                (
+                    Verdict::Fail,
+                    format!("failed, but not with the expected signature `{pattern}`: {reason}"),
+                )
+            }
+        }
+        _ => (Verdict::from_outcome(false, passed), reason),
+    }
+}
+
+/// CPU seconds (user + system) this process has used so far.
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF covers all threads of the process.
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut u);
+        u
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(usage.ru_utime) + t(usage.ru_stime)
+}
