@@ -1,0 +1,426 @@
+//! cachegate next to the reference tools, on the same server, same settings, same machine:
+//!
+//! 1. raw ops: cachegate `cache-ops` vs `redis-benchmark` (Debian redis-tools) for GET and SET,
+//!    50 connections, pipeline 1 and 16: throughput ratio, client CPU per operation, p50/p99, and
+//!    the server's CPU (is the server the bottleneck?);
+//! 2. HTTP: the login-flow generator vs `wrk` on the bundled app's authenticated read endpoint,
+//!    same connection count: requests/s ratio and client CPU per request;
+//! 3. turnaround: server start to first operation;
+//! 4. memory: RSS over a long closed run (CACHEGATE_BENCH_LONG=1: 10 minutes, >= 10M ops).
+//!
+//! Run: `cargo bench --bench compare` (needs `apt-get install redis-tools wrk`). Prints tables of
+//! ratios; asserts nothing about timings.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cachegate::config::ScenarioParams;
+use cachegate::scenario::cache_ops::{self, CacheOpsConfig};
+use cachegate::scenario::login_flow::{self, LoginFlowConfig};
+use cachegate::server::{
+    Persistence, ProvisionedServer, Provisioner, ServerProcess, ServerSettings, ServerSpec,
+};
+use cachegate::target::TargetSection;
+use tokio_util::sync::CancellationToken;
+
+const SERVER: &str = "redis@7.0";
+const CONNECTIONS: u32 = 50;
+const OPS: u64 = 1_000_000;
+
+/// CPU seconds (user + system) of this process, or of its waited-for children.
+fn cpu(who: i32) -> f64 {
+    let u = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut u);
+        u
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
+/// CPU seconds a process has used so far, from /proc.
+fn proc_cpu(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let f = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (f(11) + f(12)) / ticks
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn params(toml_text: &str) -> ScenarioParams {
+    toml::from_str(toml_text).expect("bench params parse")
+}
+
+struct Side {
+    ops_per_s: f64,
+    cpu_us_per_op: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_cpu_pct: f64,
+}
+
+async fn cachegate_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side {
+    let cfg = CacheOpsConfig::resolve(&params(&format!(
+        "kind = \"cache-ops\"\nconnections = {CONNECTIONS}\npipeline = {pipeline}\nops = {OPS}\nwarmup = \"0s\"\nkeyspace = 10000\nvalue_size = 100\nmix = {{ {op} = 1 }}"
+    )))
+    .unwrap();
+    let pid = server.pid().unwrap();
+    let (c0, s0, t0) = (cpu(libc::RUSAGE_SELF), proc_cpu(pid), Instant::now());
+    let out = cache_ops::run(
+        &cfg,
+        &server.endpoint(),
+        "bench:",
+        CancellationToken::new(),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    let (c1, s1, wall) = (
+        cpu(libc::RUSAGE_SELF),
+        proc_cpu(pid),
+        t0.elapsed().as_secs_f64(),
+    );
+    let all = out.ops.iter().find(|o| o.op == "all").unwrap();
+    assert_eq!(out.counts.errors, 0, "{:?}", out.errors);
+    Side {
+        ops_per_s: all.throughput,
+        cpu_us_per_op: (c1 - c0) * 1e6 / out.counts.ok as f64,
+        p50_ms: all.latency.p50_us / 1000.0,
+        p99_ms: all.latency.p99_us / 1000.0,
+        server_cpu_pct: (s1 - s0) / wall * 100.0,
+    }
+}
+
+fn redis_benchmark_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side {
+    let pid = server.pid().unwrap();
+    let (c0, s0, t0) = (cpu(libc::RUSAGE_CHILDREN), proc_cpu(pid), Instant::now());
+    let out = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .args([
+            "-c",
+            &CONNECTIONS.to_string(),
+            "-n",
+            &OPS.to_string(),
+            "-P",
+            &pipeline.to_string(),
+        ])
+        .args(["-t", op, "-d", "100", "-r", "10000", "--csv"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("redis-benchmark runs (apt-get install redis-tools)");
+    let (c1, s1, wall) = (
+        cpu(libc::RUSAGE_CHILDREN),
+        proc_cpu(pid),
+        t0.elapsed().as_secs_f64(),
+    );
+    // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&format!("\"{}\"", op.to_uppercase())))
+        .expect("a CSV row");
+    let cols: Vec<f64> = row
+        .split(',')
+        .skip(1)
+        .map(|c| c.trim_matches('"').parse().unwrap_or(0.0))
+        .collect();
+    Side {
+        ops_per_s: cols[0],
+        cpu_us_per_op: (c1 - c0) * 1e6 / OPS as f64,
+        p50_ms: cols[3],
+        p99_ms: cols[5],
+        server_cpu_pct: (s1 - s0) / wall * 100.0,
+    }
+}
+
+async fn raw_ops(bin: &ProvisionedServer) {
+    println!("\n## Raw ops: cachegate cache-ops vs redis-benchmark ({SERVER}, {CONNECTIONS} connections, {OPS} ops, 100-byte values, 10k keys)\n");
+    println!("| op | pipeline | cachegate ops/s | redis-benchmark ops/s | ratio | client CPU µs/op (cg / rb) | p50 ms (cg / rb) | p99 ms (cg / rb) | server CPU % (cg / rb) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for pipeline in [1, 16] {
+        for op in ["get", "set"] {
+            // A fresh server for each pair, so neither side inherits the other's dataset.
+            let spec = ServerSpec {
+                server: SERVER.parse().unwrap(),
+                persistence: Persistence::none(),
+                settings: ServerSettings::default(),
+            };
+            let server = ServerProcess::start(&spec, bin).await.unwrap();
+            let rb = redis_benchmark_side(&server, op, pipeline);
+            let cg = cachegate_side(&server, op, pipeline).await;
+            println!(
+                "| {op} | {pipeline} | {:.0} | {:.0} | **{:.2}** | {:.2} / {:.2} | {:.3} / {:.3} | {:.3} / {:.3} | {:.0} / {:.0} |",
+                cg.ops_per_s, rb.ops_per_s, cg.ops_per_s / rb.ops_per_s, cg.cpu_us_per_op, rb.cpu_us_per_op, cg.p50_ms, rb.p50_ms, cg.p99_ms, rb.p99_ms, cg.server_cpu_pct, rb.server_cpu_pct
+            );
+        }
+    }
+}
+
+async fn http(bin: &ProvisionedServer) {
+    let users = 8u32;
+    let spec = ServerSpec {
+        server: SERVER.parse().unwrap(),
+        persistence: Persistence::none(),
+        settings: ServerSettings::default(),
+    };
+    let server = ServerProcess::start(&spec, bin).await.unwrap();
+    let cache = cachegate::server::provision::default_cache_dir();
+    let stack_spec: cachegate::stack::StackSpec =
+        toml::from_str("python = \"3.11\"\npackages = [\"django==5.2.*\", \"redis==5.2.*\"]")
+            .unwrap();
+    let stack = cachegate::stack::provision("django-5.2", &stack_spec, &cache).unwrap();
+    let settings: toml::Table = toml::from_str(
+        "SESSION_ENGINE = \"django.contrib.sessions.backends.cache\"\nPASSWORD_HASHERS = [\"django.contrib.auth.hashers.MD5PasswordHasher\"]\n[CACHES.default]\nBACKEND = \"django.core.cache.backends.redis.RedisCache\"",
+    )
+    .unwrap();
+    let settings = cachegate::target::django_settings(
+        &settings,
+        server.url().trim_end_matches('/'),
+        server.port(),
+    );
+    let app_dir = cachegate::target::app_files::install(&cache).unwrap();
+    let workers = 2;
+    let mut app = cachegate::target::app::AppProcess::start(&stack, &app_dir, &settings, workers)
+        .await
+        .unwrap();
+    let target = TargetSection::default();
+
+    // wrk on /me/ with one logged-in session cookie.
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .build()
+        .unwrap();
+    let base = app.base_url();
+    let token = client
+        .get(format!("{base}/csrf/"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["csrftoken"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let form = [("username", "benchuser"), ("password", "bench-pw-1")];
+    client
+        .post(format!("{base}/register/"))
+        .header("X-CSRFToken", &token)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    client
+        .post(format!("{base}/login/"))
+        .header("X-CSRFToken", &token)
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    use reqwest::cookie::CookieStore;
+    let cookie = jar
+        .cookies(&format!("{base}/me/").parse().unwrap())
+        .unwrap();
+    let c0 = cpu(libc::RUSAGE_CHILDREN);
+    let wrk = Command::new("wrk")
+        .args(["-t1", &format!("-c{users}"), "-d10s", "--latency", "-H"])
+        .arg(format!("Cookie: {}", cookie.to_str().unwrap()))
+        .arg(format!("{base}/me/"))
+        .output()
+        .expect("wrk runs (apt-get install wrk)");
+    let wrk_cpu = cpu(libc::RUSAGE_CHILDREN) - c0;
+    let text = String::from_utf8_lossy(&wrk.stdout);
+    let wrk_rps: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("wrk prints Requests/sec");
+    let wrk_requests: f64 = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(1.0);
+
+    // The login flow, shaped to be almost all authenticated reads of the same endpoint.
+    let cfg = LoginFlowConfig::resolve(&params(&format!(
+        "kind = \"login-flow\"\nusers = {users}\niterations = 1\nreads = 1500"
+    )))
+    .unwrap();
+    let c0 = cpu(libc::RUSAGE_SELF);
+    let out = login_flow::run(
+        &cfg,
+        &base,
+        &target,
+        "benchflow",
+        CancellationToken::new(),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    let cg_cpu = cpu(libc::RUSAGE_SELF) - c0;
+    let me = out.ops.iter().find(|o| o.op == "me").unwrap();
+    let all = out.ops.iter().find(|o| o.op == "all").unwrap();
+    assert_eq!(out.counts.errors, 0, "{:?}", out.errors);
+    app.stop(None).await;
+
+    println!("\n## HTTP: login-flow generator vs wrk on GET /me/ (bundled app, {workers} gunicorn workers, {users} connections)\n");
+    println!("| tool | requests/s | client CPU ms per 1000 requests |");
+    println!("|---|---:|---:|");
+    println!(
+        "| wrk | {wrk_rps:.0} | {:.1} |",
+        wrk_cpu * 1e6 / wrk_requests
+    );
+    println!(
+        "| cachegate login-flow (all steps) | {:.0} | {:.1} |",
+        all.throughput,
+        cg_cpu * 1e6 / out.counts.ok as f64
+    );
+    println!(
+        "| cachegate login-flow (/me/ only) | {:.0} | |",
+        me.throughput * all.ok as f64 / me.ok as f64
+    );
+    println!(
+        "\nratio cachegate / wrk: **{:.2}** (requests/s of the flow, {:.1}% of them /me/)",
+        all.throughput / wrk_rps,
+        me.ok as f64 * 100.0 / all.ok as f64
+    );
+}
+
+async fn turnaround(bin: &ProvisionedServer) {
+    println!("\n## Turnaround: server spawn to first answered operation ({SERVER}, 20 starts)\n");
+    let spec = ServerSpec {
+        server: SERVER.parse().unwrap(),
+        persistence: Persistence::none(),
+        settings: ServerSettings::default(),
+    };
+    let cfg = CacheOpsConfig::resolve(&params(
+        "kind = \"cache-ops\"\nconnections = 1\nops = 1\nwarmup = \"0s\"",
+    ))
+    .unwrap();
+    let mut start_ms = Vec::new();
+    let mut first_op_ms = Vec::new();
+    for _ in 0..20 {
+        let t = Instant::now();
+        let server = ServerProcess::start(&spec, bin).await.unwrap();
+        start_ms.push(server.last_start_ms);
+        cache_ops::run(
+            &cfg,
+            &server.endpoint(),
+            "t:",
+            CancellationToken::new(),
+            Arc::new(AtomicU64::new(0)),
+        )
+        .await;
+        first_op_ms.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!("spawn → PONG median {:.1} ms; spawn → first cache-ops op answered median {:.1} ms (includes the scenario's fixed 20 ms start offset)", med(&mut start_ms), med(&mut first_op_ms));
+}
+
+async fn memory(bin: &ProvisionedServer) {
+    let long = std::env::var("CACHEGATE_BENCH_LONG").is_ok();
+    let (secs, rate) = if long { (600, 17_000) } else { (30, 17_000) };
+    println!(
+        "\n## Memory: RSS of a {secs}-second open-loop run at {rate} ops/s (~{} ops)\n",
+        secs * rate
+    );
+    let spec = ServerSpec {
+        server: SERVER.parse().unwrap(),
+        persistence: Persistence::none(),
+        settings: ServerSettings::default(),
+    };
+    let server = ServerProcess::start(&spec, bin).await.unwrap();
+    let cfg = CacheOpsConfig::resolve(&params(&format!(
+        "kind = \"cache-ops\"\nconnections = 50\nrate = {rate}\nduration = \"{secs}s\"\nwarmup = \"1s\""
+    )))
+    .unwrap();
+    let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sampler = {
+        let samples = samples.clone();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            loop {
+                samples
+                    .lock()
+                    .unwrap()
+                    .push((t.elapsed().as_secs(), rss_kib()));
+                tokio::time::sleep(Duration::from_secs(if secs > 60 { 30 } else { 5 })).await;
+            }
+        })
+    };
+    let out = cache_ops::run(
+        &cfg,
+        &server.endpoint(),
+        "m:",
+        CancellationToken::new(),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    sampler.abort();
+    let s = samples.lock().unwrap().clone();
+    let line: Vec<String> = s
+        .iter()
+        .map(|(t, kib)| format!("{t}s {:.1}MiB", *kib as f64 / 1024.0))
+        .collect();
+    println!("{} ops measured; RSS: {}", out.counts.ok, line.join(", "));
+}
+
+fn main() {
+    if Command::new("redis-benchmark")
+        .arg("--version")
+        .output()
+        .is_err()
+        || Command::new("wrk")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+    {
+        eprintln!("needs redis-benchmark and wrk: apt-get install redis-tools wrk");
+        std::process::exit(2);
+    }
+    // One load thread, as `cachegate run` uses on 2 cores (CPUs / 2).
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let rt = cachegate::load_runtime((cpus / 2).max(1)).unwrap();
+    let bin = Provisioner::with_default_cache()
+        .provision(&SERVER.parse().unwrap())
+        .expect("redis 7.0 (apt-get install redis-server)");
+    let _ = Path::new(".");
+    let only = std::env::var("CACHEGATE_BENCH_ONLY").unwrap_or_default();
+    rt.block_on(async {
+        if only.is_empty() || only == "raw" {
+            raw_ops(&bin).await;
+        }
+        if only.is_empty() || only == "http" {
+            http(&bin).await;
+        }
+        if only.is_empty() || only == "turnaround" {
+            turnaround(&bin).await;
+        }
+        if only.is_empty() || only == "memory" {
+            memory(&bin).await;
+        }
+    });
+}

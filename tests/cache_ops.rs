@@ -1,0 +1,176 @@
+//! cache-ops against real servers: the numbers it reports must add up.
+
+mod common;
+
+use std::time::Duration;
+
+use cachegate::results::latency::decode;
+use cachegate::server::ServerProcess;
+use common::*;
+
+/// Counts, percentiles and histograms must be consistent, and the ops must really reach the server.
+async fn check_sane_numbers(server: &str) {
+    let bin = provision(server);
+    let proc = ServerProcess::start(&spec(server, "none"), &bin)
+        .await
+        .unwrap();
+    let cfg = cache_ops_config(
+        "connections = 8\npipeline = 4\nops = 20000\nwarmup = \"200ms\"\nkeyspace = 500",
+    );
+    let out = run_cache_ops(&cfg, &proc, "t:sane:").await;
+
+    assert!(out.passed, "{server}: {}", out.reason);
+    assert_eq!(out.counts.errors, 0, "{server}: {:?}", out.errors);
+    // Exactly the requested number of ops is measured; every op sent is accounted for.
+    assert_eq!(out.counts.ok, 20_000);
+    assert_eq!(
+        out.counts.sent,
+        out.counts.warmup + out.counts.ok + out.counts.errors
+    );
+    assert!(out.counts.warmup > 0, "a 200ms warm-up should see some ops");
+
+    let total = out.ops.iter().find(|o| o.op == "all").unwrap();
+    let per_op: u64 = out.ops.iter().filter(|o| o.op != "all").map(|o| o.ok).sum();
+    assert_eq!(per_op, total.ok);
+    for o in &out.ops {
+        let l = &o.latency;
+        assert!(
+            l.min_us > 0.0 && l.min_us <= l.p50_us,
+            "{server} {}: {l:?}",
+            o.op
+        );
+        assert!(
+            l.p50_us <= l.p90_us
+                && l.p90_us <= l.p99_us
+                && l.p99_us <= l.p999_us
+                && l.p999_us <= l.max_us
+        );
+        assert_eq!(
+            decode(&o.histogram).unwrap().len(),
+            o.ok,
+            "histogram holds every ok op"
+        );
+    }
+    assert!(total.throughput > 0.0 && out.measured_seconds > 0.0);
+    assert!((total.throughput * out.measured_seconds - 20_000.0).abs() < 1.0);
+    let timeline_ok: u64 = out
+        .timeline
+        .iter()
+        .filter(|p| !p.warmup)
+        .map(|p| p.ok)
+        .sum();
+    assert!(timeline_ok <= 20_000 && timeline_ok > 0);
+
+    // The keys exist on the server, under the run's prefix.
+    let client = redis::Client::open(proc.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("t:sane:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        keys.len() > 100 && keys.len() <= 1000,
+        "{} keys",
+        keys.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_6_2_numbers_add_up() {
+    check_sane_numbers("redis@6.2").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valkey_9_1_numbers_add_up() {
+    check_sane_numbers("valkey@9.1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_server_mid_run_counts_errors() {
+    let bin = provision("redis@7.4");
+    let proc = ServerProcess::start(&spec("redis@7.4", "none"), &bin)
+        .await
+        .unwrap();
+    let pid = proc.pid().unwrap();
+    let cfg = cache_ops_config(
+        "connections = 4\nduration = \"2s\"\nwarmup = \"100ms\"\nop_timeout = \"200ms\"",
+    );
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = run_cache_ops(&cfg, &proc, "t:kill:").await;
+    killer.await.unwrap();
+
+    assert!(!out.passed);
+    assert!(out.counts.ok > 100, "ops before the kill succeed");
+    assert!(out.counts.errors > 0, "ops after the kill fail");
+    assert_eq!(
+        out.counts.sent,
+        out.counts.warmup + out.counts.ok + out.counts.errors
+    );
+    let kinds: Vec<&str> = out.errors.iter().map(|e| e.kind.as_str()).collect();
+    assert!(
+        kinds
+            .iter()
+            .all(|k| ["connection lost", "connection refused", "timeout"].contains(k)),
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.contains(&"connection refused"),
+        "reconnects are refused: {kinds:?}"
+    );
+    assert!(out.reason.contains("failed"), "{}", out.reason);
+}
+
+/// In open-loop mode a stalled server must show in the percentiles: ops scheduled during the
+/// stall count from their intended send time. Closed-loop hides most of it (only the ops in flight
+/// wait), which is exactly the coordinated-omission error the open model corrects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_loop_holds_its_rate_and_sees_stalls() {
+    let bin = provision("valkey@9.1");
+    let proc = ServerProcess::start(&spec("valkey@9.1", "none"), &bin)
+        .await
+        .unwrap();
+    let pid = proc.pid().unwrap() as i32;
+    let stall = || async move {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        unsafe { libc::kill(pid, libc::SIGSTOP) };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        unsafe { libc::kill(pid, libc::SIGCONT) };
+    };
+
+    let open =
+        cache_ops_config("connections = 4\nrate = 2000\nduration = \"2s\"\nwarmup = \"200ms\"");
+    let stalled = tokio::spawn(stall());
+    let out = run_cache_ops(&open, &proc, "t:open:").await;
+    stalled.await.unwrap();
+    assert!(out.passed, "{}", out.reason);
+    let total = out.ops.iter().find(|o| o.op == "all").unwrap();
+    // The schedule holds the rate: 2000/s over 2s.
+    assert!(
+        (3600..=4400).contains(&total.ok),
+        "{} ops at 2000/s for 2s",
+        total.ok
+    );
+    // ~800 of 4000 ops were due during the 400ms stall: p90 and max reflect it.
+    assert!(total.latency.max_us > 300_000.0, "{:?}", total.latency);
+    assert!(total.latency.p90_us > 50_000.0, "{:?}", total.latency);
+
+    let closed = cache_ops_config("connections = 4\nduration = \"2s\"\nwarmup = \"200ms\"");
+    let stalled = tokio::spawn(stall());
+    let out = run_cache_ops(&closed, &proc, "t:closed:").await;
+    stalled.await.unwrap();
+    let total = out.ops.iter().find(|o| o.op == "all").unwrap();
+    assert!(
+        total.latency.max_us > 300_000.0,
+        "the ops in flight waited: {:?}",
+        total.latency
+    );
+    assert!(
+        total.latency.p90_us < 50_000.0,
+        "closed loop hides the stall: {:?}",
+        total.latency
+    );
+}

@@ -1,0 +1,118 @@
+//! Helpers shared by the integration tests: real servers from the real provisioner.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use cachegate::results::store::read_jsonl;
+use cachegate::results::CellResult;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use cachegate::config::ScenarioParams;
+use cachegate::scenario::cache_ops::{self, CacheOpsConfig};
+use cachegate::scenario::ScenarioOutput;
+use cachegate::server::{
+    Persistence, ProvisionedServer, Provisioner, ServerProcess, ServerSettings, ServerSpec,
+};
+use tokio_util::sync::CancellationToken;
+
+pub fn provision(server: &str) -> ProvisionedServer {
+    Provisioner::with_default_cache()
+        .provision(&server.parse().unwrap())
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+pub fn spec(server: &str, persistence: &str) -> ServerSpec {
+    ServerSpec {
+        server: server.parse().unwrap(),
+        persistence: persistence.parse::<Persistence>().unwrap(),
+        settings: ServerSettings::default(),
+    }
+}
+
+/// A cache-ops config from TOML fields (kind is added).
+pub fn cache_ops_config(fields: &str) -> CacheOpsConfig {
+    let params: ScenarioParams =
+        toml::from_str(&format!("kind = \"cache-ops\"\n{fields}")).unwrap();
+    CacheOpsConfig::resolve(&params).unwrap()
+}
+
+pub async fn run_cache_ops(
+    cfg: &CacheOpsConfig,
+    server: &ServerProcess,
+    prefix: &str,
+) -> ScenarioOutput {
+    cache_ops::run(
+        cfg,
+        &server.endpoint(),
+        prefix,
+        CancellationToken::new(),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await
+}
+
+/// Server processes started by cachegate whose private dir is gone: they outlived their owner.
+pub fn leaked_servers() -> Vec<String> {
+    let mut leaked = vec![];
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmdline
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        for arg in &args {
+            if arg.contains("cachegate-server-")
+                && arg.ends_with("server.conf")
+                && !Path::new(arg).exists()
+            {
+                leaked.push(format!(
+                    "pid {}: {}",
+                    entry.file_name().to_string_lossy(),
+                    args.join(" ")
+                ));
+            }
+        }
+    }
+    leaked
+}
+
+pub fn pid_alive(pid: u32) -> bool {
+    // A zombie still has a /proc entry; look at its state.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| s.split_whitespace().nth(2).is_none_or(|st| st != "Z"))
+        .unwrap_or(false)
+}
+
+/// Write `body` as a matrix in `dir`, run it with the real binary into `dir/out`, and return the
+/// exit code, everything it printed, and the results of the run.
+pub fn run_matrix(dir: &Path, body: &str) -> (Option<i32>, String, Vec<CellResult>) {
+    let matrix = dir.join("m.toml");
+    std::fs::write(&matrix, body).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cachegate"))
+        .args(["run", "--no-progress", "--out"])
+        .arg(dir.join("out"))
+        .arg(&matrix)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run_dir = std::fs::read_dir(dir.join("out"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    (
+        out.status.code(),
+        text,
+        read_jsonl(&run_dir.join("results.jsonl")).unwrap(),
+    )
+}

@@ -1,0 +1,255 @@
+//! The login flow against the real bundled Django app on real stacks (gunicorn, redis, HTTP on
+//! 127.0.0.1): verdicts, per-step numbers and exception signatures.
+
+mod common;
+
+use cachegate::results::Verdict;
+
+/// Two stacks that install from PyPI on Python 3.11; shared by the tests (venvs are cached).
+const STACKS: &str = r#"
+[stacks."django-4.2"]
+python = "3.11"
+packages = ["django==4.2.*", "redis==4.6.*"]
+[stacks."django-5.2"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*"]
+"#;
+
+const SETTINGS: &str = r#"
+[settings.good]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_CACHE_ALIAS = "sessions"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.good.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = "{server}/0"
+[settings.good.CACHES.sessions]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = "{server}/1"
+
+[settings.misconfigured]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.misconfigured.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+OPTIONS = { CLIENT_CLASS = "django_redis.client.DefaultClient" }
+
+[settings.misconfigured-other-expectation]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.misconfigured-other-expectation.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+OPTIONS = { CLIENT_CLASS = "django_redis.client.DefaultClient" }
+"#;
+
+#[test]
+fn two_stacks_good_and_misconfigured_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "login"
+[axes]
+server = ["valkey@9.1"]
+stack = ["django-4.2", "django-5.2"]
+settings = ["good", "misconfigured", "misconfigured-other-expectation"]
+{STACKS}{SETTINGS}
+[scenario]
+kind = "login-flow"
+users = 4
+iterations = 2
+reads = 3
+[[expect]]
+when = {{ settings = "misconfigured" }}
+verdict = "fail"
+signature = "unexpected keyword argument 'CLIENT_CLASS'"
+[[expect]]
+when = {{ settings = "misconfigured-other-expectation" }}
+verdict = "fail"
+signature = "ConnectionError"
+"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(
+        code,
+        Some(1),
+        "the wrongly expected signature is a FAIL: {text}"
+    );
+    assert_eq!(results.len(), 6, "{text}");
+
+    for r in &results {
+        let stack = r.stack.as_ref().expect("stack recorded");
+        let django = &stack.packages["django"];
+        assert!(
+            django.starts_with(if r.cell_id.contains("django-4.2") {
+                "4.2."
+            } else {
+                "5.2."
+            }),
+            "{django}"
+        );
+        assert!(r.harness_cpu_seconds > 0.0);
+        match r.axes["settings"].as_str() {
+            "good" => {
+                assert_eq!(
+                    r.verdict,
+                    Verdict::Pass,
+                    "{}: {}",
+                    r.cell_id,
+                    r.verdict_reason
+                );
+                // 4 users x 2 flows, each: csrf, register, login, 3 reads, logout, check.
+                let step = |name: &str| r.ops.iter().find(|o| o.op == name).unwrap();
+                for (name, n) in [
+                    ("csrf", 8),
+                    ("register", 8),
+                    ("login", 8),
+                    ("me", 24),
+                    ("logout", 8),
+                    ("me-anon", 8),
+                ] {
+                    assert_eq!(
+                        (step(name).ok, step(name).errors),
+                        (n, 0),
+                        "{}: {name}",
+                        r.cell_id
+                    );
+                    let l = &step(name).latency;
+                    assert!(l.p50_us > 0.0 && l.p50_us <= l.p99_us && l.p99_us <= l.max_us);
+                }
+                assert_eq!(r.counts.sent, 64);
+                assert_eq!(
+                    r.http_status.get("401"),
+                    Some(&8),
+                    "logged-out reads are refused"
+                );
+                assert!(r.app_exceptions.is_empty(), "{:?}", r.app_exceptions);
+                let settings = r.app_settings.as_ref().unwrap();
+                let location = settings["CACHES"]["sessions"]["LOCATION"].as_str().unwrap();
+                assert!(
+                    location.starts_with("redis://127.0.0.1:") && location.ends_with("/1"),
+                    "{location}"
+                );
+            }
+            other => {
+                let e = r
+                    .app_exceptions
+                    .first()
+                    .unwrap_or_else(|| panic!("{}: no exception recorded", r.cell_id));
+                assert_eq!(
+                    e.signature,
+                    "TypeError: AbstractConnection.__init__() got an unexpected keyword argument 'CLIENT_CLASS'"
+                );
+                assert_eq!(
+                    e.first_step, "login",
+                    "register touches no cache; login saves the session"
+                );
+                assert_eq!(e.count, 8, "every login hit it");
+                assert_eq!(r.http_status.get("500"), Some(&8));
+                if other == "misconfigured" {
+                    assert_eq!(
+                        r.verdict,
+                        Verdict::Xfail,
+                        "{}: {}",
+                        r.cell_id,
+                        r.verdict_reason
+                    );
+                } else {
+                    assert_eq!(r.verdict, Verdict::Fail, "{}", r.cell_id);
+                    assert!(
+                        r.verdict_reason
+                            .contains("not with the expected signature `ConnectionError`"),
+                        "{}",
+                        r.verdict_reason
+                    );
+                }
+            }
+        }
+    }
+    assert!(
+        common::leaked_servers().is_empty(),
+        "{:?}",
+        common::leaked_servers()
+    );
+}
+
+/// An external app (here the bundled one, started by the test) driven through `[target] url`
+/// with JSON bodies: no stack is provisioned by the harness for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_target_with_json_bodies() {
+    let server_bin = common::provision("redis@6.2");
+    let server =
+        cachegate::server::ServerProcess::start(&common::spec("redis@6.2", "none"), &server_bin)
+            .await
+            .unwrap();
+    let cache = cachegate::server::provision::default_cache_dir();
+    let spec: cachegate::stack::StackSpec =
+        toml::from_str("python = \"3.11\"\npackages = [\"django==5.2.*\", \"redis==5.2.*\"]")
+            .unwrap();
+    let stack = tokio::task::spawn_blocking(move || {
+        cachegate::stack::provision("django-5.2", &spec, &cache)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let table: toml::Table = toml::from_str(
+        "SESSION_ENGINE = \"django.contrib.sessions.backends.cache\"\n[CACHES.default]\nBACKEND = \"django.core.cache.backends.redis.RedisCache\"",
+    )
+    .unwrap();
+    let settings = cachegate::target::django_settings(
+        &table,
+        server.url().trim_end_matches('/'),
+        server.port(),
+    );
+    let app_dir =
+        cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
+            .unwrap();
+    let mut app = cachegate::target::app::AppProcess::start(&stack, &app_dir, &settings, 1)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "external"
+[axes]
+server = ["redis@6.2"]
+[target]
+url = "{}"
+format = "json"
+[scenario]
+kind = "login-flow"
+users = 2
+iterations = 2
+reads = 2
+"#,
+        app.base_url()
+    );
+    let (code, text, results) = tokio::task::spawn_blocking(move || {
+        let r = common::run_matrix(dir.path(), &body);
+        drop(dir);
+        r
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{text}");
+    let r = &results[0];
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.verdict_reason);
+    assert_eq!(r.target.as_deref(), Some(app.base_url().as_str()));
+    assert!(r.stack.is_none());
+    assert_eq!(r.counts.ok, 4 * 7);
+
+    // The sessions really went to the app's redis: one session key per logged-in user is gone
+    // after logout, but the per-user profile cache entries remain.
+    let mut c = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*profile*")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    app.stop(None).await;
+}

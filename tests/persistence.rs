@@ -1,0 +1,254 @@
+//! Persistence, outage and eviction on real servers and the real app: what survives a restart
+//! must match what each mode promises.
+
+mod common;
+
+use cachegate::results::{CellResult, Verdict};
+use cachegate::scenario::promise::Promise;
+
+const STACK_AND_SETTINGS: &str = r#"
+[stacks."django-5.2"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*"]
+[settings.cache]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cache.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+[settings.cached-db]
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cached-db.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+"#;
+
+fn find<'a>(results: &'a [CellResult], id: &str) -> &'a CellResult {
+    results
+        .iter()
+        .find(|r| r.cell_id == id)
+        .unwrap_or_else(|| panic!("no cell {id}"))
+}
+
+#[test]
+fn sessions_survive_restarts_as_the_mode_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "sessions"
+[axes]
+server = ["valkey@9.1"]
+persistence = ["none", "rdb"]
+stack = ["django-5.2"]
+settings = ["cache", "cached-db"]
+{STACK_AND_SETTINGS}
+[scenario]
+kind = "session-persistence"
+users = 8
+[[axes.variant]]
+label = "graceful"
+restart = "graceful"
+[[axes.variant]]
+label = "kill"
+restart = "kill"
+[[axes.variant]]
+label = "to-aof"
+restart = "graceful"
+restart_persistence = "aof-everysec"
+[[exclude]]
+persistence = "none"
+variant = "to-aof"
+"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(code, Some(0), "{text}");
+    let kept = |id: &str| {
+        let p = find(&results, id)
+            .persistence
+            .as_ref()
+            .unwrap_or_else(|| panic!("{id}: no check"));
+        assert_eq!((p.before, p.unknown), (8, 0), "{id}: {p:?}");
+        assert!(p.matches, "{id}: {p:?}");
+        p.kept
+    };
+    // No persistence loses every session on restart, graceful or not.
+    assert_eq!(kept("valkey@9.1/none/django-5.2/cache/graceful"), 0);
+    assert_eq!(kept("valkey@9.1/none/django-5.2/cache/kill"), 0);
+    // RDB keeps them through a graceful restart and loses them through an immediate SIGKILL.
+    assert_eq!(kept("valkey@9.1/rdb/django-5.2/cache/graceful"), 8);
+    assert_eq!(kept("valkey@9.1/rdb/django-5.2/cache/kill"), 0);
+    // cached_db keeps sessions in the database too: whatever happens to the server.
+    for mode in ["none", "rdb"] {
+        for restart in ["graceful", "kill"] {
+            assert_eq!(
+                kept(&format!("valkey@9.1/{mode}/django-5.2/cached-db/{restart}")),
+                8
+            );
+        }
+    }
+    // A changed config on restart is observed, not judged.
+    let changed = find(&results, "valkey@9.1/rdb/django-5.2/cache/to-aof")
+        .persistence
+        .as_ref()
+        .unwrap();
+    assert_eq!(changed.restarted_with, "aof-everysec");
+    assert_eq!(changed.expected.promise, Promise::Either);
+    assert!(results.iter().all(|r| r.verdict == Verdict::Pass));
+}
+
+#[test]
+fn acknowledged_writes_under_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    // redis 6.2 writes appendonly.aof, valkey 9.1 an appendonlydir/: both are covered.
+    let body = r#"[matrix]
+name = "durability"
+[axes]
+server = ["redis@6.2", "valkey@9.1"]
+persistence = ["none", "rdb", "aof-always", "aof-everysec"]
+[scenario]
+kind = "durability"
+connections = 4
+duration = "1s"
+restart = "kill"
+"#;
+    let (code, text, results) = common::run_matrix(dir.path(), body);
+    assert_eq!(code, Some(0), "{text}");
+    for server in ["redis@6.2", "valkey@9.1"] {
+        let check = |mode: &str| {
+            find(&results, &format!("{server}/{mode}"))
+                .persistence
+                .clone()
+                .unwrap()
+        };
+        let always = check("aof-always");
+        assert!(always.before > 1000, "{always:?}");
+        assert_eq!(
+            always.lost, 0,
+            "AOF always keeps every acknowledged write through SIGKILL"
+        );
+        assert!(always.expected.not_separable.is_none());
+        let everysec = check("aof-everysec");
+        // Not asserted to be 0: valkey 9.1 was seen losing a few acknowledged writes here.
+        assert!(
+            everysec.lost * 100 <= everysec.before,
+            "at most the last moment's writes: {everysec:?}"
+        );
+        assert!(
+            everysec
+                .expected
+                .not_separable
+                .as_deref()
+                .unwrap()
+                .contains("power loss"),
+            "the report says SIGKILL cannot separate fsync policies"
+        );
+        let none = check("none");
+        assert_eq!(none.lost, none.before, "no persistence loses every write");
+        let window = none.lost_window_ms.unwrap();
+        assert!(
+            window[0] < -500.0 && window[1] > -50.0,
+            "lost writes span the whole run: {window:?}"
+        );
+        let rdb = check("rdb");
+        assert!(rdb.lost > 0, "writes after the last snapshot are lost");
+    }
+    assert!(results.iter().all(|r| r.verdict == Verdict::Pass), "{text}");
+}
+
+#[test]
+fn outage_and_eviction_are_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let outage = format!(
+        r#"[matrix]
+name = "outage"
+[axes]
+server = ["valkey@9.1"]
+persistence = ["aof-everysec"]
+stack = ["django-5.2"]
+settings = ["cached-db"]
+{STACK_AND_SETTINGS}
+[scenario]
+kind = "outage"
+users = 3
+reads = 2
+duration = "6s"
+down_at = "1500ms"
+down_for = "1500ms"
+"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &outage);
+    assert_eq!(code, Some(0), "{text}");
+    let r = &results[0];
+    let o = r.outage.as_ref().unwrap();
+    assert!((1.4..2.5).contains(&o.down_for_seconds), "{o:?}");
+    // cached_db still writes the cache when it saves a session: logins fail while redis is down.
+    let login = o
+        .during
+        .iter()
+        .find(|s| s.step == "login")
+        .expect("logins were tried during the outage");
+    assert!(login.errors > 0 && login.ok == 0, "{o:?}");
+    assert!(!o.available_during);
+    assert_eq!(
+        o.statuses_during.get("500").copied(),
+        Some(o.during.iter().map(|s| s.errors).sum::<u64>())
+    );
+    assert!(
+        o.recovered && o.recovery_seconds >= 0.0 && o.recovery_seconds < 5.0,
+        "{o:?}"
+    );
+    assert!(
+        r.app_exceptions[0].signature.starts_with(
+            "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:PORT"
+        ),
+        "{:?}",
+        r.app_exceptions
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let eviction = format!(
+        r#"[matrix]
+name = "eviction"
+[axes]
+server = ["valkey@9.1"]
+policy = ["noeviction", "volatile-lru"]
+stack = ["django-5.2"]
+settings = ["cache"]
+{STACK_AND_SETTINGS}
+[server]
+maxmemory = "4mb"
+[scenario]
+kind = "eviction"
+users = 6
+duration = "2s"
+connections = 4
+value_size = 4096
+"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &eviction);
+    assert_eq!(code, Some(0), "{text}");
+    let noeviction = find(&results, "valkey@9.1/none/noeviction/django-5.2/cache")
+        .eviction
+        .clone()
+        .unwrap();
+    assert_eq!(
+        (noeviction.sessions_before, noeviction.sessions_kept),
+        (6, 6),
+        "{noeviction:?}"
+    );
+    assert!(
+        noeviction.fill_errors > 0 && noeviction.evicted_keys == 0,
+        "writes are refused instead: {noeviction:?}"
+    );
+    // Whether a new login is refused depends on catching used_memory above maxmemory (the fill
+    // clients' buffers count while they write), so it is reported, not asserted.
+    assert_eq!(noeviction.logins_after_tried, 5);
+    let volatile = find(&results, "valkey@9.1/none/volatile-lru/django-5.2/cache")
+        .eviction
+        .clone()
+        .unwrap();
+    assert_eq!(
+        volatile.sessions_lost, 6,
+        "only the sessions have a TTL: {volatile:?}"
+    );
+    assert!(volatile.evicted_keys > 0);
+}

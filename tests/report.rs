@@ -1,0 +1,288 @@
+//! Reports of real runs: the HTML page opened in headless Chromium with no network, summary.json
+//! against its documented schema, JUnit, Markdown, and re-rendering from results.jsonl alone.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+fn cachegate(args: &[&str], dir: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cachegate"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+fn only_run(out: &Path) -> PathBuf {
+    std::fs::read_dir(out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
+/// A multi-cell run with passing, expected-failure and unrunnable cells.
+fn multi_cell_run(dir: &Path) -> PathBuf {
+    std::fs::write(
+        dir.join("m.toml"),
+        r#"[matrix]
+name = "report"
+[axes]
+server = ["redis@6.2", "valkey@9.1", "redis@7.2"]
+[server_paths]
+"redis@7.2" = "/nonexistent/redis-server"
+[server]
+maxmemory = "8mb"
+maxmemory_policy = "noeviction"
+[scenario]
+kind = "cache-ops"
+connections = 4
+duration = "2s"
+warmup = "200ms"
+value_size = 64
+keyspace = 2000
+[[axes.variant]]
+label = "read-heavy"
+mix = { get = 9, set = 1 }
+[[axes.variant]]
+label = "fill"
+mix = { set = 1 }
+value_size = 8192
+keyspace = 100000
+[[expect]]
+when = { variant = "fill" }
+verdict = "fail"
+reason = "8mb with noeviction refuses the fill"
+[gates]
+"get.p99" = "< 1s"
+errors = "== 0"
+"#,
+    )
+    .unwrap();
+    let (code, text) = cachegate(&["run", "--out", "out", "m.toml"], dir);
+    assert_eq!(code, Some(3), "one server cannot be provisioned: {text}");
+    only_run(&dir.join("out"))
+}
+
+/// Check `value` against the JSON Schema subset `reports/summary.schema.json` uses: types,
+/// required keys, no undocumented keys, enums and consts.
+fn check_schema(value: &Value, schema: &Value, at: &str) {
+    if let Some(c) = schema.get("const") {
+        assert_eq!(value, c, "{at}");
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        assert!(e.contains(value), "{at}: {value} not in {e:?}");
+    }
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "string" => value.is_string(),
+            "number" => value.is_number(),
+            "integer" => value.is_u64() || value.is_i64(),
+            "boolean" => value.is_boolean(),
+            "array" => value.is_array(),
+            "object" => value.is_object(),
+            "null" => value.is_null(),
+            _ => false,
+        });
+        assert!(ok, "{at}: {value} is not {types:?}");
+    }
+    if let (Some(obj), Some(props)) = (
+        value.as_object(),
+        schema.get("properties").and_then(Value::as_object),
+    ) {
+        for req in schema
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                obj.contains_key(req.as_str().unwrap()),
+                "{at}: missing documented field {req}"
+            );
+        }
+        for (k, v) in obj {
+            let sub = props
+                .get(k)
+                .unwrap_or_else(|| panic!("{at}.{k} is not documented in summary.schema.json"));
+            check_schema(v, sub, &format!("{at}.{k}"));
+        }
+    }
+    if let (Some(obj), Some(extra)) = (value.as_object(), schema.get("additionalProperties")) {
+        for (k, v) in obj {
+            check_schema(v, extra, &format!("{at}.{k}"));
+        }
+    }
+    if let (Some(items), Some(item_schema)) = (value.as_array(), schema.get("items")) {
+        for (i, v) in items.iter().enumerate() {
+            check_schema(v, item_schema, &format!("{at}[{i}]"));
+        }
+    }
+}
+
+#[test]
+fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = multi_cell_run(dir.path());
+
+    // summary.json follows its documented, versioned schema, both ways.
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let schema_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("reports/summary.schema.json");
+    let schema: Value =
+        serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+    check_schema(&summary, &schema, "summary");
+    assert_eq!(summary["cells"].as_array().unwrap().len(), 6);
+    assert_eq!(summary["verdicts"]["PASS"], 2);
+    assert_eq!(summary["verdicts"]["XFAIL"], 2);
+    assert_eq!(summary["verdicts"]["ERROR"], 2);
+    assert_eq!(summary["exit_code"], 3);
+    let sig = summary["signatures"].as_array().unwrap();
+    let oom = sig
+        .iter()
+        .find(|g| {
+            g["signature"]
+                .as_str()
+                .unwrap()
+                .starts_with("server error OOM")
+        })
+        .expect("OOM grouped");
+    assert_eq!(oom["cells"].as_array().unwrap().len(), 2, "{oom}");
+    let gates = summary["gates"].as_array().unwrap();
+    assert!(
+        gates
+            .iter()
+            .any(|g| g["metric"] == "errors" && g["passed"] == false),
+        "fill cells fail errors == 0"
+    );
+    assert!(gates
+        .iter()
+        .any(|g| g["metric"] == "get.p99" && g["passed"] == true));
+
+    // JUnit: one case per cell; failures and errors carry the cause.
+    let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
+    assert_eq!(
+        junit.matches("<testcase ").count(),
+        6 + gates.iter().filter(|g| g["passed"] == false).count()
+    );
+    assert!(junit.contains("<error") && junit.contains("/nonexistent/redis-server"));
+    let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(
+        md.contains("| `redis@6.2/none/read-heavy` | Pass |"),
+        "{md}"
+    );
+
+    // The HTML page, opened in headless Chromium with every network request refused.
+    let html = std::fs::read_to_string(run.join("index.html")).unwrap();
+    // Self-contained: nothing to fetch (the SVG namespace URI is a name, not a request).
+    for fetch in [
+        "<script",
+        "<link",
+        "src=\"http",
+        "href=\"http",
+        "@import",
+        "url(http",
+    ] {
+        assert!(
+            !html.contains(fetch),
+            "the page would fetch something: {fetch}"
+        );
+    }
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("headless Chromium is needed for this test: apt-get install chromium");
+    let offline = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--proxy-server=127.0.0.1:9",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        "--window-size=1280,3000",
+    ];
+    let url = format!("file://{}", run.join("index.html").display());
+    let dom = Command::new(chromium)
+        .args(offline)
+        .arg("--dump-dom")
+        .arg(&url)
+        .stderr(Stdio::null())
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.matches("<svg").count() >= 5,
+        "bars, percentiles and timelines render as SVG"
+    );
+    assert!(
+        dom.contains("<rect") && dom.contains("<polyline"),
+        "charts have bars and lines"
+    );
+    assert!(
+        dom.contains(">Verdicts<")
+            && dom.contains(">Failure signatures<")
+            && dom.contains(">Gates<")
+    );
+    assert!(dom.contains("class=\"v XFAIL\"") && dom.contains("class=\"v ERROR\""));
+    let shot = run.join("screenshot.png");
+    let status = Command::new(chromium)
+        .args(offline)
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .stderr(Stdio::null())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 50_000,
+        "a page with charts, not a blank one ({} bytes)",
+        png.len()
+    );
+
+    // Everything is rendered from results.jsonl alone.
+    for f in [
+        "index.html",
+        "summary.json",
+        "junit.xml",
+        "summary.md",
+        "results.csv",
+    ] {
+        std::fs::remove_file(run.join(f)).unwrap();
+    }
+    let (code, text) = cachegate(&["report", run.to_str().unwrap()], dir.path());
+    assert_eq!(code, Some(0), "{text}");
+    for f in [
+        "index.html",
+        "summary.json",
+        "junit.xml",
+        "summary.md",
+        "results.csv",
+    ] {
+        assert!(run.join(f).exists(), "{f} re-rendered");
+    }
+}
