@@ -50,7 +50,7 @@ server = ["valkey@9.1"]
 [scenario]
 kind = "cache-ops"
 connections = 4
-duration = "1s"
+duration = "2s"
 warmup = "200ms"
 "#;
 

@@ -217,7 +217,7 @@ fn gates_and_baseline(h: &mut String, s: &Summary) {
         h.push_str("</table>");
     }
     if let Some(cmp) = &s.comparison {
-        let _ = write!(h, "<h2>Against the baseline</h2><p class=\"muted\">Medians of repeats; a change is a regression only beyond max(threshold, run-to-run spread); cells whose repeats spread too much are UNSTABLE.</p><table><tr><th>cell</th><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>noise</th><th>tolerance</th><th>status</th></tr>");
+        let _ = write!(h, "<h2>Against the baseline</h2><p class=\"muted\">Medians of repeats; a change is a regression only beyond max(threshold, 2 × run-to-run spread); cells whose repeats spread too much are UNSTABLE.</p><table><tr><th>cell</th><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>noise</th><th>tolerance</th><th>status</th></tr>");
         for d in cmp {
             let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
             let status = format!("{:?}", d.status).to_uppercase();
