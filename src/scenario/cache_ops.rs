@@ -226,6 +226,10 @@ async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> Co
     let mut conn: Option<RespConn> = None;
     let mut ops: Vec<Op> = Vec::with_capacity(pipeline);
     let mut replies: Vec<Reply> = Vec::with_capacity(pipeline);
+    // One op timeout timer per connection, pushed forward before each batch: extending a
+    // registered timer only updates its deadline, where a fresh `timeout()` per batch inserts
+    // into and removes from the timer wheel every time.
+    let mut op_timer = std::pin::pin!(tokio::time::sleep(timeout));
 
     tokio::time::sleep_until(shared.start.into()).await;
     loop {
@@ -269,6 +273,7 @@ async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> Co
             ttl,
             &mut ops,
             &mut replies,
+            op_timer.as_mut(),
         )
         .await;
         let done = Instant::now();
@@ -330,6 +335,7 @@ async fn send_batch(
     ttl: Option<&'static [u8]>,
     ops: &mut Vec<Op>,
     replies: &mut Vec<Reply>,
+    mut op_timer: std::pin::Pin<&mut tokio::time::Sleep>,
 ) -> std::io::Result<()> {
     ops.clear();
     ops.extend((0..batch).map(|_| workload.next_op()));
@@ -341,11 +347,17 @@ async fn send_batch(
         let (args, n) = workload.command(*op, ttl);
         c.push(&args[..n]);
     }
-    tokio::time::timeout(timeout, c.round_trip(replies))
-        .await
-        .map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::TimedOut, "no reply within op_timeout")
-        })?
+    op_timer
+        .as_mut()
+        .reset(tokio::time::Instant::now() + timeout);
+    tokio::select! {
+        biased;
+        done = c.round_trip(replies) => done,
+        () = op_timer => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "no reply within op_timeout",
+        )),
+    }
 }
 
 /// A short, stable name for a connection-level error, for grouping.

@@ -31,12 +31,17 @@ pub enum Reply {
     Error(String),
 }
 
+/// Read buffer size; grown only for a reply larger than this.
+const READ_CHUNK: usize = 64 * 1024;
+
 pub struct RespConn {
     stream: TcpStream,
     wbuf: Vec<u8>,
+    /// Received bytes live in `rbuf[rstart..rend]`; the rest of `rbuf` is scratch space that is
+    /// never zeroed again (zeroing 64 KiB before every read cost more CPU than the read).
     rbuf: Vec<u8>,
-    /// Parsed up to here in `rbuf`.
-    rpos: usize,
+    rstart: usize,
+    rend: usize,
     queued: usize,
 }
 
@@ -49,11 +54,11 @@ impl RespConn {
         let mut conn = RespConn {
             stream,
             wbuf: Vec::with_capacity(16 * 1024),
-            rbuf: vec![0; 64 * 1024],
-            rpos: 0,
+            rbuf: vec![0; READ_CHUNK],
+            rstart: 0,
+            rend: 0,
             queued: 0,
         };
-        conn.rbuf.clear();
         if let Some(pw) = &endpoint.password {
             conn.push(&[b"AUTH", pw.as_bytes()]);
             let mut replies = Vec::with_capacity(1);
@@ -69,10 +74,14 @@ impl RespConn {
 
     /// Queue one command.
     pub fn push(&mut self, args: &[&[u8]]) {
-        use std::io::Write;
-        let _ = write!(self.wbuf, "*{}\r\n", args.len());
+        let mut n = itoa::Buffer::new();
+        self.wbuf.push(b'*');
+        self.wbuf.extend_from_slice(n.format(args.len()).as_bytes());
+        self.wbuf.extend_from_slice(b"\r\n");
         for a in args {
-            let _ = write!(self.wbuf, "${}\r\n", a.len());
+            self.wbuf.push(b'$');
+            self.wbuf.extend_from_slice(n.format(a.len()).as_bytes());
+            self.wbuf.extend_from_slice(b"\r\n");
             self.wbuf.extend_from_slice(a);
             self.wbuf.extend_from_slice(b"\r\n");
         }
@@ -86,9 +95,9 @@ impl RespConn {
         self.stream.write_all(&self.wbuf).await?;
         self.wbuf.clear();
         while out.len() < expected {
-            match parse(&self.rbuf[self.rpos..])? {
+            match parse(&self.rbuf[self.rstart..self.rend])? {
                 Some((reply, used)) => {
-                    self.rpos += used;
+                    self.rstart += used;
                     out.push(reply);
                 }
                 None => self.fill().await?,
@@ -97,33 +106,29 @@ impl RespConn {
         Ok(())
     }
 
-    /// Read more bytes, first dropping what was already parsed.
+    /// Read more bytes after the unparsed ones, moving those to the front first when the free
+    /// space at the end runs short.
     async fn fill(&mut self) -> io::Result<()> {
-        if self.rpos > 0 {
-            self.rbuf.drain(..self.rpos);
-            self.rpos = 0;
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        } else if self.rbuf.len() - self.rend < READ_CHUNK / 4 {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
         }
-        let len = self.rbuf.len();
-        if self.rbuf.capacity() - len < 16 * 1024 {
-            self.rbuf.reserve(64 * 1024);
+        if self.rbuf.len() - self.rend < READ_CHUNK / 4 {
+            // A reply larger than the buffer: grow it.
+            self.rbuf.resize(self.rbuf.len() + READ_CHUNK, 0);
         }
-        let cap = self.rbuf.capacity();
-        self.rbuf.resize(cap, 0);
-        let n = self.stream.read(&mut self.rbuf[len..]).await;
-        let n = match n {
-            Ok(n) => n,
-            Err(e) => {
-                self.rbuf.truncate(len);
-                return Err(e);
-            }
-        };
-        self.rbuf.truncate(len + n);
+        let n = self.stream.read(&mut self.rbuf[self.rend..]).await?;
         if n == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
                 "server closed the connection",
             ));
         }
+        self.rend += n;
         Ok(())
     }
 }
@@ -179,7 +184,7 @@ fn parse(buf: &[u8]) -> io::Result<Option<(Reply, usize)>> {
 }
 
 fn find_crlf(buf: &[u8]) -> Option<usize> {
-    buf.windows(2).position(|w| w == b"\r\n")
+    memchr::memmem::find(buf, b"\r\n")
 }
 
 #[cfg(test)]

@@ -28,7 +28,17 @@ use tokio_util::sync::CancellationToken;
 
 const SERVER: &str = "redis@7.0";
 const CONNECTIONS: u32 = 50;
+/// Operations per side at pipeline 1; pipelined runs send `pipeline` times fewer round trips,
+/// so they get 5x the operations to last long enough (several seconds) to measure.
 const OPS: u64 = 1_000_000;
+
+fn ops_for(pipeline: u32) -> u64 {
+    if pipeline > 1 {
+        OPS * 5
+    } else {
+        OPS
+    }
+}
 
 /// CPU seconds (user + system) of this process, or of its waited-for children.
 fn cpu(who: i32) -> f64 {
@@ -81,7 +91,8 @@ struct Side {
 
 async fn cachegate_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side {
     let cfg = CacheOpsConfig::resolve(&params(&format!(
-        "kind = \"cache-ops\"\nconnections = {CONNECTIONS}\npipeline = {pipeline}\nops = {OPS}\nwarmup = \"0s\"\nkeyspace = 10000\nvalue_size = 100\nmix = {{ {op} = 1 }}"
+        "kind = \"cache-ops\"\nconnections = {CONNECTIONS}\npipeline = {pipeline}\nops = {}\nwarmup = \"0s\"\nkeyspace = 10000\nvalue_size = 100\nmix = {{ {op} = 1 }}",
+        ops_for(pipeline)
     )))
     .unwrap();
     let pid = server.pid().unwrap();
@@ -119,7 +130,7 @@ fn redis_benchmark_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side
             "-c",
             &CONNECTIONS.to_string(),
             "-n",
-            &OPS.to_string(),
+            &ops_for(pipeline).to_string(),
             "-P",
             &pipeline.to_string(),
         ])
@@ -145,7 +156,7 @@ fn redis_benchmark_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side
         .collect();
     Side {
         ops_per_s: cols[0],
-        cpu_us_per_op: (c1 - c0) * 1e6 / OPS as f64,
+        cpu_us_per_op: (c1 - c0) * 1e6 / ops_for(pipeline) as f64,
         p50_ms: cols[3],
         p99_ms: cols[5],
         server_cpu_pct: (s1 - s0) / wall * 100.0,
@@ -153,7 +164,7 @@ fn redis_benchmark_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side
 }
 
 async fn raw_ops(bin: &ProvisionedServer) {
-    println!("\n## Raw ops: cachegate cache-ops vs redis-benchmark ({SERVER}, {CONNECTIONS} connections, {OPS} ops, 100-byte values, 10k keys)\n");
+    println!("\n## Raw ops: cachegate cache-ops vs redis-benchmark ({SERVER}, {CONNECTIONS} connections, {OPS} ops at pipeline 1 and {} at 16, 100-byte values, 10k keys)\n", ops_for(16));
     println!("| op | pipeline | cachegate ops/s | redis-benchmark ops/s | ratio | client CPU µs/op (cg / rb) | p50 ms (cg / rb) | p99 ms (cg / rb) | server CPU % (cg / rb) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for pipeline in [1, 16] {
