@@ -2,31 +2,19 @@
 
 mod common;
 
+use common::{cachegate, only_run_dir, output_text as text};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use cachegate::results::store::read_jsonl;
 use cachegate::results::Verdict;
 
-fn cachegate() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_cachegate"));
-    c.stdin(Stdio::null());
-    c
-}
-
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 const GOOD: &str = r#"[matrix]
@@ -175,12 +163,7 @@ reason = "checks that XPASS is reported"
     let msg = text(&out);
     assert_eq!(out.status.code(), Some(3), "{msg}");
 
-    let run_dir = std::fs::read_dir(dir.path().join("out"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = only_run_dir(&dir.path().join("out"));
     let results = read_jsonl(&run_dir.join("results.jsonl")).unwrap();
     let ids: Vec<&str> = results.iter().map(|r| r.cell_id.as_str()).collect();
     assert_eq!(
@@ -311,12 +294,7 @@ fn ctrl_c_stops_everything_and_keeps_results() {
         "server {server_pid} left running"
     );
 
-    let run_dir = std::fs::read_dir(dir.path().join("out"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let run_dir = only_run_dir(&dir.path().join("out"));
     let results = read_jsonl(&run_dir.join("results.jsonl")).unwrap();
     assert_eq!(
         results.len(),

@@ -2,37 +2,30 @@
 //! flagged, and a threshold that is not met fails the run. One test, run in sequence, so the
 //! runs it compares do not compete with each other for the CPU.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
 
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use common::{cachegate, only_run_dir, run_cli};
 use serde_json::Value;
 
+/// `cachegate run` of `matrix` into `dir/out`, against `baseline` if given.
 fn run(
     dir: &Path,
     matrix: &str,
     out: &str,
     baseline: Option<&Path>,
 ) -> (Option<i32>, String, PathBuf) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_cachegate"));
-    cmd.args(["run", "--no-progress", "--out", out, matrix])
-        .current_dir(dir)
-        .stdin(Stdio::null());
+    let mut args: Vec<OsString> = ["run", "--no-progress", "--out", out, matrix]
+        .iter()
+        .map(OsString::from)
+        .collect();
     if let Some(b) = baseline {
-        cmd.arg("--baseline").arg(b);
+        args.extend(["--baseline".into(), b.into()]);
     }
-    let o = cmd.output().unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let run_dir = std::fs::read_dir(dir.join(out))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
-    (o.status.code(), text, run_dir)
+    let (code, text) = run_cli(dir, &args);
+    (code, text, only_run_dir(&dir.join(out)))
 }
 
 fn comparison(run_dir: &Path) -> Vec<Value> {
@@ -91,14 +84,14 @@ fn slowdowns_are_caught_and_identical_runs_are_not_flagged() {
     assert!(text.contains("REGRESSION"), "{text}");
 
     // `compare` says the same about the finished runs.
-    let o = Command::new(env!("CARGO_BIN_EXE_cachegate"))
+    let o = cachegate()
         .arg("compare")
         .arg(&base)
         .arg(&slow)
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1));
-    let o = Command::new(env!("CARGO_BIN_EXE_cachegate"))
+    let o = cachegate()
         .arg("compare")
         .arg(&base)
         .arg(&same)

@@ -3,36 +3,12 @@
 
 mod common;
 
+use common::{only_run_dir, run_cli};
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-
-fn cachegate(args: &[&str], dir: &Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_cachegate"))
-        .args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-fn only_run(out: &Path) -> PathBuf {
-    std::fs::read_dir(out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-}
 
 /// A multi-cell run with passing, expected-failure and unrunnable cells.
 fn multi_cell_run(dir: &Path) -> PathBuf {
@@ -72,9 +48,9 @@ errors = "== 0"
 "#,
     )
     .unwrap();
-    let (code, text) = cachegate(&["run", "--out", "out", "m.toml"], dir);
+    let (code, text) = run_cli(dir, &["run", "--out", "out", "m.toml"]);
     assert_eq!(code, Some(3), "one server cannot be provisioned: {text}");
-    only_run(&dir.join("out"))
+    only_run_dir(&dir.join("out"))
 }
 
 /// Check `value` against the JSON Schema subset `reports/summary.schema.json` uses: types,
@@ -274,7 +250,7 @@ fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
     ] {
         std::fs::remove_file(run.join(f)).unwrap();
     }
-    let (code, text) = cachegate(&["report", run.to_str().unwrap()], dir.path());
+    let (code, text) = run_cli(dir.path(), &["report", run.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{text}");
     for f in [
         "index.html",

@@ -1,8 +1,9 @@
 //! Helpers shared by the integration tests: real servers from the real provisioner.
 #![allow(dead_code)]
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
 
 use cachegate::results::store::read_jsonl;
 use cachegate::results::CellResult;
@@ -87,31 +88,46 @@ pub fn pid_alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The real `cachegate` binary, stdin closed.
+pub fn cachegate() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cachegate"));
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Everything a finished command printed, stdout then stderr.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Run `cachegate ARGS` in `dir`: exit code and everything it printed.
+pub fn run_cli<S: AsRef<OsStr>>(dir: &Path, args: &[S]) -> (Option<i32>, String) {
+    let out = cachegate().args(args).current_dir(dir).output().unwrap();
+    (out.status.code(), output_text(&out))
+}
+
+/// The one run directory `cachegate run --out OUT` made.
+pub fn only_run_dir(out: &Path) -> PathBuf {
+    std::fs::read_dir(out)
+        .unwrap()
+        .next()
+        .expect("a run directory")
+        .unwrap()
+        .path()
+}
+
 /// Write `body` as a matrix in `dir`, run it with the real binary into `dir/out`, and return the
 /// exit code, everything it printed, and the results of the run.
 pub fn run_matrix(dir: &Path, body: &str) -> (Option<i32>, String, Vec<CellResult>) {
-    let matrix = dir.join("m.toml");
-    std::fs::write(&matrix, body).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_cachegate"))
-        .args(["run", "--no-progress", "--out"])
-        .arg(dir.join("out"))
-        .arg(&matrix)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run_dir = std::fs::read_dir(dir.join("out"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    std::fs::write(dir.join("m.toml"), body).unwrap();
+    let (code, text) = run_cli(dir, &["run", "--no-progress", "--out", "out", "m.toml"]);
+    let run_dir = only_run_dir(&dir.join("out"));
     (
-        out.status.code(),
+        code,
         text,
         read_jsonl(&run_dir.join("results.jsonl")).unwrap(),
     )
