@@ -68,11 +68,12 @@ fn proc_cpu(pid: u32) -> f64 {
     (f(11) + f(12)) / ticks
 }
 
-fn rss_kib() -> u64 {
+/// A size field of /proc/self/status in KiB: `VmRSS` (now) or `VmHWM` (peak).
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
@@ -376,7 +377,7 @@ async fn memory(bin: &ProvisionedServer) {
                 samples
                     .lock()
                     .unwrap()
-                    .push((t.elapsed().as_secs(), rss_kib()));
+                    .push((t.elapsed().as_secs(), status_kib("VmRSS")));
                 tokio::time::sleep(Duration::from_secs(if secs > 60 { 30 } else { 5 })).await;
             }
         })
@@ -395,7 +396,13 @@ async fn memory(bin: &ProvisionedServer) {
         .iter()
         .map(|(t, kib)| format!("{t}s {:.1}MiB", *kib as f64 / 1024.0))
         .collect();
-    println!("{} ops measured; RSS: {}", out.counts.ok, line.join(", "));
+    println!(
+        "{} ops measured, {} errors; peak RSS (VmHWM) {:.1} MiB; RSS: {}",
+        out.counts.ok,
+        out.counts.errors,
+        status_kib("VmHWM") as f64 / 1024.0,
+        line.join(", ")
+    );
 }
 
 fn main() {
