@@ -352,33 +352,22 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
     h.push_str("<h2>Timelines</h2><p class=\"muted\">Per second of each cell's scenario (warm-up included; the last, partial second left out); throughput counts successful operations.</p>");
     for chunk in measured.chunks(10) {
         let names: Vec<String> = chunk.iter().map(|r| label(r)).collect();
-        let points = |r: &CellResult,
-                      f: &dyn Fn(&crate::results::TimelinePoint) -> f64|
-         -> Vec<(f64, f64)> {
-            let full = &r.timeline[..r.timeline.len().saturating_sub(1)];
-            full.iter().map(|p| (p.second as f64, f(p))).collect()
+        // One series per cell of `f` over its full seconds.
+        let series = |f: &dyn Fn(&crate::results::TimelinePoint) -> f64| -> Vec<Series> {
+            chunk
+                .iter()
+                .map(|r| Series {
+                    name: label(r),
+                    points: r.timeline[..r.timeline.len().saturating_sub(1)]
+                        .iter()
+                        .map(|p| (p.second as f64, f(p)))
+                        .collect(),
+                })
+                .collect()
         };
-        let tp: Vec<Series> = chunk
-            .iter()
-            .map(|r| Series {
-                name: label(r),
-                points: points(r, &|p| p.ok as f64),
-            })
-            .collect();
-        let lat: Vec<Series> = chunk
-            .iter()
-            .map(|r| Series {
-                name: label(r),
-                points: points(r, &|p| p.p99_us / 1000.0),
-            })
-            .collect();
-        let errs: Vec<Series> = chunk
-            .iter()
-            .map(|r| Series {
-                name: label(r),
-                points: points(r, &|p| p.errors as f64),
-            })
-            .collect();
+        let tp = series(&|p| p.ok as f64);
+        let lat = series(&|p| p.p99_us / 1000.0);
+        let errs = series(&|p| p.errors as f64);
         let legend = charts::legend(&names);
         let _ = write!(
             h,
