@@ -187,6 +187,28 @@ impl ScenarioParams {
     }
 }
 
+/// A count such as `users` or `connections`: `value`, else `default`; 0 is refused.
+pub fn at_least_one<T: Copy + PartialEq + Default>(
+    value: Option<T>,
+    field: &str,
+    default: T,
+) -> Result<T, String> {
+    match value {
+        Some(v) if v == T::default() => Err(format!("field `{field}` must be at least 1")),
+        v => Ok(v.unwrap_or(default)),
+    }
+}
+
+/// `max_error_rate`: a fraction of operations allowed to fail, 0 unless set.
+pub fn max_error_rate(value: Option<f64>) -> Result<f64, String> {
+    let rate = value.unwrap_or(0.0);
+    if (0.0..=1.0).contains(&rate) {
+        Ok(rate)
+    } else {
+        Err("field `max_error_rate` must be between 0 and 1".into())
+    }
+}
+
 macro_rules! overlay_fields {
     ($base:expr, $top:expr, $($field:ident),*) => {
         $( if $top.$field.is_some() { $base.$field = $top.$field.clone(); } )*
@@ -241,5 +263,26 @@ impl ScenarioParams {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_refuse_zero_and_rates_stay_fractions() {
+        assert_eq!(at_least_one(None, "users", 20u32), Ok(20));
+        assert_eq!(at_least_one(Some(3u32), "users", 20), Ok(3));
+        assert_eq!(
+            at_least_one(Some(0u64), "keyspace", 10),
+            Err("field `keyspace` must be at least 1".to_string())
+        );
+        assert_eq!(max_error_rate(None), Ok(0.0));
+        assert_eq!(max_error_rate(Some(0.25)), Ok(0.25));
+        assert!(max_error_rate(Some(1.5))
+            .unwrap_err()
+            .contains("max_error_rate"));
+        assert!(max_error_rate(Some(f64::NAN)).is_err());
     }
 }

@@ -18,7 +18,9 @@ use tokio_util::sync::CancellationToken;
 use super::resp::{Endpoint, Reply, RespConn};
 use super::workload::{Op, Workload, OP_NAMES};
 use super::ScenarioOutput;
-use crate::config::scenario_file::{KeyDistribution, OpMix, ScenarioParams, ValueSize};
+use crate::config::scenario_file::{
+    at_least_one, max_error_rate, KeyDistribution, OpMix, ScenarioParams, ValueSize,
+};
 use crate::config::HumanDuration;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::results::OpCounts;
@@ -60,10 +62,6 @@ impl CacheOpsConfig {
             (Some(d), None) => RunLength::Duration(d),
             (None, None) => RunLength::Duration(secs(10)),
         };
-        let positive = |v: Option<u32>, name: &str, default: u32| match v {
-            Some(0) => Err(format!("field `{name}` must be at least 1")),
-            v => Ok(v.unwrap_or(default)),
-        };
         let value_size = match p.value_size.unwrap_or(ValueSize::Range([32, 256])) {
             ValueSize::Fixed(n) => (n, n),
             ValueSize::Range([a, b]) if a <= b => (a, b),
@@ -87,21 +85,14 @@ impl CacheOpsConfig {
         if p.rate == Some(0) {
             return Err("field `rate` must be above 0 (omit it for closed-loop load)".into());
         }
-        let keyspace = p.keyspace.unwrap_or(10_000);
-        if keyspace == 0 {
-            return Err("field `keyspace` must be at least 1".into());
-        }
+        let keyspace = at_least_one(p.keyspace, "keyspace", 10_000)?;
         let zipf_exponent = p.zipf_exponent.unwrap_or(0.99);
         if !(zipf_exponent >= 0.0 && zipf_exponent.is_finite()) {
             return Err("field `zipf_exponent` must be a number >= 0".into());
         }
-        let max_error_rate = p.max_error_rate.unwrap_or(0.0);
-        if !(0.0..=1.0).contains(&max_error_rate) {
-            return Err("field `max_error_rate` must be between 0 and 1".into());
-        }
         Ok(CacheOpsConfig {
-            connections: positive(p.connections, "connections", 50)?,
-            pipeline: positive(p.pipeline, "pipeline", 1)?,
+            connections: at_least_one(p.connections, "connections", 50)?,
+            pipeline: at_least_one(p.pipeline, "pipeline", 1)?,
             length,
             warmup: p.warmup.unwrap_or(secs(1)),
             rate: p.rate,
@@ -111,7 +102,7 @@ impl CacheOpsConfig {
             value_size,
             ttl: p.ttl,
             op_timeout: p.op_timeout.unwrap_or(secs(1)),
-            max_error_rate,
+            max_error_rate: max_error_rate(p.max_error_rate)?,
             seed: p.seed.unwrap_or(1),
             mix,
         })

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::resp::{Endpoint, Reply, RespConn};
 use super::session_persistence::{finish, RestartConfig};
 use super::{CellEnv, ScenarioOutput};
-use crate::config::scenario_file::{ScenarioParams, ValueSize};
+use crate::config::scenario_file::{at_least_one, ScenarioParams, ValueSize};
 use crate::config::HumanDuration;
 use crate::results::checks::PersistenceCheck;
 use crate::results::recorder::{Recorder, Timeline};
@@ -31,10 +31,7 @@ pub struct DurabilityConfig {
 
 impl DurabilityConfig {
     pub fn resolve(p: &ScenarioParams) -> Result<Self, String> {
-        let connections = p.connections.unwrap_or(4);
-        if connections == 0 {
-            return Err("field `connections` must be at least 1".into());
-        }
+        let connections = at_least_one(p.connections, "connections", 4)?;
         let value_size = match p.value_size {
             Some(ValueSize::Fixed(n)) => n,
             Some(ValueSize::Range(_)) => {

@@ -18,7 +18,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use super::ScenarioOutput;
-use crate::config::scenario_file::ScenarioParams;
+use crate::config::scenario_file::{at_least_one, max_error_rate, ScenarioParams};
 use crate::config::HumanDuration;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::results::OpCounts;
@@ -76,14 +76,7 @@ impl LoginFlowConfig {
             (None, Some(n)) => FlowLength::Iterations(n),
             (None, None) => FlowLength::Iterations(3),
         };
-        let users = p.users.unwrap_or(10);
-        if users == 0 {
-            return Err("field `users` must be at least 1".into());
-        }
-        let max_error_rate = p.max_error_rate.unwrap_or(0.0);
-        if !(0.0..=1.0).contains(&max_error_rate) {
-            return Err("field `max_error_rate` must be between 0 and 1".into());
-        }
+        let users = at_least_one(p.users, "users", 10)?;
         let hatch_rate = p.hatch_rate.unwrap_or(users as f64);
         if !(hatch_rate > 0.0 && hatch_rate.is_finite()) {
             return Err("field `hatch_rate` must be above 0".into());
@@ -96,7 +89,7 @@ impl LoginFlowConfig {
             request_timeout: p
                 .op_timeout
                 .unwrap_or(HumanDuration(Duration::from_secs(60))),
-            max_error_rate,
+            max_error_rate: max_error_rate(p.max_error_rate)?,
         })
     }
 }

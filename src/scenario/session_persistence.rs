@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::browser::{Browser, SessionState};
 use super::promise::{self, RestartKind};
 use super::{CellEnv, ScenarioOutput};
-use crate::config::scenario_file::ScenarioParams;
+use crate::config::scenario_file::{at_least_one, ScenarioParams};
 use crate::config::HumanDuration;
 use crate::results::checks::PersistenceCheck;
 use crate::results::recorder::{Recorder, Timeline};
@@ -85,12 +85,8 @@ pub struct SessionPersistenceConfig {
 
 impl SessionPersistenceConfig {
     pub fn resolve(p: &ScenarioParams) -> Result<Self, String> {
-        let users = p.users.unwrap_or(20);
-        if users == 0 {
-            return Err("field `users` must be at least 1".into());
-        }
         Ok(SessionPersistenceConfig {
-            users,
+            users: at_least_one(p.users, "users", 20)?,
             restart: RestartConfig::resolve(p),
             request_timeout: p
                 .op_timeout
