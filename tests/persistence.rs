@@ -93,6 +93,12 @@ variant = "to-aof"
     assert_eq!(changed.restarted_with, "aof-everysec");
     assert_eq!(changed.expected.promise, Promise::Either);
     assert!(results.iter().all(|r| r.verdict == Verdict::Pass));
+    // The report's table says the same, row by row.
+    let html = report_html(dir.path());
+    assert!(html.contains("<h2>Persistence: expected vs observed</h2>"));
+    assert!(html.contains(
+        "<td>valkey@9.1/rdb/django-5.2/cache/kill</td><td>sessions</td><td>Kill</td><td class=\"num\">8</td><td class=\"num\">0</td><td class=\"num\">8</td>"
+    ), "{}", &html[html.find("<h2>Persistence").unwrap()..][..3000]);
 }
 
 #[test]
@@ -196,6 +202,11 @@ down_for = "1500ms"
         o.recovered && o.recovery_seconds >= 0.0 && o.recovery_seconds < 5.0,
         "{o:?}"
     );
+    let html = report_html(dir.path());
+    assert!(
+        html.contains("<h2>Outages</h2>") && html.contains("login 0/"),
+        "the report shows what failed while down"
+    );
     assert!(
         r.app_exceptions[0].signature.starts_with(
             "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:PORT"
@@ -251,4 +262,12 @@ value_size = 4096
         "only the sessions have a TTL: {volatile:?}"
     );
     assert!(volatile.evicted_keys > 0);
+    let html = report_html(dir.path());
+    assert!(html.contains("<h2>Eviction</h2>"));
+    assert!(html.contains("<td>volatile-lru</td><td>4mb</td><td class=\"num\">0/6</td>"));
+}
+
+/// The HTML report of the one run under `dir/out`.
+fn report_html(dir: &std::path::Path) -> String {
+    std::fs::read_to_string(common::only_run_dir(&dir.join("out")).join("index.html")).unwrap()
 }

@@ -392,13 +392,51 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
     }
 }
 
+/// A section with one row per cell that carries `part` (one kind of verification report);
+/// nothing when no cell does. `row` gives the row's cells, `<td>`s, after the cell label.
+fn section_table<'a, T: 'a>(
+    h: &mut String,
+    title: &str,
+    headers: &[&str],
+    results: &'a [CellResult],
+    part: impl Fn(&'a CellResult) -> Option<&'a T>,
+    row: impl Fn(&T) -> String,
+) {
+    let rows: Vec<(&CellResult, &T)> = results
+        .iter()
+        .filter_map(|r| part(r).map(|p| (r, p)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let _ = write!(h, "<h2>{title}</h2><table><tr><th>cell</th>");
+    for head in headers {
+        let _ = write!(h, "<th>{head}</th>");
+    }
+    h.push_str("<th>verdict</th></tr>");
+    for (r, p) in rows {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td>{}<td>{}</td></tr>",
+            esc(&label(r)),
+            row(p),
+            verdict_badge(&vname(r.verdict))
+        );
+    }
+    h.push_str("</table>");
+}
+
 fn verification_tables(h: &mut String, results: &[CellResult]) {
-    let persistence: Vec<&CellResult> =
-        results.iter().filter(|r| r.persistence.is_some()).collect();
-    if !persistence.is_empty() {
-        let _ = write!(h, "<h2>Persistence: expected vs observed</h2><table><tr><th>cell</th><th>subject</th><th>restart</th><th>before</th><th>kept</th><th>lost</th><th>unknown</th><th>expected</th><th>observed</th><th>why</th><th>verdict</th></tr>");
-        for r in persistence {
-            let p = r.persistence.as_ref().expect("filtered");
+    section_table(
+        h,
+        "Persistence: expected vs observed",
+        &[
+            "subject", "restart", "before", "kept", "lost", "unknown", "expected", "observed",
+            "why",
+        ],
+        results,
+        |r| r.persistence.as_ref(),
+        |p| {
             let delay = if p.delay_seconds > 0.0 {
                 format!(" after {:.1}s", p.delay_seconds)
             } else {
@@ -421,19 +459,24 @@ fn verification_tables(h: &mut String, results: &[CellResult]) {
                     )
                 })
                 .unwrap_or_default();
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{:?}{delay}{changed}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{:?}</td><td>{:?}</td><td>{}{note}{window}</td><td>{}</td></tr>",
-                esc(&label(r)), p.subject, p.restart, p.before, p.kept, p.lost, p.unknown, p.expected.promise, p.observed, esc(&p.expected.because), verdict_badge(&vname(r.verdict))
-            );
-        }
-        h.push_str("</table>");
-    }
-    let outages: Vec<&CellResult> = results.iter().filter(|r| r.outage.is_some()).collect();
-    if !outages.is_empty() {
-        let _ = write!(h, "<h2>Outages</h2><table><tr><th>cell</th><th>down</th><th>while down (per step: ok/tried, slowest)</th><th>statuses while down</th><th>login works again after</th><th>verdict</th></tr>");
-        for r in outages {
-            let o = r.outage.as_ref().expect("filtered");
+            format!(
+                "<td>{}</td><td>{:?}{delay}{changed}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{:?}</td><td>{:?}</td><td>{}{note}{window}</td>",
+                p.subject, p.restart, p.before, p.kept, p.lost, p.unknown, p.expected.promise, p.observed, esc(&p.expected.because)
+            )
+        },
+    );
+    section_table(
+        h,
+        "Outages",
+        &[
+            "down",
+            "while down (per step: ok/tried, slowest)",
+            "statuses while down",
+            "login works again after",
+        ],
+        results,
+        |r| r.outage.as_ref(),
+        |o| {
             let steps: Vec<String> = o
                 .during
                 .iter()
@@ -457,19 +500,33 @@ fn verification_tables(h: &mut String, results: &[CellResult]) {
             } else {
                 "did not recover".into()
             };
-            let _ = write!(h, "<tr><td>{}</td><td>{:.1} s at {:.1} s</td><td>{}</td><td>{}</td><td>{back}</td><td>{}</td></tr>", esc(&label(r)), o.down_for_seconds, o.down_at_seconds, esc(&steps.join(", ")), esc(&statuses.join(", ")), verdict_badge(&vname(r.verdict)));
-        }
-        h.push_str("</table>");
-    }
-    let evictions: Vec<&CellResult> = results.iter().filter(|r| r.eviction.is_some()).collect();
-    if !evictions.is_empty() {
-        let _ = write!(h, "<h2>Eviction</h2><table><tr><th>cell</th><th>policy</th><th>maxmemory</th><th>sessions kept</th><th>new logins refused (during / after the fill)</th><th>fill ok / errors</th><th>evicted keys</th><th>expected</th><th>verdict</th></tr>");
-        for r in evictions {
-            let e = r.eviction.as_ref().expect("filtered");
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{}/{} · {}/{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{:?}: {}</td><td>{}</td></tr>", esc(&label(r)), esc(&e.policy), esc(&e.maxmemory), e.sessions_kept, e.sessions_before, e.logins_refused, e.logins_tried, e.logins_after_refused, e.logins_after_tried, e.fill_ok, e.fill_errors, e.evicted_keys, e.expected.promise, esc(&e.expected.because), verdict_badge(&vname(r.verdict)));
-        }
-        h.push_str("</table>");
-    }
+            format!(
+                "<td>{:.1} s at {:.1} s</td><td>{}</td><td>{}</td><td>{back}</td>",
+                o.down_for_seconds,
+                o.down_at_seconds,
+                esc(&steps.join(", ")),
+                esc(&statuses.join(", "))
+            )
+        },
+    );
+    section_table(
+        h,
+        "Eviction",
+        &[
+            "policy",
+            "maxmemory",
+            "sessions kept",
+            "new logins refused (during / after the fill)",
+            "fill ok / errors",
+            "evicted keys",
+            "expected",
+        ],
+        results,
+        |r| r.eviction.as_ref(),
+        |e| {
+            format!("<td>{}</td><td>{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{}/{} · {}/{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{:?}: {}</td>", esc(&e.policy), esc(&e.maxmemory), e.sessions_kept, e.sessions_before, e.logins_refused, e.logins_tried, e.logins_after_refused, e.logins_after_tried, e.fill_ok, e.fill_errors, e.evicted_keys, e.expected.promise, esc(&e.expected.because))
+        },
+    );
 }
 
 fn cell_details(h: &mut String, results: &[CellResult]) {
