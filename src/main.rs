@@ -58,7 +58,7 @@ enum Command {
         #[command(flatten)]
         compare: CompareArgs,
         /// Threads driving the load (default: half the CPUs, at least 1, leaving the rest to the
-        /// server under test; on 2 cores one thread beats two, see tests/bench/compare.sh).
+        /// server under test; on 2 cores one thread beats two, see `cargo bench --bench compare`).
         #[arg(long, env = "CACHEGATE_THREADS")]
         threads: Option<usize>,
     },

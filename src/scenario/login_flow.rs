@@ -419,6 +419,10 @@ pub async fn run_with_events(
     config.no_metrics = true;
     // The app does not compress; negotiating gzip only costs client CPU.
     config.no_gzip = true;
+    // goose's telnet and websocket controllers listen on fixed ports (5116/5117): nothing here
+    // drives them, and a second run in one process found the port still taken.
+    config.no_telnet = true;
+    config.no_websocket = true;
 
     let in_flow = flow.clone();
     let counter = progress.clone();

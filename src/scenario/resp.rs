@@ -3,7 +3,7 @@
 //!
 //! Why not the redis crate here: its `MultiplexedConnection` sends each request through a channel
 //! to a driver task and back through a oneshot. Measured on 2 cores against redis 7.0 with 50
-//! connections (`tests/bench/compare.sh`), that reached 0.57-0.89 of redis-benchmark's throughput;
+//! connections (`cargo bench --bench compare`), that reached 0.57-0.89 of redis-benchmark's throughput;
 //! this loop is what the harness needs to never be the bottleneck. The redis crate is still used
 //! everywhere else (tests, verification), where convenience matters more than cycles.
 
