@@ -118,15 +118,8 @@ impl RunDir {
         let csv_path = self.path.join(RESULTS_CSV);
         let new = !csv_path.exists();
         let file = open_append(&csv_path)?;
-        let mut writer = csv::WriterBuilder::new().has_headers(new).from_writer(file);
-        for row in csv_rows(result) {
-            writer
-                .serialize(row)
-                .map_err(|e| Error::io("writing results.csv", e.into()))?;
-        }
-        writer
-            .flush()
-            .map_err(|e| Error::io("writing results.csv", e))
+        let writer = csv::WriterBuilder::new().has_headers(new).from_writer(file);
+        write_csv_rows(writer, csv_rows(result))
     }
 
     /// All results of the run, in the order they finished.
@@ -136,17 +129,24 @@ impl RunDir {
 
     /// Rewrite `results.csv` from `results.jsonl`.
     pub fn rewrite_csv(&self, results: &[CellResult]) -> Result<()> {
-        let mut writer = csv::Writer::from_path(self.path.join(RESULTS_CSV))
+        let writer = csv::Writer::from_path(self.path.join(RESULTS_CSV))
             .map_err(|e| Error::io("writing results.csv", e.into()))?;
-        for row in results.iter().flat_map(csv_rows) {
-            writer
-                .serialize(row)
-                .map_err(|e| Error::io("writing results.csv", e.into()))?;
-        }
-        writer
-            .flush()
-            .map_err(|e| Error::io("writing results.csv", e))
+        write_csv_rows(writer, results.iter().flat_map(csv_rows))
     }
+}
+
+fn write_csv_rows<W: std::io::Write, R: serde::Serialize>(
+    mut writer: csv::Writer<W>,
+    rows: impl IntoIterator<Item = R>,
+) -> Result<()> {
+    for row in rows {
+        writer
+            .serialize(row)
+            .map_err(|e| Error::io("writing results.csv", e.into()))?;
+    }
+    writer
+        .flush()
+        .map_err(|e| Error::io("writing results.csv", e))
 }
 
 fn open_append(path: &Path) -> Result<File> {
