@@ -96,6 +96,12 @@ fn check_rejects_bad_files_with_file_line_and_field() {
             ":9:10",
             "field `scenario.warmup`: bad duration `soon`",
         ),
+        (
+            "threads.toml",
+            GOOD.to_string() + "[target]\nthreads = 0\n",
+            ":11:11",
+            "field `target.threads`: invalid value: integer `0`, expected a nonzero u32",
+        ),
     ];
     for (name, body, at, field) in cases {
         let path = write(dir.path(), name, &body);

@@ -203,9 +203,18 @@ async fn external_target_with_json_bodies() {
     let app_dir =
         cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
             .unwrap();
-    let mut app = cachegate::target::app::AppProcess::start(&stack, &app_dir, &settings, 1)
-        .await
-        .unwrap();
+    let mut app = cachegate::target::app::AppProcess::start(
+        &stack,
+        &app_dir,
+        &settings,
+        // gthread: keep-alive connections (checked below against the sync worker).
+        cachegate::target::app::Workers {
+            processes: 1,
+            threads: 2,
+        },
+    )
+    .await
+    .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
@@ -251,5 +260,72 @@ reads = 2
         .await
         .unwrap();
     assert_eq!(keys.len(), 4, "{keys:?}");
+
+    // `[target] threads` above 1 keeps a client's connection open; the sync worker closes it
+    // after each response.
+    let base = app.base_url();
+    let answered = tokio::task::spawn_blocking(move || answered_on_one_connection(&base, 3))
+        .await
+        .unwrap();
+    assert_eq!(
+        answered, 3,
+        "gthread worker answers 3 requests on one connection"
+    );
     app.stop(None).await;
+    let mut sync_app = cachegate::target::app::AppProcess::start(
+        &stack,
+        &app_dir,
+        &settings,
+        cachegate::target::app::Workers {
+            processes: 1,
+            threads: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let base = sync_app.base_url();
+    let answered = tokio::task::spawn_blocking(move || answered_on_one_connection(&base, 3))
+        .await
+        .unwrap();
+    assert_eq!(answered, 1, "sync worker closes after the first response");
+    sync_app.stop(None).await;
+}
+
+/// Send up to `n` GET /health/ requests one after another on one TCP connection; how many were
+/// answered before the server closed it.
+fn answered_on_one_connection(base_url: &str, n: usize) -> usize {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let addr = base_url.trim_start_matches("http://");
+    let stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    for answered in 0..n {
+        let request = format!("GET /health/ HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        if writer.write_all(request.as_bytes()).is_err() {
+            return answered;
+        }
+        let mut status = String::new();
+        if reader.read_line(&mut status).unwrap_or(0) == 0 {
+            return answered;
+        }
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line == "\r\n" {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                length = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        assert_eq!(body, b"ok");
+    }
+    n
 }

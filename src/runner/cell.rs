@@ -14,7 +14,7 @@ use crate::results::{CellResult, RunDir, ServerInfo, StackInfo, Verdict, SCHEMA}
 use crate::scenario::CellEnv;
 use crate::server::{ProvisionedServer, ServerProcess, StopKind};
 use crate::stack::ProvisionedStack;
-use crate::target::app::AppProcess;
+use crate::target::app::{AppProcess, Workers};
 use crate::target::{app_files, django_settings, exceptions};
 
 pub struct CellContext<'a> {
@@ -259,8 +259,7 @@ async fn start_app(
             result.target = Some("bundled django app".into());
             let app_dir = app_files::install(&crate::server::provision::default_cache_dir())
                 .map_err(|e| format!("writing the bundled app: {e}"))?;
-            let workers = cell.target.workers.unwrap_or(2);
-            let app = AppProcess::start(stack, &app_dir, &settings, workers)
+            let app = AppProcess::start(stack, &app_dir, &settings, Workers::of(&cell.target))
                 .await
                 .map_err(|e| e.to_string())?;
             Ok((app.base_url(), Some(app)))

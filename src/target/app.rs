@@ -12,6 +12,24 @@ use crate::stack::ProvisionedStack;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How gunicorn serves the app: worker processes and threads in each.
+#[derive(Debug, Clone, Copy)]
+pub struct Workers {
+    pub processes: u32,
+    /// 1: the sync worker (a connection per request). Above 1: the gthread worker (keep-alive).
+    pub threads: u32,
+}
+
+impl Workers {
+    /// The `[target]` section's choice: 2 sync workers unless it says otherwise.
+    pub fn of(target: &crate::target::TargetSection) -> Workers {
+        Workers {
+            processes: target.workers.map_or(2, |n| n.get()),
+            threads: target.threads.map_or(1, |n| n.get()),
+        }
+    }
+}
+
 pub struct AppProcess {
     child: Option<ManagedChild>,
     port: u16,
@@ -27,7 +45,7 @@ impl AppProcess {
         stack: &ProvisionedStack,
         app_dir: &Path,
         settings: &serde_json::Value,
-        workers: u32,
+        workers: Workers,
     ) -> Result<AppProcess> {
         let workdir = tempfile::Builder::new()
             .prefix("cachegate-app-")
@@ -40,7 +58,8 @@ impl AppProcess {
         let mut cmd = Command::new(stack.gunicorn());
         cmd.arg("--bind")
             .arg(format!("127.0.0.1:{port}"))
-            .args(["--workers", &workers.to_string()])
+            .args(["--workers", &workers.processes.to_string()])
+            .args(["--threads", &workers.threads.to_string()])
             .args(["--error-logfile", "-", "--log-level", "warning"])
             // Slow cache calls (retrying clients) must show as slow requests, not worker kills.
             .args(["--timeout", "120", "--graceful-timeout", "5"])
@@ -71,6 +90,11 @@ impl AppProcess {
 
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// gunicorn's master process, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(ManagedChild::pid)
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -5,6 +5,8 @@ pub mod app;
 pub mod app_files;
 pub mod exceptions;
 
+use std::num::NonZeroU32;
+
 use serde::{Deserialize, Serialize};
 
 /// `[target]` in a matrix file.
@@ -12,7 +14,11 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub struct TargetSection {
     /// Bundled app: gunicorn worker processes (default 2).
-    pub workers: Option<u32>,
+    pub workers: Option<NonZeroU32>,
+    /// Bundled app: threads per worker (default 1: gunicorn's sync worker, which closes every
+    /// connection after its response). Above 1, gunicorn's gthread worker, which keeps client
+    /// connections alive as most production front ends do.
+    pub threads: Option<NonZeroU32>,
     /// An external app instead of the bundled one (no stack is provisioned then). Its cache and
     /// session configuration is the app's own; a cell's server is still started for it if the
     /// app is pointed at it.
