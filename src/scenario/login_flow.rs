@@ -419,10 +419,10 @@ pub async fn run_with_events(
     config.no_metrics = true;
     // The app does not compress; negotiating gzip only costs client CPU.
     config.no_gzip = true;
-    // goose's telnet and websocket controllers listen on fixed ports (5116/5117): nothing here
-    // drives them, and a second run in one process found the port still taken.
+    // goose's telnet controller listens on a fixed port (5116): nothing here drives it, and a
+    // second run in one process found the port still taken. (goose 0.19's websocket controller
+    // is off unless asked for; turning it off again only logs a warning.)
     config.no_telnet = true;
-    config.no_websocket = true;
 
     let in_flow = flow.clone();
     let counter = progress.clone();
