@@ -4,14 +4,17 @@
 //!    50 connections, pipeline 1 and 16: throughput ratio, client CPU per operation, p50/p99, and
 //!    the server's CPU (is the server the bottleneck?);
 //! 2. HTTP: the login-flow generator vs `wrk` on the bundled app's authenticated read endpoint,
-//!    same connection count: requests/s ratio and client CPU per request;
+//!    same connection count, in rounds of wrk, cachegate, wrk: requests/s ratio, client and app
+//!    CPU per request, and wrk against itself (the machine's noise). Once on the app as the
+//!    matrices run it (2 sync workers) and once with keep-alive in one gthread worker;
 //! 3. turnaround: server start to first operation;
 //! 4. memory: RSS over a long closed run (CACHEGATE_BENCH_LONG=1: 10 minutes, >= 10M ops).
 //!
 //! Run: `cargo bench --bench compare` (needs `apt-get install redis-tools wrk`). Prints tables of
 //! ratios; asserts nothing about timings. CACHEGATE_BENCH_ONLY=raw|http|turnaround|memory runs one
-//! part, CACHEGATE_BENCH_REPEATS (default 3) sets the raw pairs' repeats, CACHEGATE_BENCH_LONG=1
-//! makes the memory run 10 minutes.
+//! part, CACHEGATE_BENCH_REPEATS (default 3) sets the raw pairs' repeats, CACHEGATE_BENCH_HTTP_ROUNDS
+//! (default 10) the HTTP rounds, CACHEGATE_BENCH_HTTP_READS the reads per flow (1000 / 300),
+//! CACHEGATE_BENCH_LONG=1 makes the memory run 10 minutes.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -25,6 +28,7 @@ use cachegate::scenario::login_flow::{self, LoginFlowConfig};
 use cachegate::server::{
     Persistence, ProvisionedServer, Provisioner, ServerProcess, ServerSettings, ServerSpec,
 };
+use cachegate::target::app::{AppProcess, Workers};
 use cachegate::target::TargetSection;
 use tokio_util::sync::CancellationToken;
 
@@ -68,6 +72,18 @@ fn proc_cpu(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     (f(11) + f(12)) / ticks
+}
+
+/// CPU seconds of a process and its direct children (gunicorn's master and its workers).
+fn tree_cpu(pid: u32) -> f64 {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    proc_cpu(pid)
+        + children
+            .split_whitespace()
+            .filter_map(|c| c.parse().ok())
+            .map(proc_cpu)
+            .sum::<f64>()
 }
 
 /// A size field of /proc/self/status in KiB: `VmRSS` (now) or `VmHWM` (peak).
@@ -239,10 +255,40 @@ async fn http(bin: &ProvisionedServer) {
         server.port(),
     );
     let app_dir = cachegate::target::app_files::install(&cache).unwrap();
-    let workers = 2;
-    let mut app = cachegate::target::app::AppProcess::start(&stack, &app_dir, &settings, workers)
-        .await
-        .unwrap();
+    // The bundled app as the matrices run it (sync workers: a new connection per request, for
+    // both tools, and the load generator shares the 2 cores with the app), then with keep-alive
+    // in one gthread worker: neither tool reconnects, and Python's GIL holds the app to about one
+    // core, so the other core is the load generator's. (Two gthread workers split 8 keep-alive
+    // connections unevenly, at random, and halve or double throughput between runs.)
+    // Reads per flow: enough that /me/ is >= 99 % of the flow's requests at the sync app's rate
+    // (register and login cost the app several /me/s each), fewer at the GIL-bound app's.
+    for (workers, what, reads) in [
+        (
+            Workers {
+                processes: 2,
+                threads: 1,
+            },
+            "2 sync workers (a connection per request)",
+            1000,
+        ),
+        (
+            Workers {
+                processes: 1,
+                threads: 8,
+            },
+            "1 gthread worker x 8 threads (keep-alive; one core by the GIL)",
+            300,
+        ),
+    ] {
+        let app = AppProcess::start(&stack, &app_dir, &settings, workers)
+            .await
+            .unwrap();
+        http_rounds(app, users, what, reads).await;
+    }
+}
+
+/// Alternating rounds of wrk and the login flow against one running app; prints a table.
+async fn http_rounds(mut app: AppProcess, users: u32, what: &str, reads: u32) {
     let target = TargetSection::default();
 
     // wrk on /me/ with one logged-in session cookie.
@@ -283,54 +329,114 @@ async fn http(bin: &ProvisionedServer) {
         .cookies(&format!("{base}/me/").parse().unwrap())
         .unwrap();
     let cookie = cookie.to_str().unwrap().to_string();
-    // The login flow, shaped to be almost all authenticated reads of the same endpoint.
+    // The login flow, shaped to be almost all authenticated reads of the same endpoint, with
+    // every user started at once as wrk starts its connections. Short rounds, so that this VM's
+    // drifting speed (±20 % between minutes) falls on both tools alike.
+    let reads: u32 = std::env::var("CACHEGATE_BENCH_HTTP_READS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(reads);
     let cfg = LoginFlowConfig::resolve(&params(&format!(
-        "kind = \"login-flow\"\nusers = {users}\niterations = 1\nreads = 1500"
+        "kind = \"login-flow\"\nusers = {users}\niterations = 1\nreads = {reads}\nhatch_rate = 1000"
     )))
     .unwrap();
-    let repeats = 3;
-    println!("\n## HTTP: login-flow generator vs wrk on GET /me/ (bundled app, {workers} gunicorn workers, {users} connections, {repeats} alternating runs)\n");
-    println!("| run | wrk requests/s | cachegate requests/s | ratio | client CPU ms per 1000 requests (cg / wrk) | share of /me/ in the flow |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    let repeats: usize = std::env::var("CACHEGATE_BENCH_HTTP_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    let app_pid = app.pid().expect("the app runs");
+    println!("\n## HTTP: login-flow generator vs wrk on GET /me/ (bundled app, {what}, {users} connections, {repeats} rounds of wrk, cachegate, wrk)\n");
+    println!("| round | wrk before / after requests/s | cachegate requests/s | ratio to the wrk mean | wrk after / before (noise) | client CPU ms per 1000 requests (cg / wrk) | app CPU ms per 1000 requests (cg / wrk) | share of /me/ in the flow |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut ratios = Vec::new();
+    let mut noise = Vec::new();
+    let (mut cg_cpu, mut wrk_cpu, mut cg_app, mut wrk_app) = (vec![], vec![], vec![], vec![]);
     for rep in 0..repeats {
-        let (wrk, flow) = if rep % 2 == 0 {
-            let w = wrk_side(&base, &cookie, users);
-            (w, flow_side(&cfg, &base, &target, rep).await)
-        } else {
-            let f = flow_side(&cfg, &base, &target, rep).await;
-            (wrk_side(&base, &cookie, users), f)
-        };
-        ratios.push(flow.0 / wrk.0);
+        // wrk on both sides of each cachegate run: the ratio is against their mean, so a drift
+        // of the machine's speed during the round cancels, and wrk against itself shows how
+        // much two runs of one tool differ here.
+        let wrk_run = || measure_app(app_pid, || wrk_side(&base, &cookie, users));
+        let before = wrk_run();
+        let flow = flow_side(&cfg, &base, &target, rep, app_pid).await;
+        let after = wrk_run();
+        let wrk_mean = (before.rps + after.rps) / 2.0;
+        ratios.push(flow.rps / wrk_mean);
+        noise.push(after.rps / before.rps);
+        cg_cpu.push(flow.client_ms_per_1000);
+        wrk_cpu.push((before.client_ms_per_1000 + after.client_ms_per_1000) / 2.0);
+        cg_app.push(flow.app_ms_per_1000);
+        wrk_app.push((before.app_ms_per_1000 + after.app_ms_per_1000) / 2.0);
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.1} / {:.1} | {:.1}% |",
+            "| {} | {:.0} / {:.0} | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} | {:.0} / {:.0} | {:.1}% |",
             rep + 1,
-            wrk.0,
-            flow.0,
-            flow.0 / wrk.0,
-            flow.1,
-            wrk.1,
-            flow.2 * 100.0
+            before.rps,
+            after.rps,
+            flow.rps,
+            flow.rps / wrk_mean,
+            after.rps / before.rps,
+            flow.client_ms_per_1000,
+            wrk_cpu[rep],
+            flow.app_ms_per_1000,
+            wrk_app[rep],
+            flow.me_share * 100.0
         );
     }
     app.stop(None).await;
-    ratios.sort_by(f64::total_cmp);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        (v[(n - 1) / 2] + v[n / 2]) / 2.0
+    };
+    let (lo, hi) = ratios
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+    let (noise_lo, noise_hi) = noise
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
     println!(
-        "\nratio cachegate / wrk, median: **{:.2}**",
-        ratios[ratios.len() / 2]
+        "\nratio cachegate / wrk, median of {repeats} rounds: **{:.2}** (range {lo:.2}–{hi:.2}); wrk against itself: median {:.2} (range {noise_lo:.2}–{noise_hi:.2}); client CPU ms per 1000 requests, median: {:.1} cachegate / {:.1} wrk; app CPU ms per 1000 requests, median: {:.0} / {:.0}",
+        median(ratios.clone()),
+        median(noise.clone()),
+        median(cg_cpu),
+        median(wrk_cpu),
+        median(cg_app),
+        median(wrk_app),
     );
 }
 
-/// wrk for 10 s on /me/ with a logged-in session cookie: (requests/s, CPU ms per 1000 requests).
-fn wrk_side(base: &str, cookie: &str, users: u32) -> (f64, f64) {
+/// One side of the HTTP comparison.
+#[derive(Default)]
+struct HttpSide {
+    rps: f64,
+    requests: f64,
+    /// CPU seconds the load generator used.
+    client_cpu: f64,
+    client_ms_per_1000: f64,
+    /// CPU the app (gunicorn master and workers) spent per 1000 requests: tells whether the two
+    /// tools' requests cost the server the same.
+    app_ms_per_1000: f64,
+    me_share: f64,
+}
+
+/// Run one side and add the app's and the client's CPU per 1000 requests.
+fn measure_app(app_pid: u32, run: impl FnOnce() -> HttpSide) -> HttpSide {
+    let a0 = tree_cpu(app_pid);
+    let mut side = run();
+    side.app_ms_per_1000 = (tree_cpu(app_pid) - a0) * 1e6 / side.requests;
+    side.client_ms_per_1000 = side.client_cpu * 1e6 / side.requests;
+    side
+}
+
+/// wrk for 4 s on /me/ with a logged-in session cookie.
+fn wrk_side(base: &str, cookie: &str, users: u32) -> HttpSide {
     let c0 = cpu(libc::RUSAGE_CHILDREN);
     let wrk = Command::new("wrk")
-        .args(["-t1", &format!("-c{users}"), "-d10s", "--latency", "-H"])
+        .args(["-t1", &format!("-c{users}"), "-d4s", "--latency", "-H"])
         .arg(format!("Cookie: {cookie}"))
         .arg(format!("{base}/me/"))
         .output()
         .expect("wrk runs (apt-get install wrk)");
-    let wrk_cpu = cpu(libc::RUSAGE_CHILDREN) - c0;
+    let client_cpu = cpu(libc::RUSAGE_CHILDREN) - c0;
     let text = String::from_utf8_lossy(&wrk.stdout);
     let rps: f64 = text
         .lines()
@@ -342,16 +448,24 @@ fn wrk_side(base: &str, cookie: &str, users: u32) -> (f64, f64) {
         .find(|l| l.contains("requests in"))
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .unwrap_or(1.0);
-    (rps, wrk_cpu * 1e6 / requests)
+    HttpSide {
+        rps,
+        requests,
+        client_cpu,
+        me_share: 1.0,
+        ..Default::default()
+    }
 }
 
-/// One login-flow run: (requests/s, CPU ms per 1000 requests, share of /me/ requests).
+/// One login-flow run.
 async fn flow_side(
     cfg: &LoginFlowConfig,
     base: &str,
     target: &TargetSection,
     rep: usize,
-) -> (f64, f64, f64) {
+    app_pid: u32,
+) -> HttpSide {
+    let a0 = tree_cpu(app_pid);
     let c0 = cpu(libc::RUSAGE_SELF);
     let out = login_flow::run(
         cfg,
@@ -362,15 +476,20 @@ async fn flow_side(
         Arc::new(AtomicU64::new(0)),
     )
     .await;
-    let cg_cpu = cpu(libc::RUSAGE_SELF) - c0;
+    let client_cpu = cpu(libc::RUSAGE_SELF) - c0;
+    let app_cpu = tree_cpu(app_pid) - a0;
     assert_eq!(out.counts.errors, 0, "{:?}", out.errors);
     let me = out.ops.iter().find(|o| o.op == "me").unwrap();
     let all = out.ops.iter().find(|o| o.op == "all").unwrap();
-    (
-        all.throughput,
-        cg_cpu * 1e6 / out.counts.ok as f64,
-        me.ok as f64 / all.ok as f64,
-    )
+    let requests = out.counts.ok as f64;
+    HttpSide {
+        rps: all.throughput,
+        requests,
+        client_cpu,
+        client_ms_per_1000: client_cpu * 1e6 / requests,
+        app_ms_per_1000: app_cpu * 1e6 / requests,
+        me_share: me.ok as f64 / all.ok as f64,
+    }
 }
 
 async fn turnaround(bin: &ProvisionedServer) {
