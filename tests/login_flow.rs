@@ -203,18 +203,19 @@ async fn external_target_with_json_bodies() {
     let app_dir =
         cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
             .unwrap();
-    let mut app = cachegate::target::app::AppProcess::start(
-        &stack,
-        &app_dir,
-        &settings,
-        // gthread: keep-alive connections (checked below against the sync worker).
-        cachegate::target::app::Workers {
-            processes: 1,
-            threads: 2,
-        },
-    )
-    .await
-    .unwrap();
+    let start_app = |threads| {
+        cachegate::target::app::AppProcess::start(
+            &stack,
+            &app_dir,
+            &settings,
+            cachegate::target::app::Workers {
+                processes: 1,
+                threads,
+            },
+        )
+    };
+    // gthread: keep-alive connections (checked below against the sync worker).
+    let mut app = start_app(2).await.unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
@@ -272,17 +273,7 @@ reads = 2
         "gthread worker answers 3 requests on one connection"
     );
     app.stop(None).await;
-    let mut sync_app = cachegate::target::app::AppProcess::start(
-        &stack,
-        &app_dir,
-        &settings,
-        cachegate::target::app::Workers {
-            processes: 1,
-            threads: 1,
-        },
-    )
-    .await
-    .unwrap();
+    let mut sync_app = start_app(1).await.unwrap();
     let base = sync_app.base_url();
     let answered = tokio::task::spawn_blocking(move || answered_on_one_connection(&base, 3))
         .await
