@@ -74,6 +74,38 @@ fn proc_cpu(pid: u32) -> f64 {
     (f(11) + f(12)) / ticks
 }
 
+/// The server every part runs against: SERVER, no persistence, default settings.
+fn bench_spec() -> ServerSpec {
+    ServerSpec {
+        server: SERVER.parse().unwrap(),
+        persistence: Persistence::none(),
+        settings: ServerSettings::default(),
+    }
+}
+
+/// A number from the environment (a bench knob), or `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Median of a non-empty list.
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    (v[(n - 1) / 2] + v[n / 2]) / 2.0
+}
+
+/// (smallest, largest) of a list.
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(l, h), v| (l.min(*v), h.max(*v)))
+}
+
 /// CPU seconds of a process and its direct children (gunicorn's master and its workers).
 fn tree_cpu(pid: u32) -> f64 {
     let children =
@@ -192,10 +224,7 @@ fn median_run(mut runs: Vec<Side>) -> Side {
 async fn raw_ops(bin: &ProvisionedServer) {
     // This machine's speed drifts between runs (shared cores), so each pair runs REPEATS times,
     // alternating which tool goes first, and the table shows each side's median run.
-    let repeats: usize = std::env::var("CACHEGATE_BENCH_REPEATS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+    let repeats: usize = env_or("CACHEGATE_BENCH_REPEATS", 3);
     println!("\n## Raw ops: cachegate cache-ops vs redis-benchmark ({SERVER}, {CONNECTIONS} connections, {OPS} ops at pipeline 1 and {} at 16, 100-byte values, 10k keys; median of {repeats} alternating runs each)\n", ops_for(16));
     println!("| op | pipeline | cachegate ops/s | redis-benchmark ops/s | ratio | ratio range | client CPU µs/op (cg / rb) | p50 ms (cg / rb) | p99 ms (cg / rb) | server CPU % (cg / rb) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
@@ -204,11 +233,7 @@ async fn raw_ops(bin: &ProvisionedServer) {
             let (mut cgs, mut rbs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
             for rep in 0..repeats {
                 // A fresh server for each pair, so neither side inherits the other's dataset.
-                let spec = ServerSpec {
-                    server: SERVER.parse().unwrap(),
-                    persistence: Persistence::none(),
-                    settings: ServerSettings::default(),
-                };
+                let spec = bench_spec();
                 let server = ServerProcess::start(&spec, bin).await.unwrap();
                 let (cg, rb) = if rep % 2 == 0 {
                     let rb = redis_benchmark_side(&server, op, pipeline);
@@ -222,8 +247,7 @@ async fn raw_ops(bin: &ProvisionedServer) {
                 rbs.push(rb);
             }
             let (cg, rb) = (median_run(cgs), median_run(rbs));
-            let lo = ratios.iter().cloned().fold(f64::INFINITY, f64::min);
-            let hi = ratios.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let (lo, hi) = range(&ratios);
             println!(
                 "| {op} | {pipeline} | {:.0} | {:.0} | **{:.2}** | {lo:.2}–{hi:.2} | {:.2} / {:.2} | {:.3} / {:.3} | {:.3} / {:.3} | {:.0} / {:.0} |",
                 cg.ops_per_s, rb.ops_per_s, cg.ops_per_s / rb.ops_per_s, cg.cpu_us_per_op, rb.cpu_us_per_op, cg.p50_ms, rb.p50_ms, cg.p99_ms, rb.p99_ms, cg.server_cpu_pct, rb.server_cpu_pct
@@ -234,11 +258,7 @@ async fn raw_ops(bin: &ProvisionedServer) {
 
 async fn http(bin: &ProvisionedServer) {
     let users = 8u32;
-    let spec = ServerSpec {
-        server: SERVER.parse().unwrap(),
-        persistence: Persistence::none(),
-        settings: ServerSettings::default(),
-    };
+    let spec = bench_spec();
     let server = ServerProcess::start(&spec, bin).await.unwrap();
     let cache = cachegate::server::provision::default_cache_dir();
     let stack_spec: cachegate::stack::StackSpec =
@@ -287,7 +307,7 @@ async fn http(bin: &ProvisionedServer) {
     }
 }
 
-/// Alternating rounds of wrk and the login flow against one running app; prints a table.
+/// Rounds of wrk, the login flow and wrk again against one running app; prints a table.
 async fn http_rounds(mut app: AppProcess, users: u32, what: &str, reads: u32) {
     let target = TargetSection::default();
 
@@ -332,18 +352,12 @@ async fn http_rounds(mut app: AppProcess, users: u32, what: &str, reads: u32) {
     // The login flow, shaped to be almost all authenticated reads of the same endpoint, with
     // every user started at once as wrk starts its connections. Short rounds, so that this VM's
     // drifting speed (±20 % between minutes) falls on both tools alike.
-    let reads: u32 = std::env::var("CACHEGATE_BENCH_HTTP_READS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(reads);
+    let reads: u32 = env_or("CACHEGATE_BENCH_HTTP_READS", reads);
     let cfg = LoginFlowConfig::resolve(&params(&format!(
         "kind = \"login-flow\"\nusers = {users}\niterations = 1\nreads = {reads}\nhatch_rate = 1000"
     )))
     .unwrap();
-    let repeats: usize = std::env::var("CACHEGATE_BENCH_HTTP_ROUNDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(10);
+    let repeats: usize = env_or("CACHEGATE_BENCH_HTTP_ROUNDS", 10);
     let app_pid = app.pid().expect("the app runs");
     println!("\n## HTTP: login-flow generator vs wrk on GET /me/ (bundled app, {what}, {users} connections, {repeats} rounds of wrk, cachegate, wrk)\n");
     println!("| round | wrk before / after requests/s | cachegate requests/s | ratio to the wrk mean | wrk after / before (noise) | client CPU ms per 1000 requests (cg / wrk) | app CPU ms per 1000 requests (cg / wrk) | share of /me/ in the flow |");
@@ -355,80 +369,71 @@ async fn http_rounds(mut app: AppProcess, users: u32, what: &str, reads: u32) {
         // wrk on both sides of each cachegate run: the ratio is against their mean, so a drift
         // of the machine's speed during the round cancels, and wrk against itself shows how
         // much two runs of one tool differ here.
-        let wrk_run = || measure_app(app_pid, || wrk_side(&base, &cookie, users));
-        let before = wrk_run();
+        let before = wrk_side(&base, &cookie, users, app_pid);
         let flow = flow_side(&cfg, &base, &target, rep, app_pid).await;
-        let after = wrk_run();
+        let after = wrk_side(&base, &cookie, users, app_pid);
         let wrk_mean = (before.rps + after.rps) / 2.0;
         ratios.push(flow.rps / wrk_mean);
         noise.push(after.rps / before.rps);
-        cg_cpu.push(flow.client_ms_per_1000);
-        wrk_cpu.push((before.client_ms_per_1000 + after.client_ms_per_1000) / 2.0);
-        cg_app.push(flow.app_ms_per_1000);
-        wrk_app.push((before.app_ms_per_1000 + after.app_ms_per_1000) / 2.0);
+        cg_cpu.push(flow.client_ms_per_1000());
+        wrk_cpu.push((before.client_ms_per_1000() + after.client_ms_per_1000()) / 2.0);
+        cg_app.push(flow.app_ms_per_1000());
+        wrk_app.push((before.app_ms_per_1000() + after.app_ms_per_1000()) / 2.0);
         println!(
             "| {} | {:.0} / {:.0} | {:.0} | {:.2} | {:.2} | {:.1} / {:.1} | {:.0} / {:.0} | {:.1}% |",
             rep + 1,
             before.rps,
             after.rps,
             flow.rps,
-            flow.rps / wrk_mean,
-            after.rps / before.rps,
-            flow.client_ms_per_1000,
+            ratios[rep],
+            noise[rep],
+            cg_cpu[rep],
             wrk_cpu[rep],
-            flow.app_ms_per_1000,
+            cg_app[rep],
             wrk_app[rep],
             flow.me_share * 100.0
         );
     }
     app.stop(None).await;
-    let median = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        (v[(n - 1) / 2] + v[n / 2]) / 2.0
-    };
-    let (lo, hi) = ratios
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
-    let (noise_lo, noise_hi) = noise
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(l, h), r| (l.min(*r), h.max(*r)));
+    let (lo, hi) = range(&ratios);
+    let (noise_lo, noise_hi) = range(&noise);
     println!(
         "\nratio cachegate / wrk, median of {repeats} rounds: **{:.2}** (range {lo:.2}–{hi:.2}); wrk against itself: median {:.2} (range {noise_lo:.2}–{noise_hi:.2}); client CPU ms per 1000 requests, median: {:.1} cachegate / {:.1} wrk; app CPU ms per 1000 requests, median: {:.0} / {:.0}",
-        median(ratios.clone()),
-        median(noise.clone()),
-        median(cg_cpu),
-        median(wrk_cpu),
-        median(cg_app),
-        median(wrk_app),
+        median(&ratios),
+        median(&noise),
+        median(&cg_cpu),
+        median(&wrk_cpu),
+        median(&cg_app),
+        median(&wrk_app),
     );
 }
 
-/// One side of the HTTP comparison.
-#[derive(Default)]
+/// One side of the HTTP comparison: what was measured, per-request figures derived from it.
 struct HttpSide {
     rps: f64,
     requests: f64,
     /// CPU seconds the load generator used.
     client_cpu: f64,
-    client_ms_per_1000: f64,
-    /// CPU the app (gunicorn master and workers) spent per 1000 requests: tells whether the two
+    /// CPU seconds the app (gunicorn master and workers) used meanwhile: tells whether the two
     /// tools' requests cost the server the same.
-    app_ms_per_1000: f64,
+    app_cpu: f64,
+    /// Share of the requests that went to /me/.
     me_share: f64,
 }
 
-/// Run one side and add the app's and the client's CPU per 1000 requests.
-fn measure_app(app_pid: u32, run: impl FnOnce() -> HttpSide) -> HttpSide {
-    let a0 = tree_cpu(app_pid);
-    let mut side = run();
-    side.app_ms_per_1000 = (tree_cpu(app_pid) - a0) * 1e6 / side.requests;
-    side.client_ms_per_1000 = side.client_cpu * 1e6 / side.requests;
-    side
+impl HttpSide {
+    fn client_ms_per_1000(&self) -> f64 {
+        self.client_cpu * 1e6 / self.requests
+    }
+
+    fn app_ms_per_1000(&self) -> f64 {
+        self.app_cpu * 1e6 / self.requests
+    }
 }
 
 /// wrk for 4 s on /me/ with a logged-in session cookie.
-fn wrk_side(base: &str, cookie: &str, users: u32) -> HttpSide {
+fn wrk_side(base: &str, cookie: &str, users: u32, app_pid: u32) -> HttpSide {
+    let a0 = tree_cpu(app_pid);
     let c0 = cpu(libc::RUSAGE_CHILDREN);
     let wrk = Command::new("wrk")
         .args(["-t1", &format!("-c{users}"), "-d4s", "--latency", "-H"])
@@ -437,6 +442,7 @@ fn wrk_side(base: &str, cookie: &str, users: u32) -> HttpSide {
         .output()
         .expect("wrk runs (apt-get install wrk)");
     let client_cpu = cpu(libc::RUSAGE_CHILDREN) - c0;
+    let app_cpu = tree_cpu(app_pid) - a0;
     let text = String::from_utf8_lossy(&wrk.stdout);
     let rps: f64 = text
         .lines()
@@ -452,8 +458,8 @@ fn wrk_side(base: &str, cookie: &str, users: u32) -> HttpSide {
         rps,
         requests,
         client_cpu,
+        app_cpu,
         me_share: 1.0,
-        ..Default::default()
     }
 }
 
@@ -481,24 +487,18 @@ async fn flow_side(
     assert_eq!(out.counts.errors, 0, "{:?}", out.errors);
     let me = out.ops.iter().find(|o| o.op == "me").unwrap();
     let all = out.ops.iter().find(|o| o.op == "all").unwrap();
-    let requests = out.counts.ok as f64;
     HttpSide {
         rps: all.throughput,
-        requests,
+        requests: out.counts.ok as f64,
         client_cpu,
-        client_ms_per_1000: client_cpu * 1e6 / requests,
-        app_ms_per_1000: app_cpu * 1e6 / requests,
+        app_cpu,
         me_share: me.ok as f64 / all.ok as f64,
     }
 }
 
 async fn turnaround(bin: &ProvisionedServer) {
     println!("\n## Turnaround: server spawn to first answered operation ({SERVER}, 20 starts)\n");
-    let spec = ServerSpec {
-        server: SERVER.parse().unwrap(),
-        persistence: Persistence::none(),
-        settings: ServerSettings::default(),
-    };
+    let spec = bench_spec();
     let cfg = CacheOpsConfig::resolve(&params(
         "kind = \"cache-ops\"\nconnections = 1\nops = 1\nwarmup = \"0s\"",
     ))
@@ -533,11 +533,7 @@ async fn memory(bin: &ProvisionedServer) {
         "\n## Memory: RSS of a {secs}-second open-loop run at {rate} ops/s (~{} ops)\n",
         secs * rate
     );
-    let spec = ServerSpec {
-        server: SERVER.parse().unwrap(),
-        persistence: Persistence::none(),
-        settings: ServerSettings::default(),
-    };
+    let spec = bench_spec();
     let server = ServerProcess::start(&spec, bin).await.unwrap();
     let cfg = CacheOpsConfig::resolve(&params(&format!(
         "kind = \"cache-ops\"\nconnections = 50\nrate = {rate}\nduration = \"{secs}s\"\nwarmup = \"1s\""
