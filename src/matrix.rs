@@ -267,6 +267,8 @@ fn product<T>(
 pub fn filter_matches(cell: &Cell, terms: &[String]) -> Result<bool> {
     for term in terms {
         let hit = match term.split_once('=') {
+            // The runtime is compared by name; like every other term it only narrows the match.
+            Some(("runtime", value)) => cell.axes.runtime.name() == value,
             Some((key, value)) => {
                 let mut sel = CellSelector::default();
                 let bad = |e: String| Error::Usage(format!("--filter {term}: {e}"));
@@ -277,7 +279,6 @@ pub fn filter_matches(cell: &Cell, terms: &[String]) -> Result<bool> {
                     "stack" => sel.stack = Some(value.to_string()),
                     "policy" => sel.policy = Some(value.to_string()),
                     "settings" => sel.settings = Some(value.to_string()),
-                    "runtime" => return Ok(cell.axes.runtime.name() == value),
                     other => {
                         return Err(Error::Usage(format!(
                             "--filter {term}: unknown axis `{other}` (server, persistence, runtime, policy, stack, settings, variant)"
@@ -293,4 +294,59 @@ pub fn filter_matches(cell: &Cell, terms: &[String]) -> Result<bool> {
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Cells of a small matrix written to a temporary folder: two servers x two persistence modes.
+    fn cells() -> Vec<Cell> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(
+            &path,
+            r#"
+[matrix]
+name = "filters"
+[axes]
+server = ["redis@6.2", "redis@7.4"]
+persistence = ["none", "rdb"]
+[scenario]
+kind = "cache-ops"
+"#,
+        )
+        .unwrap();
+        expand(&crate::config::load_matrix(&path).unwrap()).unwrap()
+    }
+
+    fn ids(terms: &[&str]) -> Vec<String> {
+        let terms: Vec<String> = terms.iter().map(|t| t.to_string()).collect();
+        cells()
+            .into_iter()
+            .filter(|c| filter_matches(c, &terms).unwrap())
+            .map(|c| c.id)
+            .collect()
+    }
+
+    #[test]
+    fn every_filter_term_narrows_the_cells_including_after_runtime() {
+        assert_eq!(
+            ids(&["runtime=process", "server=redis@7"]),
+            ["redis@7.4/none", "redis@7.4/rdb"]
+        );
+        assert_eq!(
+            ids(&["server=redis@7", "runtime=process"]),
+            ["redis@7.4/none", "redis@7.4/rdb"]
+        );
+        assert!(ids(&["runtime=container"]).is_empty());
+        assert_eq!(ids(&["persistence=rdb", "6.2"]), ["redis@6.2/rdb"]);
+    }
+
+    #[test]
+    fn an_unknown_filter_axis_is_a_usage_error() {
+        let cell = &cells()[0];
+        let err = filter_matches(cell, &["colour=red".to_string()]).unwrap_err();
+        assert!(err.to_string().contains("unknown axis `colour`"), "{err}");
+    }
 }
