@@ -1,0 +1,204 @@
+//! The fast tier: every output rendered from a checked-in run, the judge (gates, baseline
+//! comparison, exit codes), `compare` and `report` on the command line, and matrix expansion
+//! with filters. No server, virtualenv, Docker or browser: `cargo test --lib --test fast_outputs`.
+//!
+//! The fixture (tests/fixtures/README.md) is a real run of tests/fixtures/matrices/*.toml, and a
+//! second run of the same as its baseline. Snapshots live in tests/snapshots/; after an intended
+//! change to an output, review it with `cargo insta review` or rerun with `INSTA_UPDATE=always`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use cachegate::config::load_matrix;
+use cachegate::gate::CompareOptions;
+use cachegate::report;
+use cachegate::results::{CellResult, RunDir};
+use cachegate::runner::select_cells;
+use insta::assert_snapshot;
+use sha2::{Digest, Sha256};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A copy of a fixture run folder (rendering writes into it).
+fn copy_run(name: &str, into: &Path) -> RunDir {
+    let dir = into.join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in ["results.jsonl", "run.json"] {
+        std::fs::copy(fixtures().join(name).join(f), dir.join(f)).unwrap();
+    }
+    RunDir::open(&dir).unwrap()
+}
+
+fn read(dir: &RunDir, name: &str) -> String {
+    std::fs::read_to_string(dir.path.join(name)).unwrap()
+}
+
+/// summary.json without the one field that changes on every rendering.
+fn stable_summary(text: &str) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(text).unwrap();
+    v["generated_at"] = "[generated_at]".into();
+    serde_json::to_string_pretty(&v).unwrap()
+}
+
+/// index.html with each SVG chart replaced by its digest: the page's text stays reviewable and a
+/// change to any chart still changes the snapshot.
+fn digest_svgs(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<svg") {
+        let end = rest[start..].find("</svg>").expect("svg closes") + start + "</svg>".len();
+        let digest = Sha256::digest(rest[start..end].as_bytes());
+        out.push_str(&rest[..start]);
+        out.push_str(&format!(
+            "<svg sha256=\"{}\" bytes=\"{}\"/>",
+            &format!("{digest:x}")[..16],
+            end - start
+        ));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[test]
+fn every_renderer_matches_its_snapshot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = copy_run("run", tmp.path());
+    let base = copy_run("baseline", tmp.path());
+    let rendered = report::render_all(&run, Some(&base), CompareOptions::default()).unwrap();
+    assert_snapshot!("table", rendered.table);
+    assert_snapshot!("summary_json", stable_summary(&read(&run, "summary.json")));
+    assert_snapshot!("junit_xml", read(&run, "junit.xml"));
+    assert_snapshot!("summary_md", read(&run, "summary.md"));
+    assert_snapshot!("results_csv", read(&run, "results.csv"));
+    assert_snapshot!("index_html", digest_svgs(&read(&run, "index.html")));
+}
+
+fn results(name: &str) -> Vec<CellResult> {
+    cachegate::results::store::read_jsonl(&fixtures().join(name).join("results.jsonl")).unwrap()
+}
+
+/// What the judge decides over the fixture: the failed gate and the deltas, and the exit code.
+fn judged(baseline: Option<&[CellResult]>, current: &[CellResult]) -> String {
+    let comparison =
+        baseline.map(|b| cachegate::gate::compare(b, current, CompareOptions::default()));
+    let gates = cachegate::gate::check_gates(current);
+    let code = report::summary::exit_code(current, &gates, comparison.as_deref());
+    let mut out = format!("exit code {code}\n");
+    for g in &gates {
+        out += &format!(
+            "gate {} {} {} = {:.1}: {}\n",
+            g.cell_id,
+            g.metric,
+            g.condition,
+            g.value,
+            if g.passed { "passed" } else { "FAILED" }
+        );
+    }
+    for d in comparison.iter().flatten() {
+        out += &format!(
+            "delta {} {} {:?} change {:?} noise {:.3} tolerance {:.3}\n",
+            d.cell_id,
+            d.metric,
+            d.status,
+            d.change.map(|c| format!("{c:+.3}")),
+            d.noise,
+            d.tolerance
+        );
+    }
+    out
+}
+
+#[test]
+fn the_judge_on_the_fixture_run() {
+    let (base, cur) = (results("baseline"), results("run"));
+    // One cell passes its scenario but misses its throughput gate: the run fails.
+    assert_snapshot!("judge_with_baseline", judged(Some(&base), &cur));
+    // A run judged against itself changes nothing.
+    assert_snapshot!("judge_against_itself", judged(Some(&cur), &cur));
+}
+
+#[test]
+fn the_judge_catches_a_tenfold_slowdown_without_gates() {
+    let base = results("baseline");
+    // The same run with every cache-ops cell at a tenth of the throughput and no gates.
+    let slow: Vec<CellResult> = results("run")
+        .into_iter()
+        .map(|mut r| {
+            r.gates.clear();
+            if r.scenario_kind == "cache-ops" {
+                for op in &mut r.ops {
+                    op.throughput /= 10.0;
+                }
+            }
+            r
+        })
+        .collect();
+    let text = judged(Some(&base), &slow);
+    assert!(text.starts_with("exit code 1\n"), "{text}");
+    assert!(
+        text.contains("delta valkey@9.1/none throughput Regression"),
+        "{text}"
+    );
+    assert_snapshot!("judge_tenfold_slowdown", text);
+}
+
+fn cachegate(args: &[&Path]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_cachegate"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string()
+        + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), text)
+}
+
+#[test]
+fn compare_and_report_on_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = copy_run("run", tmp.path());
+    let base = copy_run("baseline", tmp.path());
+    let (code, text) = cachegate(&[Path::new("compare"), &base.path, &run.path]);
+    assert_snapshot!("compare_cli", format!("exit {code:?}\n{text}"));
+    let (code, text) = cachegate(&[Path::new("report"), &run.path]);
+    assert_snapshot!("report_cli", format!("exit {code:?}\n{text}"));
+}
+
+/// The cells of matrix files, one line each, after `filters`.
+fn cells(files: &[PathBuf], filters: &[&str]) -> String {
+    let loaded: Vec<_> = files.iter().map(|f| load_matrix(f).unwrap()).collect();
+    let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+    select_cells(&loaded, &filters)
+        .unwrap()
+        .iter()
+        .map(|c| {
+            format!(
+                "{} [{} #{}] {:?} expect {:?}\n",
+                c.id,
+                c.matrix,
+                c.repeat + 1,
+                c.scenario.kind(),
+                c.expected
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn matrix_expansion_and_filters() {
+    let mut fixture: Vec<PathBuf> = std::fs::read_dir(fixtures().join("matrices"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    fixture.sort();
+    assert_snapshot!("cells_fixture", cells(&fixture, &[]));
+    assert_snapshot!(
+        "cells_filtered",
+        cells(&fixture, &["runtime=process", "server=redis@7", "variant=p16"])
+    );
+    // The bug this tier found: a runtime term ended the filter, so every server matched.
+    let redis7 = cells(&fixture, &["runtime=process", "server=redis@7"]);
+    assert!(!redis7.contains("redis@6.2") && !redis7.contains("valkey"), "{redis7}");
+}
