@@ -49,7 +49,7 @@ fn digest_svgs(html: &str) -> String {
     let mut rest = html;
     while let Some(start) = rest.find("<svg") {
         let end = rest[start..].find("</svg>").expect("svg closes") + start + "</svg>".len();
-        let digest = Sha256::digest(rest[start..end].as_bytes());
+        let digest = Sha256::digest(&rest.as_bytes()[start..end]);
         out.push_str(&rest[..start]);
         out.push_str(&format!(
             "<svg sha256=\"{}\" bytes=\"{}\"/>",
@@ -150,8 +150,8 @@ fn cachegate(args: &[&Path]) -> (Option<i32>, String) {
         .args(args)
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).to_string()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code(), text)
 }
 
@@ -196,9 +196,15 @@ fn matrix_expansion_and_filters() {
     assert_snapshot!("cells_fixture", cells(&fixture, &[]));
     assert_snapshot!(
         "cells_filtered",
-        cells(&fixture, &["runtime=process", "server=redis@7", "variant=p16"])
+        cells(
+            &fixture,
+            &["runtime=process", "server=redis@7", "variant=p16"]
+        )
     );
     // The bug this tier found: a runtime term ended the filter, so every server matched.
     let redis7 = cells(&fixture, &["runtime=process", "server=redis@7"]);
-    assert!(!redis7.contains("redis@6.2") && !redis7.contains("valkey"), "{redis7}");
+    assert!(
+        !redis7.contains("redis@6.2") && !redis7.contains("valkey"),
+        "{redis7}"
+    );
 }
