@@ -170,7 +170,7 @@ name = "outage"
 server = ["valkey@9.1"]
 persistence = ["aof-everysec"]
 stack = ["django-5.2"]
-settings = ["cached-db"]
+settings = ["cache", "cached-db"]
 {STACK_AND_SETTINGS}
 [scenario]
 kind = "outage"
@@ -179,28 +179,68 @@ reads = 2
 duration = "6s"
 down_at = "1500ms"
 down_for = "1500ms"
+logged_in_users = 4
 "#
     );
     let (code, text, results) = common::run_matrix(dir.path(), &outage);
     assert_eq!(code, Some(0), "{text}");
-    let r = &results[0];
-    let o = r.outage.as_ref().unwrap();
-    assert!((1.4..2.5).contains(&o.down_for_seconds), "{o:?}");
-    // cached_db still writes the cache when it saves a session: logins fail while redis is down.
-    let login = o
-        .during
-        .iter()
-        .find(|s| s.step == "login")
-        .expect("logins were tried during the outage");
-    assert!(login.errors > 0 && login.ok == 0, "{o:?}");
-    assert!(!o.available_during);
-    assert_eq!(
-        o.statuses_during.get("500").copied(),
-        Some(o.during.iter().map(|s| s.errors).sum::<u64>())
-    );
+    for r in &results {
+        let o = r.outage.as_ref().unwrap();
+        assert!((1.4..2.5).contains(&o.down_for_seconds), "{o:?}");
+        // Both engines write the cache when they save a session: logins fail while redis is down.
+        let login = o
+            .during
+            .iter()
+            .find(|s| s.step == "login")
+            .expect("logins were tried during the outage");
+        assert!(login.errors > 0 && login.ok == 0, "{o:?}");
+        assert!(!o.available_during);
+        assert!(
+            o.recovered && o.recovery_seconds >= 0.0 && o.recovery_seconds < 5.0,
+            "{o:?}"
+        );
+        assert!(
+            r.app_exceptions[0].signature.starts_with(
+                "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:PORT"
+            ),
+            "{:?}",
+            r.app_exceptions
+        );
+        // Users logged in before the outage kept reading as themselves throughout.
+        let l = o.logged_in.as_ref().expect("logged-in users reported");
+        assert_eq!(l.users, 4);
+        // (A read sent just before the kill may be answered after it: not asserted.)
+        assert!(l.before.ok > 0, "{l:?}");
+        assert!(
+            l.during.ok == 0 && l.during.logged_out + l.during.failed > 0,
+            "{l:?}"
+        );
+        let last = l.per_second.last().unwrap();
+        if r.axes["settings"] == "cache" {
+            // The cache engine swallows the error loading a session: the user is silently
+            // anonymous (401 from the app), never a 500 ...
+            assert_eq!(l.during.failed, 0, "{l:?}");
+            assert_eq!(l.during.statuses.get("401"), Some(&l.during.logged_out));
+            // ... and Django's session middleware deletes the cookie of an empty session, so
+            // the user stays logged out after the server returns, though AOF kept the session.
+            assert_eq!(l.after.ok, 0, "{l:?}");
+            assert_eq!(last.logged_out, last.ok + last.logged_out + last.failed);
+        } else {
+            // cached_db finds the session in the database, then fails writing it back to the
+            // cache (or reading the profile): a 500, not a logout ...
+            assert_eq!(l.during.logged_out, 0, "{l:?}");
+            assert_eq!(l.during.statuses.get("500"), Some(&l.during.failed));
+            assert_eq!(
+                o.statuses_during.get("500").copied(),
+                Some(o.during.iter().map(|s| s.errors).sum::<u64>())
+            );
+            // ... and once the server is back, every user is known again.
+            assert!(last.ok > 0 && last.logged_out + last.failed == 0, "{l:?}");
+        }
+    }
     assert!(
-        o.recovered && o.recovery_seconds >= 0.0 && o.recovery_seconds < 5.0,
-        "{o:?}"
+        text.contains("logged-in users while down: 0 ok,"),
+        "the console says what logged-in users saw: {text}"
     );
     let html = report_html(dir.path());
     assert!(
@@ -208,11 +248,8 @@ down_for = "1500ms"
         "the report shows what failed while down"
     );
     assert!(
-        r.app_exceptions[0].signature.starts_with(
-            "redis.exceptions.ConnectionError: Error 111 connecting to 127.0.0.1:PORT"
-        ),
-        "{:?}",
-        r.app_exceptions
+        html.contains("users logged in before") && html.contains("4 users; while down: 0 / "),
+        "the report shows what logged-in users saw"
     );
 
     let dir = tempfile::tempdir().unwrap();

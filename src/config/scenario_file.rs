@@ -128,6 +128,8 @@ pub struct ScenarioParams {
     pub recovery_timeout: Option<HumanDuration>,
     /// outage: fail if any request failed while the server was down (a fallback is expected).
     pub expect_available: Option<bool>,
+    /// outage: users logged in before the server goes down, reading as themselves throughout.
+    pub logged_in_users: Option<u32>,
 }
 
 /// Fields that only some scenario kinds read: setting them for another kind is a mistake.
@@ -161,6 +163,7 @@ const ONLY_FOR: &[(&str, &[ScenarioKind])] = {
         ("down_for", &[Outage]),
         ("recovery_timeout", &[Outage]),
         ("expect_available", &[Outage]),
+        ("logged_in_users", &[Outage]),
     ]
 };
 
@@ -248,7 +251,8 @@ impl ScenarioParams {
             down_at,
             down_for,
             recovery_timeout,
-            expect_available
+            expect_available,
+            logged_in_users
         );
         // A layer that sets how long to run replaces the other ways of saying it.
         if (top.ops.is_some() || top.iterations.is_some()) && top.duration.is_none() {

@@ -473,6 +473,7 @@ fn verification_tables(h: &mut String, results: &[CellResult]) {
             "while down (per step: ok/tried, slowest)",
             "statuses while down",
             "login works again after",
+            "users logged in before (ok / logged out / failed: while down; after)",
         ],
         results,
         |r| r.outage.as_ref(),
@@ -500,8 +501,36 @@ fn verification_tables(h: &mut String, results: &[CellResult]) {
             } else {
                 "did not recover".into()
             };
+            let logged_in = o.logged_in.as_ref().map_or("-".into(), |l| {
+                let seen = |r: &crate::results::checks::ReadsSeen| {
+                    let statuses: Vec<String> = r
+                        .statuses
+                        .iter()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect();
+                    format!(
+                        "{} / {} / {} ({})",
+                        r.ok,
+                        r.logged_out,
+                        r.failed,
+                        statuses.join(", ")
+                    )
+                };
+                let seconds: Vec<String> = l
+                    .per_second
+                    .iter()
+                    .map(|s| format!("{}s {}/{}/{}", s.second, s.ok, s.logged_out, s.failed))
+                    .collect();
+                format!(
+                    "{} users; while down: {}; after: {}<div class=\"muted\">per second: {}</div>",
+                    l.users,
+                    esc(&seen(&l.during)),
+                    esc(&seen(&l.after)),
+                    esc(&seconds.join(", "))
+                )
+            });
             format!(
-                "<td>{:.1} s at {:.1} s</td><td>{}</td><td>{}</td><td>{back}</td>",
+                "<td>{:.1} s at {:.1} s</td><td>{}</td><td>{}</td><td>{back}</td><td>{logged_in}</td>",
                 o.down_for_seconds,
                 o.down_at_seconds,
                 esc(&steps.join(", ")),

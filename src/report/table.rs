@@ -99,8 +99,19 @@ pub fn check(r: &CellResult) -> String {
         } else {
             "did not recover".into()
         };
+        let logged_in = o
+            .logged_in
+            .as_ref()
+            .map(|l| {
+                let d = &l.during;
+                format!(
+                    "; logged-in users while down: {} ok, {} logged out, {} failed",
+                    d.ok, d.logged_out, d.failed
+                )
+            })
+            .unwrap_or_default();
         return format!(
-            "down {:.1}s: {served} ok, {failed} failed; {back}",
+            "down {:.1}s: {served} ok, {failed} failed; {back}{logged_in}",
             o.down_for_seconds
         );
     }

@@ -78,6 +78,44 @@ pub struct OutageReport {
     /// Seconds from the server's return until the last failed request; 0 if none failed after.
     pub recovery_seconds: f64,
     pub recovered: bool,
+    /// Users logged in before the server went down, reading as themselves throughout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logged_in: Option<LoggedInUsers>,
+}
+
+/// What users who were already logged in got from authenticated reads around an outage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedInUsers {
+    pub users: u64,
+    /// Reads that started before the server went down, while it was down, after it returned.
+    pub before: ReadsSeen,
+    pub during: ReadsSeen,
+    pub after: ReadsSeen,
+    /// By second since the flow started (the server went down at `down_at_seconds`).
+    pub per_second: Vec<ReadsInSecond>,
+}
+
+/// Authenticated reads by what the user got.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadsSeen {
+    /// The app still knew the user.
+    pub ok: u64,
+    /// The app answered as if the user were not logged in (401/403/302, or a 2xx without the
+    /// user): a silent logout.
+    pub logged_out: u64,
+    /// The app failed (5xx, other status, no answer).
+    pub failed: u64,
+    /// HTTP status codes ("no answer" when there was none).
+    pub statuses: std::collections::BTreeMap<String, u64>,
+    pub max_latency_ms: f64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadsInSecond {
+    pub second: u64,
+    pub ok: u64,
+    pub logged_out: u64,
+    pub failed: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

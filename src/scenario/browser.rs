@@ -68,17 +68,24 @@ impl Browser {
 
     /// Is the session still valid?
     pub async fn check(&self) -> SessionState {
+        self.read().await.0
+    }
+
+    /// An authenticated read: what it says about the session, and the HTTP status if the app
+    /// answered.
+    pub async fn read(&self) -> (SessionState, Option<u16>) {
         let url = format!("{}{}", self.base, self.target.paths.me);
         match self.client.get(&url).send().await {
-            Err(e) => SessionState::Error(format!("request failed: {e}")),
+            Err(e) => (SessionState::Error(format!("request failed: {e}")), None),
             Ok(r) => {
                 let status = r.status().as_u16();
                 let body = r.text().await.unwrap_or_default();
-                match status {
+                let state = match status {
                     200..=299 if body.contains(&self.username) => SessionState::Valid,
                     200..=299 | 401 | 403 | 302 => SessionState::Lost(status),
                     _ => SessionState::Error(format!("HTTP {status}")),
-                }
+                };
+                (state, Some(status))
             }
         }
     }
