@@ -5,6 +5,7 @@
 //! that file. See `README.md` for the tour.
 
 pub mod child;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod gate;
@@ -30,6 +31,16 @@ pub mod exit_code {
     pub const INFRA: i32 = 3;
     /// Interrupted by Ctrl-C (128 + SIGINT), after cleaning up.
     pub const INTERRUPTED: i32 = 130;
+
+    /// The exit code of a run a signal stopped: 128 + its number, as shells report it
+    /// (SIGHUP 129, SIGINT 130, SIGTERM 143).
+    pub fn for_signal(name: &str) -> i32 {
+        128 + match name {
+            "SIGHUP" => libc::SIGHUP,
+            "SIGTERM" => libc::SIGTERM,
+            _ => libc::SIGINT,
+        }
+    }
 }
 
 /// The async runtime that drives the load. With one thread it is tokio's current-thread

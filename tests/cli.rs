@@ -319,6 +319,210 @@ fn ctrl_c_stops_everything_and_keeps_results() {
     );
 }
 
+/// A --filter that selects nothing is bad input: it says so, lists the axes' values, and creates
+/// no run folder.
+#[test]
+fn filter_matching_no_cell_creates_nothing_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = write(dir.path(), "m.toml", GOOD);
+    let out_dir = dir.path().join("out");
+    let run = ["run", "--filter", "server=valkey@8", "--out"].map(std::ffi::OsStr::new);
+    let check = ["check", "--filter", "server=valkey@8"].map(std::ffi::OsStr::new);
+    for args in [
+        &[&run[..], &[out_dir.as_os_str()]].concat(),
+        &check[..].to_vec(),
+    ] {
+        let out = cachegate().args(args).arg(&matrix).output().unwrap();
+        let msg = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {msg}");
+        assert!(msg.contains("matched none of the 1 cells"), "{msg}");
+        assert!(msg.contains("server: redis@6.2"), "{msg}");
+        assert!(msg.contains("persistence: none"), "{msg}");
+        assert!(!out_dir.exists(), "no folder for an empty run");
+    }
+}
+
+/// Start `cachegate run` on a 4-cell matrix of 60 s cells and wait until the first cell's server
+/// is up. Returns the child, the server's PID and the output folder.
+fn start_long_run(dir: &Path) -> (std::process::Child, u32, PathBuf) {
+    let body = GOOD.replace("ops = 500", "duration = \"60s\"").replace(
+        "server = [\"redis@6.2\"]",
+        "server = [\"redis@6.2\", \"redis@7.4\"]\npersistence = [\"none\", \"rdb\"]",
+    );
+    let matrix = write(dir, "m.toml", &body);
+    let out = dir.join("out");
+    let child = cachegate()
+        .args(["run", "--no-progress", "--out"])
+        .arg(&out)
+        .arg(&matrix)
+        .env("TMPDIR", dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let server_pid = loop {
+        if let Some(pid) = server_children(child.id()).first() {
+            break *pid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no server started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    (child, server_pid, out)
+}
+
+/// The harness's temp folders (servers' and the app's) left in `dir`.
+fn temp_folders(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("cachegate-"))
+        .collect()
+}
+
+/// What a run stopped by `signal` must leave: every output, the running cell recorded as
+/// interrupted by that signal, the other cells listed as not run, the end recorded, and the real
+/// exit code everywhere.
+fn assert_interrupted_run_folder(run_dir: &Path, signal: &str, code: i32) {
+    for f in [
+        "results.jsonl",
+        "results.csv",
+        "run.json",
+        "index.html",
+        "summary.json",
+        "junit.xml",
+        "summary.md",
+    ] {
+        assert!(run_dir.join(f).exists(), "{f} missing");
+    }
+    let results = read_jsonl(&run_dir.join("results.jsonl")).unwrap();
+    assert_eq!(results.len(), 1, "the interrupted cell is recorded");
+    assert_eq!(results[0].verdict, Verdict::Error);
+    let why = results[0].infra_error.as_deref().unwrap();
+    assert!(why.contains(&format!("interrupted ({signal})")), "{why}");
+
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["end"]["outcome"], "interrupted");
+    assert_eq!(info["end"]["signal"], signal);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["exit_code"], code);
+    assert_eq!(summary["complete"], false);
+    assert_eq!(summary["not_run"].as_array().unwrap().len(), 3);
+    let md = std::fs::read_to_string(run_dir.join("summary.md")).unwrap();
+    assert!(md.contains(&format!("exit code {code}")), "{md}");
+    assert!(md.contains(&format!("interrupted by {signal}")), "{md}");
+    let junit = std::fs::read_to_string(run_dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains(r#"tests="4" skipped="3""#),
+        "all 4 planned cells in JUnit, 3 skipped: {junit}"
+    );
+    let html = std::fs::read_to_string(run_dir.join("index.html")).unwrap();
+    assert!(html.contains("Incomplete run"));
+
+    // `report` on the folder says the run is incomplete and keeps the real exit code.
+    let (_, text) = common::run_cli(run_dir, &["report", "."]);
+    assert!(
+        text.contains(&format!("run incomplete: interrupted by {signal}")),
+        "{text}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        summary["exit_code"], code,
+        "re-rendering keeps the exit code"
+    );
+}
+
+/// SIGTERM (what CI sends on cancel) and SIGHUP stop a run like Ctrl-C: the running cell is
+/// recorded, the report written, nothing left running, no temp folder left, exit 128 + signal.
+#[test]
+fn sigterm_and_sighup_mid_cell_leave_a_complete_honest_run_folder() {
+    for (signal, number) in [("SIGTERM", libc::SIGTERM), ("SIGHUP", libc::SIGHUP)] {
+        let dir = tempfile::tempdir().unwrap();
+        let (child, server_pid, out) = start_long_run(dir.path());
+        unsafe { libc::kill(child.id() as i32, number) };
+        let output = child.wait_with_output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(128 + number),
+            "{}",
+            text(&output)
+        );
+        assert!(
+            !common::pid_alive(server_pid),
+            "server {server_pid} left running"
+        );
+        assert_eq!(temp_folders(dir.path()), Vec::<String>::new());
+        let results = read_jsonl(&only_run_dir(&out).join("results.jsonl")).unwrap();
+        assert!(results[0].counts.ok > 0, "what was measured is kept");
+        assert_interrupted_run_folder(&only_run_dir(&out), signal, 128 + number);
+    }
+}
+
+/// A second signal abandons the running cell at once but still records it and writes the report.
+#[test]
+fn second_signal_still_records_the_cell_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, server_pid, out) = start_long_run(dir.path());
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // Signals of one kind do not queue; a different second signal arrives for sure.
+    std::thread::sleep(Duration::from_millis(20));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(130), "{}", text(&output));
+    assert!(
+        !common::pid_alive(server_pid),
+        "server {server_pid} left running"
+    );
+    assert_eq!(temp_folders(dir.path()), Vec::<String>::new());
+    assert_interrupted_run_folder(&only_run_dir(&out), "SIGINT", 130);
+    let results = read_jsonl(&only_run_dir(&out).join("results.jsonl")).unwrap();
+    let why = results[0].infra_error.as_deref().unwrap();
+    assert!(why.contains("abandoned at once"), "{why}");
+}
+
+/// Two runs of one matrix started together into one --out get a folder each.
+#[test]
+fn concurrent_runs_get_their_own_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = write(dir.path(), "m.toml", GOOD);
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            cachegate()
+                .args(["run", "--no-progress", "--out", "out"])
+                .arg(&matrix)
+                .current_dir(dir.path())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    }
+    let folders: Vec<_> = std::fs::read_dir(dir.path().join("out"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(folders.len(), 3, "{folders:?}");
+    for f in folders {
+        let results = read_jsonl(&f.join("results.jsonl")).unwrap();
+        assert_eq!(results.len(), 1, "{} holds only its own cell", f.display());
+    }
+}
+
 fn server_children(parent: u32) -> Vec<u32> {
     let mut pids = vec![];
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {

@@ -21,7 +21,7 @@ th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums
 .PASS{background:#d4f4d4;color:#14551b}.FAIL{background:#f9d0d0;color:#8a1010}.XFAIL{background:#e3e3f9;color:#2d2d84}
 .XPASS{background:#fbe6c2;color:#7a4a00}.ERROR,.NOTRUN{background:#e6e6e6;color:#444}
 .REGRESSION{background:#f9d0d0}.IMPROVED{background:#d4f4d4}.UNSTABLE{background:#fbe6c2}
-.sig{font-family:ui-monospace,monospace;font-size:12px;color:#6a1b1b} .muted{color:#666;font-size:12px}
+.sig{font-family:ui-monospace,monospace;font-size:12px;color:#6a1b1b} .muted{color:#666;font-size:12px} .incomplete{background:#fff3cd;border:1px solid #e0b84c;padding:6px 10px}
 code,pre{font-family:ui-monospace,monospace;font-size:12px;background:#f6f6f6;padding:1px 3px}
 pre{padding:8px;white-space:pre-wrap;word-break:break-all}
 .chips span{margin-right:8px} .chart{margin:12px 0;overflow-x:auto} svg{max-width:100%;height:auto}
@@ -93,6 +93,16 @@ pub fn render(results: &[CellResult], summary: &Summary, info: Option<&RunInfo>)
         chips.join(""),
         summary.exit_code
     );
+    if !summary.complete {
+        let _ = write!(
+            h,
+            "<p class=\"incomplete\"><b>Incomplete run</b>: {}{}</p>",
+            esc(&summary.run_end),
+            super::summary::not_run_note(summary)
+                .map(|n| format!(" · {}", esc(&n)))
+                .unwrap_or_default()
+        );
+    }
     if let Some(i) = info {
         let _ = write!(
             h,

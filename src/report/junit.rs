@@ -40,6 +40,19 @@ pub fn render(summary: &Summary) -> String {
         ));
         add(&mut suites, &suite_name, case);
     }
+    // Planned cells that never ran are skipped tests, so the counts add up to the matrix.
+    for p in &summary.not_run {
+        let mut s = TestCaseStatus::skipped();
+        s.set_message(format!(
+            "not run: the run ended early ({})",
+            summary.run_end
+        ));
+        add(
+            &mut suites,
+            "not run",
+            TestCase::new(super::summary::planned_name(p), s),
+        );
+    }
     for g in summary.gates.iter().filter(|g| !g.passed) {
         let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
         s.set_message(format!(

@@ -16,6 +16,12 @@ pub fn render(s: &Summary) -> String {
         .map(|(k, v)| format!("**{k}** {v}"))
         .collect();
     let _ = writeln!(out, "{} · exit code {}\n", counts.join(" · "), s.exit_code);
+    if !s.complete {
+        let _ = writeln!(out, "**Incomplete run**: {}\n", s.run_end);
+        if let Some(note) = super::summary::not_run_note(s) {
+            let _ = writeln!(out, "{note}\n");
+        }
+    }
     if !s.signatures.is_empty() {
         let _ = writeln!(out, "### Failure signatures\n");
         for g in &s.signatures {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::gate::{self, Change, Delta, GateOutcome};
-use crate::results::store::RunInfo;
+use crate::results::store::{PlannedCell, RunInfo, RunOutcome};
 use crate::results::{CellResult, Verdict};
 
 /// Bumped when a field changes meaning or disappears; additions keep the version.
@@ -29,8 +29,19 @@ pub struct Summary {
     pub gates: Vec<GateOutcome>,
     /// Against a baseline run, when one was given.
     pub comparison: Option<Vec<Delta>>,
-    /// What `cachegate run` / `report` exits with for this run.
+    /// What `cachegate run` exited with for this run (128 + the signal's number when one
+    /// interrupted it).
     pub exit_code: i32,
+    /// How the run ended, in words: "completed", "interrupted by SIGTERM", "failed: ...", or
+    /// "incomplete: ..." when it recorded no end (still running, or the harness was killed).
+    #[serde(default)]
+    pub run_end: String,
+    /// Did every planned cell run and the run record its end as completed?
+    #[serde(default)]
+    pub complete: bool,
+    /// Planned cells that never ran.
+    #[serde(default)]
+    pub not_run: Vec<PlannedCell>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -145,7 +156,20 @@ pub fn build(
         })
         .collect();
     let gates = gate::check_gates(results);
-    let exit_code = exit_code(results, &gates, comparison.as_deref());
+    let judged = exit_code(results, &gates, comparison.as_deref());
+    let end = info.and_then(|i| i.end.as_ref());
+    let not_run = info.map(|i| i.not_run(results)).unwrap_or_default();
+    let run_end = match end {
+        Some(e) => e.describe(),
+        None => "incomplete: the run recorded no end (it is still running, or the harness was \
+                 killed)"
+            .to_string(),
+    };
+    let complete = end.is_some_and(|e| e.outcome == RunOutcome::Completed) && not_run.is_empty();
+    let exit_code = match end {
+        Some(e) => e.exit_code().unwrap_or(judged),
+        None => crate::exit_code::INFRA,
+    };
     Summary {
         schema: SUMMARY_SCHEMA.to_string(),
         run_id: results
@@ -162,6 +186,32 @@ pub fn build(
         gates,
         comparison,
         exit_code,
+        run_end,
+        complete,
+        not_run,
+    }
+}
+
+/// "N of M planned cells never ran: a, b, ..." when some did not run.
+pub fn not_run_note(s: &Summary) -> Option<String> {
+    if s.not_run.is_empty() {
+        return None;
+    }
+    let names: Vec<String> = s.not_run.iter().map(planned_name).collect();
+    Some(format!(
+        "{} of {} planned cells never ran: {}",
+        s.not_run.len(),
+        s.not_run.len() + s.cells.len(),
+        names.join(", ")
+    ))
+}
+
+/// A cell's id with its repeat, as the table shows it.
+pub fn planned_name(p: &PlannedCell) -> String {
+    if p.repeat > 0 {
+        format!("{} #{}", p.cell_id, p.repeat + 1)
+    } else {
+        p.cell_id.clone()
     }
 }
 

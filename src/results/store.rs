@@ -26,6 +26,82 @@ pub struct RunInfo {
     pub cells: usize,
     pub cachegate_version: String,
     pub host: crate::host::HostInfo,
+    /// Every cell the run meant to run, in order, so a report can list those that never ran.
+    #[serde(default)]
+    pub planned: Vec<PlannedCell>,
+    /// How the run ended; absent while it runs, and forever if the harness was killed (SIGKILL).
+    #[serde(default)]
+    pub end: Option<RunEnd>,
+}
+
+/// One cell (and repeat) the run meant to run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedCell {
+    pub cell_id: String,
+    pub repeat: u32,
+}
+
+/// How a run ended, recorded in `run.json` once nothing more will be appended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEnd {
+    pub outcome: RunOutcome,
+    /// The signal that interrupted the run (`SIGINT`, `SIGTERM`, `SIGHUP`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Why a failed run stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    pub finished_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunOutcome {
+    /// Every planned cell ran and was recorded.
+    Completed,
+    /// A signal stopped the run; the running cell is recorded as interrupted.
+    Interrupted,
+    /// The harness could not go on (the output became unwritable, ...).
+    Failed,
+}
+
+impl RunEnd {
+    /// The exit code of a run that ended this way, when the end alone decides it.
+    pub fn exit_code(&self) -> Option<i32> {
+        match self.outcome {
+            RunOutcome::Completed => None,
+            RunOutcome::Interrupted => Some(crate::exit_code::for_signal(
+                self.signal.as_deref().unwrap_or("SIGINT"),
+            )),
+            RunOutcome::Failed => Some(crate::exit_code::INFRA),
+        }
+    }
+
+    /// One line for people: "completed", "interrupted by SIGTERM", "failed: ...".
+    pub fn describe(&self) -> String {
+        match (self.outcome, &self.signal, &self.message) {
+            (RunOutcome::Completed, ..) => "completed".into(),
+            (RunOutcome::Interrupted, Some(sig), _) => format!("interrupted by {sig}"),
+            (RunOutcome::Interrupted, None, _) => "interrupted".into(),
+            (RunOutcome::Failed, _, Some(m)) => format!("failed: {m}"),
+            (RunOutcome::Failed, _, None) => "failed".into(),
+        }
+    }
+}
+
+impl RunInfo {
+    /// Planned cells with no result in `results`, in planned order.
+    pub fn not_run(&self, results: &[CellResult]) -> Vec<PlannedCell> {
+        self.planned
+            .iter()
+            .filter(|p| {
+                !results
+                    .iter()
+                    .any(|r| r.cell_id == p.cell_id && r.repeat == p.repeat)
+            })
+            .cloned()
+            .collect()
+    }
 }
 
 pub struct RunDir {
@@ -60,19 +136,36 @@ pub struct CsvRow {
 }
 
 impl RunDir {
-    /// A new folder `OUT/YYYYmmdd-HHMMSS-NAME` (suffixed if it exists).
+    /// A new folder `OUT/YYYYmmdd-HHMMSS-NAME` (suffixed `-2`, `-3`, ... if taken). Each name is
+    /// claimed with one `mkdir`, which fails if the folder exists, so two runs started in the
+    /// same second never share a folder.
     pub fn create(out: &Path, name: &str) -> Result<RunDir> {
+        std::fs::create_dir_all(out)
+            .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let base = out.join(format!("{stamp}-{name}"));
-        let mut path = base.clone();
-        let mut n = 1;
-        while path.exists() {
-            n += 1;
-            path = PathBuf::from(format!("{}-{n}", base.display()));
+        let base = format!("{stamp}-{name}");
+        for n in 1.. {
+            let path = match n {
+                1 => out.join(&base),
+                n => out.join(format!("{base}-{n}")),
+            };
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    std::fs::create_dir(path.join("logs")).map_err(|e| {
+                        Error::io(format!("creating {}", path.join("logs").display()), e)
+                    })?;
+                    return Ok(RunDir { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("creating run folder {}", path.display()),
+                        e,
+                    ))
+                }
+            }
         }
-        std::fs::create_dir_all(path.join("logs"))
-            .map_err(|e| Error::io(format!("creating run folder {}", path.display()), e))?;
-        Ok(RunDir { path })
+        unreachable!("the loop returns")
     }
 
     pub fn open(path: &Path) -> Result<RunDir> {
@@ -94,9 +187,26 @@ impl RunDir {
             .unwrap_or_default()
     }
 
+    /// Write `run.json` whole or not at all (a temp file renamed over it), so a crash while
+    /// recording the run's end never leaves it half-written.
     pub fn write_info(&self, info: &RunInfo) -> Result<()> {
         let text = serde_json::to_string_pretty(info).expect("run info serializes");
-        std::fs::write(self.path.join(RUN_JSON), text).map_err(|e| Error::io("writing run.json", e))
+        let tmp = self.path.join(format!("{RUN_JSON}.tmp"));
+        std::fs::write(&tmp, text)
+            .and_then(|_| std::fs::rename(&tmp, self.path.join(RUN_JSON)))
+            .map_err(|e| Error::io("writing run.json", e))
+    }
+
+    /// Record how the run ended in `run.json`.
+    pub fn record_end(&self, end: RunEnd) -> Result<()> {
+        let mut info = self.read_info().ok_or_else(|| {
+            Error::Usage(format!(
+                "{} has no readable {RUN_JSON}",
+                self.path.display()
+            ))
+        })?;
+        info.end = Some(end);
+        self.write_info(&info)
     }
 
     pub fn read_info(&self) -> Option<RunInfo> {
@@ -225,4 +335,24 @@ pub fn csv_rows(r: &CellResult) -> Vec<CsvRow> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunDir;
+
+    /// Runs created at the same moment (same second, same name) each get a folder of their own.
+    #[test]
+    fn concurrent_creates_get_distinct_folders() {
+        let out = tempfile::tempdir().unwrap();
+        let paths: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| s.spawn(|| RunDir::create(out.path(), "same").unwrap().path))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let distinct: std::collections::HashSet<_> = paths.iter().collect();
+        assert_eq!(distinct.len(), 8, "{paths:?}");
+        assert!(paths.iter().all(|p| p.join("logs").is_dir()));
+    }
 }

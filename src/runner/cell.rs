@@ -25,6 +25,10 @@ pub struct CellContext<'a> {
     /// Prefix for every account the cell registers.
     pub user_tag: String,
     pub cancel: CancellationToken,
+    /// Which signal stopped the run, for the interrupted cell's record.
+    pub interrupt: &'a super::Interrupt,
+    /// `logs/NAME` without extension: unique within the run (see `log_names`).
+    pub log_base: String,
     pub label: String,
     pub progress: bool,
 }
@@ -48,6 +52,47 @@ pub fn slug(id: &str) -> String {
             }
         })
         .collect()
+}
+
+/// A log file name per cell, from its id and repeat: readable, and unique within the run even
+/// when two ids slug to the same name (`α` and `β` both become `_`).
+pub fn log_names(cells: &[Cell]) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    cells
+        .iter()
+        .map(|cell| {
+            let base = format!(
+                "{}{}",
+                slug(&cell.id),
+                repeat_suffix(cell).replace(" #", "-")
+            );
+            let mut name = base.clone();
+            let mut n = 1;
+            while !seen.insert(name.clone()) {
+                n += 1;
+                name = format!("{base}~{n}");
+            }
+            name
+        })
+        .collect()
+}
+
+/// Why an interrupted cell has no verdict.
+fn interrupted_reason(ctx: &CellContext<'_>, how: &str) -> String {
+    format!(
+        "interrupted ({}) {how}",
+        ctx.interrupt.signal().unwrap_or("signal")
+    )
+}
+
+/// The record of a cell abandoned by a second signal: what is known before it ran.
+pub fn abandoned(cell: &Cell, ctx: &CellContext<'_>) -> CellResult {
+    let reason = interrupted_reason(
+        ctx,
+        "and abandoned at once by a second signal; its processes were killed and its partial \
+         measurements discarded",
+    );
+    infra(new_result(cell, ctx), reason)
 }
 
 pub fn one_line(r: &CellResult) -> String {
@@ -136,11 +181,7 @@ pub async fn run_cell(
         Ok(s) => s,
         Err(e) => return infra(result, e.to_string()),
     };
-    let log_base = format!(
-        "logs/{}{}",
-        slug(&cell.id),
-        repeat_suffix(cell).replace(" #", "-")
-    );
+    let log_base = &ctx.log_base;
     result.server = Some(ServerInfo {
         family: binary.family.name().to_string(),
         version: binary.version.clone(),
@@ -214,10 +255,8 @@ pub async fn run_cell(
     result.outage = output.outage;
     result.eviction = output.eviction;
     if ctx.cancel.is_cancelled() {
-        return infra(
-            result,
-            "interrupted (Ctrl-C) before the cell finished".into(),
-        );
+        let reason = interrupted_reason(ctx, "before the cell finished");
+        return infra(result, reason);
     }
     let (verdict, reason) = judge(cell, output.passed, output.reason, &result);
     result.verdict = verdict;

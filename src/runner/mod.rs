@@ -1,25 +1,26 @@
 //! Runs cells one after another: provision → start → scenario → stop → append the result.
-//! A cell that cannot run is recorded as ERROR with its cause and the run goes on; Ctrl-C stops
-//! the current cell, records it, and ends the run after cleaning up.
+//! A cell that cannot run is recorded as ERROR with its cause and the run goes on; a signal
+//! (SIGINT, SIGTERM, SIGHUP) stops the current cell, records it, and ends the run after cleaning
+//! up; `run.json` records how the run ended.
 
 mod cell;
+mod interrupt;
 mod progress;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use tokio_util::sync::CancellationToken;
-
 use crate::config::LoadedMatrix;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::host::HostInfo;
 use crate::matrix::{self, Cell};
-use crate::results::store::RunInfo;
+use crate::results::store::{PlannedCell, RunEnd, RunInfo, RunOutcome};
 use crate::results::{CellResult, RunDir};
 use crate::server::{ProvisionedServer, Provisioner};
 use crate::stack::{self, ProvisionedStack};
 
 pub use cell::slug;
+pub use interrupt::{Interrupt, AFTER_SECOND_SIGNAL};
 
 pub struct RunOptions {
     /// Folder the run folder is created in.
@@ -33,21 +34,68 @@ pub struct RunOptions {
 
 pub struct RunSummary {
     pub run_dir: PathBuf,
-    pub results: Vec<CellResult>,
-    pub interrupted: bool,
+    /// How it ended (also recorded in the folder's `run.json`).
+    pub end: RunEnd,
 }
 
-/// Expand and filter the cells of these matrices.
+/// Expand and filter the cells of these matrices. Selecting no cell is bad input: the error says
+/// which values each axis has, so a mistyped `--filter` is easy to fix.
 pub fn select_cells(matrices: &[LoadedMatrix], filters: &[String]) -> Result<Vec<Cell>> {
+    let mut all = Vec::new();
     let mut cells = Vec::new();
     for m in matrices {
-        for cell in matrix::expand(m)? {
-            if matrix::filter_matches(&cell, filters)? {
-                cells.push(cell);
+        let expanded = matrix::expand(m)?;
+        let mut ids = HashMap::new();
+        for cell in &expanded {
+            if let Some(first) = ids.insert((&cell.id, cell.repeat), cell) {
+                return Err(Error::input_file(
+                    &m.path,
+                    format!(
+                        "two cells have the id `{}` (an axis lists the same value twice, or an \
+                         [[include]] repeats a cell); their results and logs would be confused",
+                        first.id
+                    ),
+                ));
             }
         }
+        for cell in expanded {
+            if matrix::filter_matches(&cell, filters)? {
+                cells.push(cell.clone());
+            }
+            all.push(cell);
+        }
+    }
+    if cells.is_empty() {
+        return Err(Error::Usage(no_cell_selected(&all, filters)));
     }
     Ok(cells)
+}
+
+fn no_cell_selected(all: &[Cell], filters: &[String]) -> String {
+    if all.is_empty() {
+        return "the matrices have no cell to run".into();
+    }
+    let mut values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for cell in all {
+        for (axis, value) in cell.axes.as_map() {
+            values.entry(axis).or_default().insert(value);
+        }
+    }
+    let axes: Vec<String> = values
+        .iter()
+        .map(|(axis, v)| {
+            format!(
+                "  {axis}: {}",
+                v.iter().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect();
+    format!(
+        "--filter {} matched none of the {} cells; the axes' values are:\n{}",
+        filters.join(" --filter "),
+        all.len(),
+        axes.join("\n")
+    )
 }
 
 /// Provisioning is done once per run for each server and stack; failures are remembered too,
@@ -94,10 +142,14 @@ impl Provisioned {
     }
 }
 
+/// Run the cells of `matrices` into a new run folder under `opts.out`. Once the folder exists the
+/// run always ends with its end recorded in `run.json` (completed, interrupted by which signal,
+/// or failed), and every finished cell's result is kept: appended to `results.jsonl`, or, when
+/// that fails, printed with the error.
 pub async fn run(
     matrices: &[LoadedMatrix],
     opts: &RunOptions,
-    cancel: CancellationToken,
+    interrupt: &Interrupt,
 ) -> Result<RunSummary> {
     let cells = select_cells(matrices, &opts.filters)?;
     let name = match matrices {
@@ -117,6 +169,14 @@ pub async fn run(
         cells: cells.len(),
         cachegate_version: env!("CARGO_PKG_VERSION").to_string(),
         host: host.clone(),
+        planned: cells
+            .iter()
+            .map(|c| PlannedCell {
+                cell_id: c.id.clone(),
+                repeat: c.repeat,
+            })
+            .collect(),
+        end: None,
     })?;
     eprintln!(
         "run folder: {}  ({} cells)",
@@ -125,9 +185,10 @@ pub async fn run(
     );
 
     let mut provisioned = Provisioned::default();
-    let mut results = Vec::new();
+    let mut failure = None;
+    let log_names = cell::log_names(&cells);
     for (index, cell) in cells.iter().enumerate() {
-        if cancel.is_cancelled() {
+        if interrupt.is_interrupted() {
             break;
         }
         let matrix = matrices
@@ -148,18 +209,67 @@ pub async fn run(
             host: &host,
             key_prefix: format!("cg:{}:{index}:", run_dir.id()),
             user_tag: format!("cg{index}x{}", std::process::id()),
-            cancel: cancel.clone(),
+            cancel: interrupt.stop_token(),
+            interrupt,
+            log_base: format!("logs/{}", log_names[index]),
             label: label.clone(),
             progress: opts.progress,
         };
-        let result = cell::run_cell(cell, binary, stack, &ctx).await;
+        let hurry = interrupt.hurry_token();
+        // A second signal drops the running cell's future: everything it started is killed by
+        // its owner's drop (processes by PID, temp folders removed), and the cell is recorded.
+        let result = tokio::select! {
+            result = cell::run_cell(cell, binary, stack, &ctx) => result,
+            _ = hurry.cancelled() => cell::abandoned(cell, &ctx),
+        };
         eprintln!("{label}  {}", cell::one_line(&result));
-        run_dir.append(&result)?;
-        results.push(result);
+        if let Err(e) = keep(&run_dir, &result).await {
+            failure = Some(format!("the output stopped being writable: {e}"));
+            break;
+        }
+    }
+    let end = RunEnd {
+        outcome: match (&failure, interrupt.signal()) {
+            (Some(_), _) => RunOutcome::Failed,
+            (None, Some(_)) => RunOutcome::Interrupted,
+            (None, None) => RunOutcome::Completed,
+        },
+        signal: interrupt.signal().map(str::to_string),
+        message: failure.clone(),
+        finished_at: chrono::Utc::now(),
+    };
+    if let Err(e) = run_dir.record_end(end.clone()) {
+        eprintln!(
+            "error: recording how the run ended ({}): {e}",
+            end.describe()
+        );
     }
     Ok(RunSummary {
         run_dir: run_dir.path.clone(),
-        results,
-        interrupted: cancel.is_cancelled(),
+        end,
     })
+}
+
+/// Append a finished cell to the run folder, retrying once; if it cannot be written, print it
+/// whole (one JSON line on stdout) so the measurement is never lost, and return the error.
+async fn keep(run_dir: &RunDir, result: &CellResult) -> Result<()> {
+    let first = match run_dir.append(result) {
+        Ok(()) => return Ok(()),
+        Err(e) => e,
+    };
+    eprintln!("error: {first}; retrying in 1s");
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    match run_dir.append(result) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            eprintln!(
+                "error: {e}\nthe cell's result could not be written; here it is (one results.jsonl line):"
+            );
+            println!(
+                "{}",
+                serde_json::to_string(result).expect("results serialize")
+            );
+            Err(e)
+        }
+    }
 }

@@ -1,0 +1,121 @@
+//! The command line's arguments (clap). `main.rs` parses them; `cli::run` carries them out.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::gate::CompareOptions;
+
+pub const EXIT_CODES: &str = "Exit codes:
+  0    every cell met its expectation
+  1    a cell did not meet its expectation (FAIL or XPASS)
+  2    bad input: malformed matrix/scenario file or command-line usage
+  3    infrastructure failure: a server could not be provisioned or started
+  129  interrupted by SIGHUP, 130 by SIGINT (Ctrl-C), 143 by SIGTERM: everything started was
+       stopped, the running cell recorded, the report written (a second signal hurries this)";
+
+#[derive(Parser)]
+#[command(name = "cachegate", version, about = "Load-testing and compatibility conformance harness for web-session and cache stacks", after_help = EXIT_CODES)]
+pub struct Cli {
+    /// More log output (-v: debug, -vv: trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run matrices (default: matrices/quick.toml) and write a run folder under --out.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        /// Matrix files to run.
+        matrices: Vec<PathBuf>,
+        /// Folder that receives the run folder.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Run only cells matching every term: `axis=value` (server=redis@7, persistence=none,
+        /// variant=p16, runtime=process) or a substring of the cell id. Repeatable.
+        #[arg(long)]
+        filter: Vec<String>,
+        /// Never draw the progress bar.
+        #[arg(long)]
+        no_progress: bool,
+        /// Compare against this earlier run folder (deltas in the report; a regression exits 1).
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[command(flatten)]
+        compare: CompareArgs,
+        /// Threads driving the load (default: half the CPUs, at least 1, leaving the rest to the
+        /// server under test; on 2 cores one thread beats two, see `cargo bench --bench compare`).
+        #[arg(long, env = "CACHEGATE_THREADS")]
+        threads: Option<usize>,
+    },
+    /// Validate matrix files and list their cells without running anything.
+    Check {
+        #[arg(required = true)]
+        matrices: Vec<PathBuf>,
+        #[arg(long)]
+        filter: Vec<String>,
+    },
+    /// Re-render a run folder's outputs (CSV, summary.json, junit.xml, summary.md, index.html)
+    /// from its results.jsonl and print its table.
+    #[command(after_help = EXIT_CODES)]
+    Report {
+        run_dir: PathBuf,
+        /// Show deltas against this earlier run folder.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[command(flatten)]
+        compare: CompareArgs,
+    },
+    /// Compare a run against a baseline run (medians of repeats, noise-aware); exits 1 on a
+    /// regression. Re-renders CURRENT's report with the deltas.
+    #[command(after_help = EXIT_CODES)]
+    Compare {
+        baseline: PathBuf,
+        current: PathBuf,
+        #[command(flatten)]
+        compare: CompareArgs,
+    },
+    /// Server binaries: what is known, where each comes from, what is installed.
+    Servers {
+        #[command(subcommand)]
+        command: ServersCommand,
+    },
+}
+
+/// How much change counts as a regression.
+#[derive(clap::Args, Clone, Copy)]
+pub struct CompareArgs {
+    /// Relative throughput drop tolerated (or the run-to-run spread, if larger).
+    #[arg(long, default_value_t = 0.10)]
+    pub throughput_threshold: f64,
+    /// Relative p99 rise tolerated (or the run-to-run spread, if larger).
+    #[arg(long, default_value_t = 0.25)]
+    pub latency_threshold: f64,
+    /// Cells whose repeats spread more than this are UNSTABLE, not judged.
+    #[arg(long, default_value_t = 0.30)]
+    pub max_noise: f64,
+}
+
+impl From<CompareArgs> for CompareOptions {
+    fn from(a: CompareArgs) -> Self {
+        CompareOptions {
+            throughput_threshold: a.throughput_threshold,
+            latency_threshold: a.latency_threshold,
+            max_noise: a.max_noise,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ServersCommand {
+    /// List known server versions, their source, and whether they are ready.
+    List,
+    /// Download and verify servers, e.g. `redis@7.4 valkey@9`.
+    Install {
+        #[arg(required = true)]
+        servers: Vec<String>,
+    },
+}

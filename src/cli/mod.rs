@@ -1,0 +1,255 @@
+//! The command line carried out: what each subcommand does, the async runtime and signal
+//! handling around a run, the default matrix, and what is printed on the console. `main.rs`
+//! only parses the arguments and calls `run`, so tests can run the CLI in-process.
+
+mod args;
+mod signals;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+pub use args::{Cli, Command, CompareArgs, ServersCommand, EXIT_CODES};
+
+use crate::config::load_matrix;
+use crate::error::Error;
+use crate::exit_code;
+use crate::gate::Change;
+use crate::report;
+use crate::results::RunDir;
+use crate::runner::{self, Interrupt, RunOptions};
+use crate::server::catalog::CATALOG;
+use crate::server::provision::short_ref;
+use crate::server::{Provisioner, ServerRef};
+
+/// The matrix `cachegate run` runs when given none.
+pub const DEFAULT_MATRIX: &str = "matrices/quick.toml";
+
+/// Carry out a parsed command line and return the process's exit code. Errors are printed here.
+pub fn run(cli: Cli) -> i32 {
+    let filter = match cli.verbose {
+        0 => "warn",
+        1 => "cachegate=debug",
+        _ => "trace",
+    };
+    // Already set when called twice in one process (tests); the first setting stays.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    match dispatch(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let code = e
+                .downcast_ref::<Error>()
+                .map_or(exit_code::INFRA, Error::exit_code);
+            eprintln!("error: {e:#}");
+            code
+        }
+    }
+}
+
+fn dispatch(command: Command) -> anyhow::Result<i32> {
+    match command {
+        Command::Run {
+            matrices,
+            out,
+            filter,
+            no_progress,
+            baseline,
+            compare,
+            threads,
+        } => {
+            // Check the baseline before spending minutes on the run.
+            let baseline = baseline.map(|b| RunDir::open(&b)).transpose()?;
+            let matrices = if matrices.is_empty() {
+                vec![PathBuf::from(DEFAULT_MATRIX)]
+            } else {
+                matrices
+            };
+            let loaded = matrices
+                .iter()
+                .map(|m| load_matrix(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let opts = RunOptions {
+                out,
+                filters: filter,
+                command: std::env::args().collect(),
+                progress: !no_progress,
+            };
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let threads = threads.unwrap_or(cpus / 2).max(1);
+            let runtime = crate::load_runtime(threads)
+                .with_context(|| format!("starting the async runtime with {threads} threads"))?;
+            let interrupt = Interrupt::new();
+            // Before any goose attack (see signals.rs) and before the run folder exists.
+            signals::route_to(&interrupt).context("installing the signal handlers")?;
+            let outcome = runtime.block_on(runner::run(&loaded, &opts, &interrupt));
+            let code = outcome.and_then(|summary| finish_run(&summary, baseline.as_ref(), compare));
+            signals::release();
+            Ok(code?)
+        }
+        Command::Check { matrices, filter } => {
+            let loaded = matrices
+                .iter()
+                .map(|m| load_matrix(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let cells = runner::select_cells(&loaded, &filter)?;
+            for cell in &cells {
+                let expect = format!("{:?}", cell.expected).to_lowercase();
+                println!(
+                    "{}  [{} #{}] expect {expect}",
+                    cell.id,
+                    cell.matrix,
+                    cell.repeat + 1
+                );
+            }
+            println!("{} cells OK", cells.len());
+            Ok(exit_code::OK)
+        }
+        Command::Report {
+            run_dir,
+            baseline,
+            compare,
+        } => {
+            let run_dir = RunDir::open(&run_dir)?;
+            let baseline = baseline.map(|b| RunDir::open(&b)).transpose()?;
+            let rendered = report::render_all(&run_dir, baseline.as_ref(), compare.into())?;
+            print!("{}", rendered.table);
+            print_gates_and_deltas(&rendered.summary);
+            print_run_end(&rendered.summary);
+            Ok(exit_code::OK)
+        }
+        Command::Compare {
+            baseline,
+            current,
+            compare,
+        } => {
+            let baseline = RunDir::open(&baseline)?;
+            let current = RunDir::open(&current)?;
+            let rendered = report::render_all(&current, Some(&baseline), compare.into())?;
+            print_gates_and_deltas(&rendered.summary);
+            let regressions = rendered
+                .summary
+                .comparison
+                .iter()
+                .flatten()
+                .any(|d| d.status == Change::Regression);
+            Ok(if regressions {
+                exit_code::EXPECTATION_FAILED
+            } else {
+                exit_code::OK
+            })
+        }
+        Command::Servers { command } => servers(command),
+    }
+}
+
+/// Render a finished run's outputs and print its table. The exit code is the summary's (which
+/// accounts for how the run ended); if the outputs cannot be written, the run's results are
+/// still on the console and the exit code says infrastructure failure.
+fn finish_run(
+    summary: &runner::RunSummary,
+    baseline: Option<&RunDir>,
+    compare: CompareArgs,
+) -> crate::error::Result<i32> {
+    let run_dir = RunDir::open(&summary.run_dir)?;
+    let rendered = match report::render_all(&run_dir, baseline, compare.into()) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: writing the report: {e}");
+            return Ok(exit_code::INFRA);
+        }
+    };
+    print!("{}", rendered.table);
+    print_gates_and_deltas(&rendered.summary);
+    print_run_end(&rendered.summary);
+    println!(
+        "results: {}  (report: {})",
+        summary.run_dir.display(),
+        summary.run_dir.join("index.html").display()
+    );
+    Ok(rendered.summary.exit_code)
+}
+
+/// Say when a run did not complete, and which cells never ran.
+fn print_run_end(summary: &report::summary::Summary) {
+    if !summary.complete {
+        println!("run incomplete: {}", summary.run_end);
+        if let Some(note) = report::summary::not_run_note(summary) {
+            println!("  {note}");
+        }
+    }
+}
+
+/// Failed gates and the baseline comparison, after the table.
+fn print_gates_and_deltas(summary: &report::summary::Summary) {
+    for g in summary.gates.iter().filter(|g| !g.passed) {
+        println!(
+            "  GATE FAILED {}: {} = {:.3}, needs {}",
+            g.cell_id, g.metric, g.value, g.condition
+        );
+    }
+    if let Some(deltas) = &summary.comparison {
+        println!("against the baseline:");
+        for d in deltas {
+            let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+            println!(
+                "  {:<11} {}  {}: {} -> {} ({}, tolerance {:.1}%)",
+                format!("{:?}", d.status).to_uppercase(),
+                d.cell_id,
+                d.metric,
+                f(d.baseline),
+                f(d.current),
+                d.change
+                    .map_or("-".to_string(), |c| format!("{:+.1}%", c * 100.0)),
+                d.tolerance * 100.0
+            );
+        }
+    }
+}
+
+fn servers(command: ServersCommand) -> anyhow::Result<i32> {
+    let provisioner = Provisioner::with_default_cache();
+    match command {
+        ServersCommand::List => {
+            println!("cache: {}", provisioner.cache_dir().display());
+            println!("{:<12} {:<8} {:<10} source", "server", "version", "status");
+            for entry in CATALOG {
+                let status = match provisioner.installed(entry) {
+                    Some(_) => "ready",
+                    None => "not yet",
+                };
+                println!(
+                    "{:<12} {:<8} {:<10} {}",
+                    short_ref(entry),
+                    entry.version,
+                    status,
+                    entry.source.describe()
+                );
+            }
+            Ok(exit_code::OK)
+        }
+        ServersCommand::Install { servers } => {
+            let mut code = exit_code::OK;
+            for s in servers {
+                let server: ServerRef = s.parse().map_err(Error::Usage)?;
+                match provisioner.provision(&server) {
+                    Ok(p) => println!(
+                        "{server}: {} {} ({})",
+                        p.version,
+                        p.binary.display(),
+                        p.source
+                    ),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        code = e.exit_code();
+                    }
+                }
+            }
+            Ok(code)
+        }
+    }
+}
