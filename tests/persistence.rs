@@ -85,13 +85,15 @@ variant = "to-aof"
             );
         }
     }
-    // A changed config on restart is observed, not judged.
+    // Turning AOF on in the config loads only the (not yet existing) AOF: dump.rdb is ignored.
     let changed = find(&results, "valkey@9.1/rdb/django-5.2/cache/to-aof")
         .persistence
         .as_ref()
         .unwrap();
     assert_eq!(changed.restarted_with, "aof-everysec");
-    assert_eq!(changed.expected.promise, Promise::Either);
+    assert_eq!(changed.expected.promise, Promise::Lose);
+    assert_eq!(kept("valkey@9.1/rdb/django-5.2/cache/to-aof"), 0);
+    assert_eq!(kept("valkey@9.1/rdb/django-5.2/cached-db/to-aof"), 8);
     assert!(results.iter().all(|r| r.verdict == Verdict::Pass));
     // The report's table says the same, row by row.
     let html = report_html(dir.path());
@@ -99,6 +101,38 @@ variant = "to-aof"
     assert!(html.contains(
         "<td>valkey@9.1/rdb/django-5.2/cache/kill</td><td>sessions</td><td>Kill</td><td class=\"num\">8</td><td class=\"num\">0</td><td class=\"num\">8</td>"
     ), "{}", &html[html.find("<h2>Persistence").unwrap()..][..3000]);
+}
+
+/// Restarting with AOF turned off reads only dump.rdb: sessions written under AOF alone are gone,
+/// those also snapshotted on the graceful shutdown (save points set) are kept.
+#[test]
+fn restart_with_aof_turned_off_loads_only_the_rdb() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "aof-off"
+[axes]
+server = ["redis@7.4"]
+persistence = ["aof-always", "rdb+aof-always"]
+stack = ["django-5.2"]
+settings = ["cache"]
+{STACK_AND_SETTINGS}
+[scenario]
+kind = "session-persistence"
+users = 6
+restart = "graceful"
+restart_persistence = "none"
+"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(code, Some(0), "{text}");
+    let check = |id: &str| find(&results, id).persistence.clone().unwrap();
+    let aof = check("redis@7.4/aof-always/django-5.2/cache");
+    assert_eq!(aof.expected.promise, Promise::Lose, "{aof:?}");
+    assert_eq!((aof.before, aof.kept), (6, 0), "{aof:?}");
+    let both = check("redis@7.4/rdb+aof-always/django-5.2/cache");
+    assert_eq!(both.expected.promise, Promise::Keep, "{both:?}");
+    assert_eq!((both.before, both.kept), (6, 6), "{both:?}");
 }
 
 #[test]
@@ -260,7 +294,7 @@ name = "eviction"
 server = ["valkey@9.1"]
 policy = ["noeviction", "volatile-lru"]
 stack = ["django-5.2"]
-settings = ["cache"]
+settings = ["cache", "cached-db"]
 {STACK_AND_SETTINGS}
 [server]
 maxmemory = "4mb"
@@ -299,6 +333,21 @@ value_size = 4096
         "only the sessions have a TTL: {volatile:?}"
     );
     assert!(volatile.evicted_keys > 0);
+    // cached_db sessions live in the database too: volatile-lru may evict them from the cache,
+    // but every user is still logged in.
+    let cached_db = find(
+        &results,
+        "valkey@9.1/none/volatile-lru/django-5.2/cached-db",
+    )
+    .eviction
+    .clone()
+    .unwrap();
+    assert_eq!(cached_db.expected.promise, Promise::Keep, "{cached_db:?}");
+    assert_eq!(
+        (cached_db.sessions_before, cached_db.sessions_kept),
+        (6, 6),
+        "{cached_db:?}"
+    );
     let html = report_html(dir.path());
     assert!(html.contains("<h2>Eviction</h2>"));
     assert!(html.contains("<td>volatile-lru</td><td>4mb</td><td class=\"num\">0/6</td>"));

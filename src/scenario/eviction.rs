@@ -1,7 +1,8 @@
 //! `eviction`: sessions and cache share one server with `maxmemory` and a policy. Users log in,
 //! then cache traffic (large SETs without TTL) fills memory while new logins keep being tried
 //! (during the fill and right after it); then every earlier session is checked. Django's cache session backend stores sessions
-//! with a TTL, which decides what each policy may evict.
+//! with a TTL, which decides what each policy may evict; other engines keep sessions elsewhere
+//! (src/scenario/promise.rs).
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use serde::Serialize;
 
 use super::browser::{Browser, SessionState};
 use super::cache_ops::{self, CacheOpsConfig};
-use super::promise::{Expectation, Promise};
+use super::promise::{self, Promise};
 use super::{CellEnv, ScenarioOutput};
 use crate::config::scenario_file::{OpMix, ScenarioParams, ValueSize};
 use crate::config::{HumanDuration, ScenarioKind};
@@ -51,29 +52,6 @@ impl EvictionConfig {
                 .op_timeout
                 .unwrap_or(HumanDuration(Duration::from_secs(30))),
         })
-    }
-}
-
-/// What a maxmemory policy means for sessions stored with a TTL next to fill keys without one.
-fn expectation(policy: &str) -> Expectation {
-    let (promise, because) = match policy {
-        "noeviction" => (
-            Promise::Keep,
-            "noeviction never removes keys: writes are refused instead (OOM)",
-        ),
-        p if p.starts_with("volatile-") => (
-            Promise::Lose,
-            "volatile-* evicts only keys with a TTL: the sessions, never the fill keys",
-        ),
-        _ => (
-            Promise::Either,
-            "allkeys-* may evict any key, sessions included",
-        ),
-    };
-    Expectation {
-        promise,
-        because: because.to_string(),
-        not_separable: None,
     }
 }
 
@@ -148,7 +126,7 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         }
     }
     let evicted_keys = evicted_keys(env).await;
-    let expected = expectation(&policy);
+    let expected = promise::expect_sessions_under_eviction(&env.session_engine, &policy);
     let pressure = evicted_keys > 0 || fill_out.counts.errors > 0;
     let matches = unknown == 0
         && !sessions.is_empty()

@@ -1,6 +1,7 @@
-//! What a persistence mode promises about data written before a restart, as the Redis/Valkey
-//! documentation states it (redis.io "Redis persistence"; the same for Valkey):
+//! What a persistence mode, a restart, a maxmemory policy and a Django session engine promise
+//! about data written before a restart or under memory pressure, each from its documentation:
 //!
+//! Persistence (redis.io "Redis persistence"; the same for Valkey, valkey.io "Persistence"):
 //! - no persistence (`save ""`, `appendonly no`): the dataset lives in memory only; any restart
 //!   starts empty.
 //! - RDB: a snapshot is written when a save point (`save SECONDS CHANGES`) fires, and on a normal
@@ -11,8 +12,15 @@
 //!   page cache to disk. A killed *process* therefore loses nothing under any policy; only an OS
 //!   crash or power loss tells the policies apart, which no process-level test here can do.
 //!
-//! Session engines change what a lost cache means: `cached_db`, `db` and `signed_cookies` keep
-//! sessions outside the cache, so they survive whatever happens to the server.
+//! Which file a (re)started server loads (redis.conf, `appendonly`: "If the AOF is enabled on
+//! startup Redis will load the AOF ... changing this value in a config file of an existing
+//! database and restarting the server can lead to data loss"; redis/redis#12484):
+//! - `appendonly yes`: the AOF only, never dump.rdb; with no AOF yet it starts empty.
+//! - `appendonly no`: dump.rdb if there is one, whatever the new save points are.
+//!
+//! Session engines (docs.djangoproject.com "How to use sessions"): `cache` keeps sessions only in
+//! the cache, stored with a timeout (so with a TTL); `cached_db` is a write-through cache whose
+//! reads fall back to the database; `db`, `file` and `signed_cookies` never touch the cache.
 
 use serde::{Deserialize, Serialize};
 
@@ -65,6 +73,14 @@ const FSYNC_NOTE: &str =
     killed process loses nothing under any of them; only an OS crash or power loss separates them, \
     which this test does not cause";
 
+fn expectation(promise: Promise, because: &str) -> Expectation {
+    Expectation {
+        promise,
+        because: because.to_string(),
+        not_separable: None,
+    }
+}
+
 /// What `persistence` promises for data written `delay_secs` before the server goes down `how`,
 /// restarted with `restart_with` (None: the same config).
 pub fn expect(
@@ -73,17 +89,48 @@ pub fn expect(
     delay_secs: f64,
     restart_with: Option<&Persistence>,
 ) -> Expectation {
-    let e = |promise, because: &str| Expectation {
-        promise,
-        because: because.to_string(),
-        not_separable: None,
+    let Some(after) = restart_with.filter(|a| *a != persistence) else {
+        return written(persistence, how, delay_secs);
     };
-    if let Some(after) = restart_with.filter(|a| *a != persistence) {
-        return e(
-            Promise::Either,
-            &format!("restarted with a different config ({persistence} → {after}): what is loaded depends on the server version"),
-        );
+    let change = format!("restarted as {after} (was {persistence})");
+    match (persistence.aof, after.aof) {
+        // The AOF the server wrote is the file it loads.
+        (Some(_), Some(_)) => {
+            let mut x = written(persistence, how, delay_secs);
+            x.because = format!("{change}: the AOF is loaded; {}", x.because);
+            x
+        }
+        (None, Some(_)) => expectation(
+            Promise::Lose,
+            &format!("{change}: with appendonly turned on the server loads only the AOF, which does not exist yet, and ignores dump.rdb (redis.conf `appendonly`)"),
+        ),
+        // AOF off: only dump.rdb is loaded, so what counts is whether the old config wrote one.
+        (_, None) => {
+            let rdb_only = Persistence {
+                aof: None,
+                ..persistence.clone()
+            };
+            if rdb_only.save_points.is_empty() {
+                let aof = if persistence.aof.is_some() {
+                    "with appendonly off the AOF is not read, and "
+                } else {
+                    ""
+                };
+                return expectation(
+                    Promise::Lose,
+                    &format!("{change}: {aof}no RDB snapshot was written (no save points)"),
+                );
+            }
+            let mut x = written(&rdb_only, how, delay_secs);
+            x.because = format!("{change}: only dump.rdb is loaded; {}", x.because);
+            x
+        }
     }
+}
+
+/// What `persistence` promises when the server comes back with the same config.
+fn written(persistence: &Persistence, how: RestartKind, delay_secs: f64) -> Expectation {
+    let e = expectation;
     if let Some(fsync) = persistence.aof {
         let mut x = e(
             Promise::Keep,
@@ -141,11 +188,48 @@ pub fn expect(
     }
 }
 
-/// Does this Django session engine keep sessions outside the cache?
-pub fn engine_outlives_cache(session_engine: &str) -> bool {
-    session_engine.ends_with(".cached_db")
-        || session_engine.ends_with(".db")
-        || session_engine.ends_with(".signed_cookies")
+/// Where a Django session engine keeps sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionStore {
+    /// `cache`: only in the cache, with a timeout.
+    Cache,
+    /// `cached_db`: write-through to the database; reads fall back to it.
+    CacheAndDatabase,
+    /// `db`, `file`, `signed_cookies`: never in the cache.
+    Elsewhere,
+    /// An engine this harness does not know.
+    Unknown,
+}
+
+impl SessionStore {
+    pub fn of(session_engine: &str) -> SessionStore {
+        let module = session_engine.rsplit('.').next().unwrap_or_default();
+        match module {
+            "cache" => SessionStore::Cache,
+            "cached_db" => SessionStore::CacheAndDatabase,
+            "db" | "file" | "signed_cookies" => SessionStore::Elsewhere,
+            _ => SessionStore::Unknown,
+        }
+    }
+
+    /// The promise when the engine, not the cache, decides; None for the cache engine.
+    fn decides(self, session_engine: &str) -> Option<Expectation> {
+        match self {
+            SessionStore::Cache => None,
+            SessionStore::CacheAndDatabase => Some(expectation(
+                Promise::Keep,
+                &format!("{session_engine} writes every session to the database too and reads it from there when the cache has lost it"),
+            )),
+            SessionStore::Elsewhere => Some(expectation(
+                Promise::Keep,
+                &format!("{session_engine} keeps sessions outside the cache"),
+            )),
+            SessionStore::Unknown => Some(expectation(
+                Promise::Either,
+                &format!("{session_engine} is not one of Django's session engines: where it keeps sessions is not known"),
+            )),
+        }
+    }
 }
 
 /// What the cell expects for sessions: the persistence promise, unless the engine keeps them
@@ -157,14 +241,32 @@ pub fn expect_sessions(
     delay_secs: f64,
     restart_with: Option<&Persistence>,
 ) -> Expectation {
-    if engine_outlives_cache(session_engine) {
-        return Expectation {
-            promise: Promise::Keep,
-            because: format!("{session_engine} keeps sessions outside the cache"),
-            not_separable: None,
-        };
+    SessionStore::of(session_engine)
+        .decides(session_engine)
+        .unwrap_or_else(|| expect(persistence, how, delay_secs, restart_with))
+}
+
+/// What a maxmemory policy means for sessions next to fill keys written without a TTL
+/// (redis.io "Key eviction": `noeviction` refuses writes; `volatile-*` evict only keys with an
+/// expire set; `allkeys-*` any key).
+pub fn expect_sessions_under_eviction(session_engine: &str, policy: &str) -> Expectation {
+    if let Some(x) = SessionStore::of(session_engine).decides(session_engine) {
+        return x;
     }
-    expect(persistence, how, delay_secs, restart_with)
+    match policy {
+        "noeviction" => expectation(
+            Promise::Keep,
+            "noeviction never removes keys: writes are refused instead (OOM)",
+        ),
+        p if p.starts_with("volatile-") => expectation(
+            Promise::Lose,
+            "volatile-* evicts only keys with a TTL: the cache engine's sessions, never the fill keys",
+        ),
+        _ => expectation(
+            Promise::Either,
+            "allkeys-* may evict any key, sessions included",
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -204,14 +306,61 @@ mod tests {
         assert!(expect(&p("aof-always"), Kill, 0.0, None)
             .not_separable
             .is_none());
+        // A changed config: the file the new config loads decides.
+        let changed = [
+            ("rdb", Graceful, "aof-always", Lose),
+            ("aof-always", Graceful, "none", Lose),
+            ("aof-always", Kill, "aof-everysec", Keep),
+            ("rdb+aof-always", Graceful, "none", Keep),
+            ("rdb+aof-always", Nosave, "rdb", Lose),
+            ("rdb", Graceful, "none", Keep),
+            ("rdb:1/1", Kill, "none", Lose),
+        ];
+        for (mode, how, after, want) in changed {
+            assert_eq!(
+                expect(&p(mode), how, 0.0, Some(&p(after))).promise,
+                want,
+                "{mode} {how:?} -> {after}"
+            );
+        }
+    }
+
+    #[test]
+    fn session_engines_decide_before_the_cache() {
+        use Promise::*;
+        let engine = |m: &str| format!("django.contrib.sessions.backends.{m}");
+        for m in ["cached_db", "db", "file", "signed_cookies"] {
+            assert_eq!(
+                expect_sessions(&engine(m), &p("none"), RestartKind::Kill, 0.0, None).promise,
+                Keep,
+                "{m}"
+            );
+            assert_eq!(
+                expect_sessions_under_eviction(&engine(m), "volatile-lru").promise,
+                Keep,
+                "{m}"
+            );
+        }
+        let cache = engine("cache");
         assert_eq!(
-            expect(&p("rdb"), Graceful, 0.0, Some(&p("aof-always"))).promise,
-            Either
+            expect_sessions(&cache, &p("none"), RestartKind::Kill, 0.0, None).promise,
+            Lose
         );
-        let cached_db = "django.contrib.sessions.backends.cached_db";
+        for (policy, want) in [
+            ("noeviction", Keep),
+            ("volatile-lru", Lose),
+            ("volatile-ttl", Lose),
+            ("allkeys-lru", Either),
+        ] {
+            assert_eq!(
+                expect_sessions_under_eviction(&cache, policy).promise,
+                want,
+                "{policy}"
+            );
+        }
         assert_eq!(
-            expect_sessions(cached_db, &p("none"), Kill, 0.0, None).promise,
-            Keep
+            expect_sessions_under_eviction("redis_sessions.session", "volatile-lru").promise,
+            Either
         );
     }
 }
