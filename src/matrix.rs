@@ -92,7 +92,7 @@ pub struct Cell {
     pub stack: Option<(String, StackSpec)>,
     pub app_settings: Option<toml::Table>,
     pub target: TargetSection,
-    pub gates: crate::gate::Gates,
+    pub gates: crate::config::gates::Gates,
 }
 
 /// All cells of a matrix, repeats included, in a stable order.

@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use cachegate::config::load_matrix;
-use cachegate::gate::CompareOptions;
+use cachegate::judge::{self, CompareOptions, Verb};
 use cachegate::report;
+use cachegate::results::store::RunInfo;
 use cachegate::results::{CellResult, RunDir};
 use cachegate::runner::select_cells;
 use insta::assert_snapshot;
@@ -80,14 +81,21 @@ fn results(name: &str) -> Vec<CellResult> {
     cachegate::results::store::read_jsonl(&fixtures().join(name).join("results.jsonl")).unwrap()
 }
 
+/// How a fixture run ended (its run.json).
+fn info(name: &str) -> Option<RunInfo> {
+    RunDir::open(&fixtures().join(name)).unwrap().read_info()
+}
+
 /// What the judge decides over the fixture: the failed gate and the deltas, and the exit code.
 fn judged(baseline: Option<&[CellResult]>, current: &[CellResult]) -> String {
-    let comparison =
-        baseline.map(|b| cachegate::gate::compare(b, current, CompareOptions::default()));
-    let gates = cachegate::gate::check_gates(current);
-    let code = report::summary::exit_code(current, &gates, comparison.as_deref());
-    let mut out = format!("exit code {code}\n");
-    for g in &gates {
+    let j = judge::judge(
+        current,
+        info("run").as_ref(),
+        baseline,
+        CompareOptions::default(),
+    );
+    let mut out = format!("exit code {}\n", j.run_exit_code);
+    for g in &j.gates {
         out += &format!(
             "gate {} {} {} = {:.1}: {}\n",
             g.cell_id,
@@ -97,7 +105,7 @@ fn judged(baseline: Option<&[CellResult]>, current: &[CellResult]) -> String {
             if g.passed { "passed" } else { "FAILED" }
         );
     }
-    for d in comparison.iter().flatten() {
+    for d in j.comparison.iter().flatten() {
         out += &format!(
             "delta {} {} {:?} change {:?} noise {:.3} tolerance {:.3}\n",
             d.cell_id,
@@ -118,6 +126,19 @@ fn the_judge_on_the_fixture_run() {
     assert_snapshot!("judge_with_baseline", judged(Some(&base), &cur));
     // A run judged against itself changes nothing.
     assert_snapshot!("judge_against_itself", judged(Some(&cur), &cur));
+    // One judgement, one exit code per command: `run` counts everything (here the failed
+    // gate), `report` re-renders, `compare` counts only regressions (none in this fixture).
+    let run = info("run");
+    let j = judge::judge(&cur, run.as_ref(), Some(&base), CompareOptions::default());
+    assert_eq!(codes(&j), [1, 0, 0]);
+    // A run that recorded no end (the harness was killed) is an infrastructure failure.
+    let j = judge::judge(&cur, None, None, CompareOptions::default());
+    assert_eq!(codes(&j), [3, 0, 0]);
+}
+
+/// The exit codes of `run`, `report` and `compare` for one judgement.
+fn codes(j: &judge::Judgement) -> [i32; 3] {
+    [Verb::Run, Verb::Report, Verb::Compare].map(|v| j.exit_code(v))
 }
 
 #[test]
@@ -137,11 +158,17 @@ fn the_judge_catches_a_tenfold_slowdown_without_gates() {
         })
         .collect();
     let text = judged(Some(&base), &slow);
-    assert!(text.starts_with("exit code 1\n"), "{text}");
     assert!(
         text.contains("delta valkey@9.1/none throughput Regression"),
         "{text}"
     );
+    let j = judge::judge(
+        &slow,
+        info("run").as_ref(),
+        Some(&base),
+        CompareOptions::default(),
+    );
+    assert_eq!(codes(&j), [1, 0, 1]);
     assert_snapshot!("judge_tenfold_slowdown", text);
 }
 

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::gate::CompareOptions;
+use crate::judge::CompareOptions;
 
 pub const EXIT_CODES: &str = "Exit codes:
   0    every cell met its expectation

@@ -14,7 +14,7 @@ pub use args::{Cli, Command, CompareArgs, ServersCommand, EXIT_CODES};
 use crate::config::load_matrix;
 use crate::error::Error;
 use crate::exit_code;
-use crate::gate::Change;
+use crate::judge::Verb;
 use crate::report;
 use crate::results::RunDir;
 use crate::runner::{self, Interrupt, RunOptions};
@@ -120,7 +120,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             print!("{}", rendered.table);
             print_gates_and_deltas(&rendered.summary);
             print_run_end(&rendered.summary);
-            Ok(exit_code::OK)
+            Ok(rendered.judgement.exit_code(Verb::Report))
         }
         Command::Compare {
             baseline,
@@ -131,23 +131,13 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             let current = RunDir::open(&current)?;
             let rendered = report::render_all(&current, Some(&baseline), compare.into())?;
             print_gates_and_deltas(&rendered.summary);
-            let regressions = rendered
-                .summary
-                .comparison
-                .iter()
-                .flatten()
-                .any(|d| d.status == Change::Regression);
-            Ok(if regressions {
-                exit_code::EXPECTATION_FAILED
-            } else {
-                exit_code::OK
-            })
+            Ok(rendered.judgement.exit_code(Verb::Compare))
         }
         Command::Servers { command } => servers(command),
     }
 }
 
-/// Render a finished run's outputs and print its table. The exit code is the summary's (which
+/// Render a finished run's outputs and print its table. The exit code is the judge's (which
 /// accounts for how the run ended); if the outputs cannot be written, the run's results are
 /// still on the console and the exit code says infrastructure failure.
 fn finish_run(
@@ -171,7 +161,7 @@ fn finish_run(
         summary.run_dir.display(),
         summary.run_dir.join("index.html").display()
     );
-    Ok(rendered.summary.exit_code)
+    Ok(rendered.judgement.exit_code(Verb::Run))
 }
 
 /// Say when a run did not complete, and which cells never ran.

@@ -57,7 +57,7 @@ pub struct MatrixFile {
     pub expect: Vec<Expectation>,
     /// Thresholds on measured metrics, e.g. `"get.p99" = "< 2ms"`, `errors = "== 0"`.
     #[serde(default)]
-    pub gates: crate::gate::Gates,
+    pub gates: crate::config::gates::Gates,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -1,6 +1,7 @@
 //! Reading the files users write: matrices (`matrix_file`) and scenarios (`scenario_file`).
 //! Every error names the file, line, column and field; unknown fields are rejected.
 
+pub mod gates;
 pub mod matrix_file;
 pub mod scenario_file;
 

@@ -7,7 +7,7 @@ use std::fmt::Write;
 use super::charts::{self, Series};
 use super::summary::Summary;
 use super::table::fmt_us;
-use crate::gate::Change;
+use crate::judge::Change;
 use crate::results::latency::decode;
 use crate::results::store::RunInfo;
 use crate::results::{CellResult, Verdict};
@@ -282,7 +282,7 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
             .filter(|r| matrix_keys(r) == (row.to_string(), col.to_string()))
             .map(|r| f(r))
             .collect();
-        (!v.is_empty()).then(|| crate::gate::median(v))
+        (!v.is_empty()).then(|| crate::judge::median(v))
     };
     let tput: Vec<(String, Vec<Option<f64>>)> = series_names
         .iter()

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::summary::Summary;
 use super::table::fmt_us;
-use crate::gate::Change;
+use crate::judge::Change;
 
 pub fn render(s: &Summary) -> String {
     let mut out = String::new();

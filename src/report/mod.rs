@@ -9,13 +9,15 @@ pub mod summary;
 pub mod table;
 
 use crate::error::{Error, Result};
-use crate::gate::{self, CompareOptions};
+use crate::judge::{self, CompareOptions, Judgement};
 use crate::results::RunDir;
 
 /// What rendering a run produced.
 pub struct Rendered {
     pub table: String,
     pub summary: summary::Summary,
+    /// What the outputs show and the commands exit with.
+    pub judgement: Judgement,
 }
 
 /// Re-render every derived output of a run folder from its `results.jsonl`, comparing against
@@ -27,12 +29,10 @@ pub fn render_all(
 ) -> Result<Rendered> {
     let results = run_dir.read_results()?;
     let info = run_dir.read_info();
-    let comparison = match baseline {
-        Some(b) => Some(gate::compare(&b.read_results()?, &results, opts)),
-        None => None,
-    };
+    let baseline = baseline.map(RunDir::read_results).transpose()?;
+    let judgement = judge::judge(&results, info.as_ref(), baseline.as_deref(), opts);
     run_dir.rewrite_csv(&results)?;
-    let summary = summary::build(&results, info.as_ref(), comparison);
+    let summary = summary::build(&results, info.as_ref(), &judgement);
     let write = |name: &str, text: String| {
         std::fs::write(run_dir.path.join(name), text)
             .map_err(|e| Error::io(format!("writing {name}"), e))
@@ -50,5 +50,6 @@ pub fn render_all(
     Ok(Rendered {
         table: table::render(&results),
         summary,
+        judgement,
     })
 }

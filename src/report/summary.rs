@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::gate::{self, Change, Delta, GateOutcome};
+use crate::judge::{Delta, GateOutcome, Judgement};
 use crate::results::store::{PlannedCell, RunInfo, RunOutcome};
 use crate::results::{CellResult, Verdict};
 
@@ -101,11 +101,7 @@ fn hits_of(r: &CellResult, signature: &str) -> u64 {
         .unwrap_or(1)
 }
 
-pub fn build(
-    results: &[CellResult],
-    info: Option<&RunInfo>,
-    comparison: Option<Vec<Delta>>,
-) -> Summary {
+pub fn build(results: &[CellResult], info: Option<&RunInfo>, judgement: &Judgement) -> Summary {
     let mut verdicts = BTreeMap::new();
     for r in results {
         *verdicts
@@ -155,8 +151,6 @@ pub fn build(
             }
         })
         .collect();
-    let gates = gate::check_gates(results);
-    let judged = exit_code(results, &gates, comparison.as_deref());
     let end = info.and_then(|i| i.end.as_ref());
     let not_run = info.map(|i| i.not_run(results)).unwrap_or_default();
     let run_end = match end {
@@ -166,10 +160,6 @@ pub fn build(
             .to_string(),
     };
     let complete = end.is_some_and(|e| e.outcome == RunOutcome::Completed) && not_run.is_empty();
-    let exit_code = match end {
-        Some(e) => e.exit_code().unwrap_or(judged),
-        None => crate::exit_code::INFRA,
-    };
     Summary {
         schema: SUMMARY_SCHEMA.to_string(),
         run_id: results
@@ -183,9 +173,9 @@ pub fn build(
         verdicts,
         cells,
         signatures: groups,
-        gates,
-        comparison,
-        exit_code,
+        gates: judgement.gates.clone(),
+        comparison: judgement.comparison.clone(),
+        exit_code: judgement.run_exit_code,
         run_end,
         complete,
         not_run,
@@ -212,25 +202,5 @@ pub fn planned_name(p: &PlannedCell) -> String {
         format!("{} #{}", p.cell_id, p.repeat + 1)
     } else {
         p.cell_id.clone()
-    }
-}
-
-/// 3 if a cell could not run; 1 if a cell missed its expectation, a gate failed, or a baseline
-/// comparison found a regression; else 0.
-pub fn exit_code(
-    results: &[CellResult],
-    gates: &[GateOutcome],
-    comparison: Option<&[Delta]>,
-) -> i32 {
-    use crate::exit_code::*;
-    if results.iter().any(|r| r.verdict == Verdict::Error) {
-        INFRA
-    } else if results.iter().any(|r| r.verdict.is_unexpected())
-        || gates.iter().any(|g| !g.passed)
-        || comparison.is_some_and(|c| c.iter().any(|d| d.status == Change::Regression))
-    {
-        EXPECTATION_FAILED
-    } else {
-        OK
     }
 }

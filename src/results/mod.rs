@@ -176,7 +176,7 @@ pub struct CellResult {
     pub eviction: Option<checks::EvictionReport>,
     /// The matrix's `[gates]`, recorded so gates can be checked from results alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub gates: crate::gate::Gates,
+    pub gates: crate::config::gates::Gates,
     pub cachegate_version: String,
     pub host: crate::host::HostInfo,
 }

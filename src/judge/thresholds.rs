@@ -1,0 +1,76 @@
+//! Thresholds: each cell's `[gates]` (recorded in its results) checked on the median of its
+//! repeats.
+
+use serde::{Deserialize, Serialize};
+
+use super::{by_cell, median};
+use crate::config::gates::{Metric, CHECK_METRICS};
+use crate::results::CellResult;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateOutcome {
+    pub cell_id: String,
+    pub metric: String,
+    pub condition: String,
+    /// Median over the cell's repeats.
+    pub value: f64,
+    pub passed: bool,
+}
+
+/// A metric's value in a cell, if the cell has it.
+pub fn value(metric: &Metric, r: &CellResult) -> Option<f64> {
+    if CHECK_METRICS.contains(&metric.name.as_str()) {
+        return match metric.name.as_str() {
+            "lost" => r
+                .persistence
+                .as_ref()
+                .map(|p| p.lost as f64)
+                .or(r.eviction.as_ref().map(|e| e.sessions_lost as f64)),
+            "sessions_lost" => r
+                .persistence
+                .as_ref()
+                .filter(|p| p.subject == "sessions")
+                .map(|p| p.lost as f64)
+                .or(r.eviction.as_ref().map(|e| e.sessions_lost as f64)),
+            "logins_refused" => r.eviction.as_ref().map(|e| e.logins_refused as f64),
+            _ => r.outage.as_ref().map(|o| o.recovery_seconds),
+        };
+    }
+    let op = r
+        .ops
+        .iter()
+        .find(|o| o.op == metric.op.as_deref().unwrap_or("all"))?;
+    let l = &op.latency;
+    Some(match metric.name.as_str() {
+        "p50" => l.p50_us,
+        "p90" => l.p90_us,
+        "p99" => l.p99_us,
+        "p999" => l.p999_us,
+        "max" => l.max_us,
+        "mean" => l.mean_us,
+        "throughput" => op.throughput,
+        _ => op.errors as f64,
+    })
+}
+
+/// Check every cell's gates (recorded in its results) on the median of its repeats.
+pub fn check_gates(results: &[CellResult]) -> Vec<GateOutcome> {
+    let mut out = Vec::new();
+    for (id, runs) in by_cell(results) {
+        for (metric, cond) in &runs[0].gates {
+            let values: Vec<f64> = runs.iter().filter_map(|r| value(metric, r)).collect();
+            if values.is_empty() {
+                continue;
+            }
+            let value = median(values);
+            out.push(GateOutcome {
+                cell_id: id.clone(),
+                metric: metric.to_string(),
+                condition: String::from(cond.clone()),
+                value,
+                passed: cond.holds(metric, value),
+            });
+        }
+    }
+    out
+}
