@@ -9,6 +9,15 @@ use serde::{Deserialize, Serialize};
 
 use super::HumanDuration;
 
+/// How the server goes down and comes back in a persistence scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartKind {
+    Graceful,
+    Nosave,
+    Kill,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ScenarioKind {
@@ -115,7 +124,7 @@ pub struct ScenarioParams {
     pub hatch_rate: Option<f64>,
 
     /// session-persistence, durability: how the server goes down (graceful, nosave, kill).
-    pub restart: Option<crate::scenario::promise::RestartKind>,
+    pub restart: Option<RestartKind>,
     /// session-persistence, durability: wait this long after the writes before the stop.
     pub restart_delay: Option<HumanDuration>,
     /// session-persistence, durability: restart with this persistence instead of the cell's.

@@ -4,7 +4,31 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::scenario::promise::{Expectation, Promise, RestartKind};
+use crate::config::scenario_file::RestartKind;
+
+/// What should happen to data written before the restart (which mode promises what, and why:
+/// `scenario::promise`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Promise {
+    /// Everything acknowledged survives.
+    Keep,
+    /// Data written since the last snapshot (or all of it) is gone.
+    Lose,
+    /// The mode makes no promise either way for this restart (a save point may or may not have
+    /// fired in between; a changed config): observed, not judged.
+    Either,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expectation {
+    pub promise: Promise,
+    /// Why, in words, for the report.
+    pub because: String,
+    /// Set when this test cannot tell apart what the modes promise (e.g. fsync policies under a
+    /// process kill): the report shows it instead of implying a difference was tested.
+    pub not_separable: Option<String>,
+}
 
 /// Data written before a restart, checked after it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

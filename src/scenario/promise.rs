@@ -22,41 +22,11 @@
 //! the cache, stored with a timeout (so with a TTL); `cached_db` is a write-through cache whose
 //! reads fall back to the database; `db`, `file` and `signed_cookies` never touch the cache.
 
-use serde::{Deserialize, Serialize};
-
 use crate::server::{Fsync, Persistence, StopKind};
 
-/// What should happen to data written before the restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Promise {
-    /// Everything acknowledged survives.
-    Keep,
-    /// Data written since the last snapshot (or all of it) is gone.
-    Lose,
-    /// The mode makes no promise either way for this restart (a save point may or may not have
-    /// fired in between; a changed config): observed, not judged.
-    Either,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Expectation {
-    pub promise: Promise,
-    /// Why, in words, for the report.
-    pub because: String,
-    /// Set when this test cannot tell apart what the modes promise (e.g. fsync policies under a
-    /// process kill): the report shows it instead of implying a difference was tested.
-    pub not_separable: Option<String>,
-}
-
-/// How the server goes down and comes back in a persistence scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum RestartKind {
-    Graceful,
-    Nosave,
-    Kill,
-}
+// The data types live where they are read and recorded; their meaning is written here.
+pub use crate::config::scenario_file::RestartKind;
+pub use crate::results::checks::{Expectation, Promise};
 
 impl RestartKind {
     pub fn stop_kind(self) -> StopKind {
