@@ -75,6 +75,10 @@ signature = "ConnectionError"
         "the wrongly expected signature is a FAIL: {text}"
     );
     assert_eq!(results.len(), 6, "{text}");
+    assert!(
+        !text.contains("users launched"),
+        "goose's own messages stay out of cachegate's output: {text}"
+    );
 
     for r in &results {
         let stack = r.stack.as_ref().expect("stack recorded");

@@ -446,6 +446,11 @@ pub async fn run_with_events(
         cancel.cancelled().await;
         goose::trigger_killswitch("cancelled by cachegate");
     });
+    // goose 0.19 prints "N users launched." to stdout once every user has started (in iterations
+    // mode, with no setting to turn it off): cachegate's output is its own. Nothing else writes
+    // to stdout while a cell runs (cells run one at a time; progress goes to stderr). `None` when
+    // stdout is already silenced (another flow in this process).
+    let silenced = gag::Gag::stdout().ok();
     let outcome = match GooseAttack::initialize_with_config(config) {
         Ok(attack) => attack
             .register_scenario(scenario)
@@ -454,6 +459,7 @@ pub async fn run_with_events(
             .map(|_| ()),
         Err(e) => Err(e),
     };
+    drop(silenced);
     stopper.abort();
     let output = summarize(&flow, cfg, outcome.err().map(|e| e.to_string()));
     let events = flow
