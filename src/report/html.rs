@@ -555,7 +555,7 @@ fn verification_tables(h: &mut String, results: &[CellResult]) {
             "policy",
             "maxmemory",
             "sessions kept",
-            "new logins refused (during / after the fill)",
+            "new users failed at step (during · after the fill)",
             "fill ok / errors",
             "evicted keys",
             "expected",
@@ -563,7 +563,7 @@ fn verification_tables(h: &mut String, results: &[CellResult]) {
         results,
         |r| r.eviction.as_ref(),
         |e| {
-            format!("<td>{}</td><td>{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{}/{} · {}/{}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{:?}: {}</td>", esc(&e.policy), esc(&e.maxmemory), e.sessions_kept, e.sessions_before, e.logins_refused, e.logins_tried, e.logins_after_refused, e.logins_after_tried, e.fill_ok, e.fill_errors, e.evicted_keys, e.expected.promise, esc(&e.expected.because))
+            format!("<td>{}</td><td>{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{} · {}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{:?}: {}</td>", esc(&e.policy), esc(&e.maxmemory), e.sessions_kept, e.sessions_before, e.failed_during(), e.failed_after(), e.fill_ok, e.fill_errors, e.evicted_keys, e.expected.promise, esc(&e.expected.because))
         },
     );
 }

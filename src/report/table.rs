@@ -117,8 +117,11 @@ pub fn check(r: &CellResult) -> String {
     }
     if let Some(e) = &r.eviction {
         return format!(
-            "{}/{} sessions kept, {}/{} logins refused, {} evicted",
-            e.sessions_kept, e.sessions_before, e.logins_refused, e.logins_tried, e.evicted_keys
+            "{}/{} sessions kept, new users failed at {}, {} evicted",
+            e.sessions_kept,
+            e.sessions_before,
+            e.failed_during(),
+            e.evicted_keys
         );
     }
     String::new()

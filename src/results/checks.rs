@@ -2,6 +2,8 @@
 //! writes) against what the mode promises, what an outage did to the app, and what memory
 //! pressure did to sessions.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::config::scenario_file::RestartKind;
@@ -96,7 +98,7 @@ pub struct OutageReport {
     pub down_for_seconds: f64,
     pub during: Vec<StepDuringOutage>,
     /// HTTP status codes answered while the server was down ("error" for no answer).
-    pub statuses_during: std::collections::BTreeMap<String, u64>,
+    pub statuses_during: BTreeMap<String, u64>,
     /// Did every request during the outage succeed (a working fallback)?
     pub available_during: bool,
     /// Seconds from the server's return until the last failed request; 0 if none failed after.
@@ -130,7 +132,7 @@ pub struct ReadsSeen {
     /// The app failed (5xx, other status, no answer).
     pub failed: u64,
     /// HTTP status codes ("no answer" when there was none).
-    pub statuses: std::collections::BTreeMap<String, u64>,
+    pub statuses: BTreeMap<String, u64>,
     pub max_latency_ms: f64,
 }
 
@@ -150,18 +152,51 @@ pub struct EvictionReport {
     pub sessions_kept: u64,
     pub sessions_lost: u64,
     pub sessions_unknown: u64,
-    /// New logins tried while the cache was being filled, and how many were refused.
+    /// New users (sign up, log in, read as themselves) tried while the cache was being filled,
+    /// and how many of them the login step refused.
     pub logins_tried: u64,
     pub logins_refused: u64,
-    /// New logins tried right after the fill (its keys still there, its client buffers gone).
+    /// Those new users that failed, by the step they failed at (csrf, register, login, me: the
+    /// read right after the login).
+    #[serde(default)]
+    pub failed_at: BTreeMap<String, u64>,
+    /// The same right after the fill (its keys still there, its client buffers gone).
     #[serde(default)]
     pub logins_after_tried: u64,
     #[serde(default)]
     pub logins_after_refused: u64,
+    #[serde(default)]
+    pub failed_at_after: BTreeMap<String, u64>,
     pub fill_ok: u64,
     pub fill_errors: u64,
     /// From INFO stats.
     pub evicted_keys: u64,
     pub expected: Expectation,
     pub matches: bool,
+}
+
+impl EvictionReport {
+    /// "login 2, me 6 of 14", or "none of 14": new users during the fill.
+    pub fn failed_during(&self) -> String {
+        failed_steps(&self.failed_at, self.logins_refused, self.logins_tried)
+    }
+
+    /// The same for the new users right after the fill.
+    pub fn failed_after(&self) -> String {
+        failed_steps(
+            &self.failed_at_after,
+            self.logins_after_refused,
+            self.logins_after_tried,
+        )
+    }
+}
+
+fn failed_steps(failed_at: &BTreeMap<String, u64>, refused: u64, tried: u64) -> String {
+    let steps: Vec<String> = failed_at.iter().map(|(s, n)| format!("{s} {n}")).collect();
+    match (steps.is_empty(), refused) {
+        (false, _) => format!("{} of {tried}", steps.join(", ")),
+        (true, 0) => format!("none of {tried}"),
+        // Results written before steps were recorded counted every failure as refused.
+        (true, n) => format!("{n} of {tried} (step not recorded)"),
+    }
 }

@@ -4,6 +4,7 @@
 //! with a TTL, which decides what each policy may evict; other engines keep sessions elsewhere
 //! (src/scenario/promise.rs).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,30 +93,25 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         }
     };
     let prober = async {
-        let (mut tried, mut refused, mut n) = (0u64, 0u64, 0);
+        let mut during = NewUsers::default();
         while !fill_done.is_cancelled() {
-            let mut b = new_user(format!("{tag}p{n}"));
-            n += 1;
-            tried += 1;
-            if b.sign_up_and_log_in().await.is_err() {
-                refused += 1;
-            }
+            during
+                .try_one(new_user(format!("{tag}p{}", during.tried)))
+                .await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        (tried, refused)
+        during
     };
     let started = Instant::now();
-    let (fill_out, (tried, refused)) = tokio::join!(fill, prober);
+    let (fill_out, during) = tokio::join!(fill, prober);
     // And a few once the fill is over: its keys stay (no TTL), but the fill clients' buffers,
     // which count toward maxmemory while they write, are gone.
-    let (mut after_tried, mut after_refused) = (0, 0);
+    let mut after = NewUsers::default();
     for n in 0..5 {
-        let mut b = new_user(format!("{tag}after{n}"));
-        after_tried += 1;
-        if b.sign_up_and_log_in().await.is_err() {
-            after_refused += 1;
-        }
+        after.try_one(new_user(format!("{tag}after{n}"))).await;
     }
+    let (tried, refused) = (during.tried, during.refused());
+    let (after_tried, after_refused) = (after.tried, after.refused());
 
     let (mut kept, mut lost, mut unknown) = (0, 0, 0);
     for b in &sessions {
@@ -147,8 +143,10 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         sessions_unknown: unknown,
         logins_tried: tried,
         logins_refused: refused,
+        failed_at: during.failed_at,
         logins_after_tried: after_tried,
         logins_after_refused: after_refused,
+        failed_at_after: after.failed_at,
         fill_ok: fill_out.counts.ok,
         fill_errors: fill_out.counts.errors,
         evicted_keys,
@@ -156,8 +154,10 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         matches,
     };
     let reason = format!(
-        "{policy}: {kept} of {} sessions kept, {refused} of {tried} new logins refused during the fill ({after_refused} of {after_tried} after it), {evicted_keys} keys evicted; expected {:?}: {}",
+        "{policy}: {kept} of {} sessions kept; new users failed during the fill at {} ({} after it); {evicted_keys} keys evicted; expected {:?}: {}",
         sessions.len(),
+        report.failed_during(),
+        report.failed_after(),
         expected.promise,
         expected.because
     );
@@ -167,6 +167,29 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         reason,
         eviction: Some(report),
         ..fill_out
+    }
+}
+
+/// New users tried beside the fill: how many, and the step each failed one failed at.
+#[derive(Default)]
+struct NewUsers {
+    tried: u64,
+    failed_at: BTreeMap<String, u64>,
+}
+
+impl NewUsers {
+    async fn try_one(&mut self, mut user: Browser) {
+        self.tried += 1;
+        if let Err(e) = user.sign_up_and_log_in().await {
+            // Errors start with the step's name ("login: HTTP 500", "me: right after login: ...").
+            let step = e.split(':').next().unwrap_or_default().to_string();
+            *self.failed_at.entry(step).or_default() += 1;
+        }
+    }
+
+    /// Users refused at the login step itself (not at the read after it).
+    fn refused(&self) -> u64 {
+        self.failed_at.get("login").copied().unwrap_or(0)
     }
 }
 
