@@ -163,14 +163,24 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 )));
             }
         }
-        for (axis, value, known) in [
-            ("stack", &inc.stack, &stacks),
-            ("settings", &inc.settings, &settings),
+        // Include exists to add one-off combinations: any defined stack or settings will do,
+        // not only those on the axes.
+        for (table, value, defined) in [
+            (
+                "stacks",
+                &inc.stack,
+                f.stacks.contains_key(inc.stack.as_deref().unwrap_or("")),
+            ),
+            (
+                "settings",
+                &inc.settings,
+                f.settings
+                    .contains_key(inc.settings.as_deref().unwrap_or("")),
+            ),
         ] {
-            if value.is_some() && !known.contains(value) {
+            if let (Some(name), false) = (value, defined) {
                 return Err(Error::Usage(format!(
-                    "{path}: [[include]] names unknown {axis} `{}`",
-                    value.as_deref().unwrap_or("")
+                    "{path}: [[include]] names `{name}`, but no [{table}.\"{name}\"] defines it"
                 )));
             }
         }

@@ -176,6 +176,67 @@ signature = "ConnectionError"
     );
 }
 
+/// `[[include]]` adds a one-off combination with a stack and settings that are defined but on no
+/// axis, and it runs like any other cell.
+#[test]
+fn include_adds_a_stack_and_settings_off_the_axes() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "include"
+[axes]
+server = ["valkey@9.1"]
+stack = ["django-5.2"]
+settings = ["good"]
+{STACKS}{SETTINGS}
+[settings.cached-db]
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cached-db.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+[[include]]
+server = "valkey@9.1"
+stack = "django-4.2"
+settings = "cached-db"
+[scenario]
+kind = "login-flow"
+users = 2
+iterations = 1
+reads = 1
+"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(code, Some(0), "{text}");
+    let ids: Vec<&str> = results.iter().map(|r| r.cell_id.as_str()).collect();
+    assert_eq!(
+        ids,
+        [
+            "valkey@9.1/none/django-5.2/good",
+            "valkey@9.1/none/django-4.2/cached-db"
+        ]
+    );
+    let included = &results[1];
+    assert!(included.stack.as_ref().unwrap().packages["django"].starts_with("4.2."));
+    assert_eq!(
+        included.app_settings.as_ref().unwrap()["SESSION_ENGINE"],
+        "django.contrib.sessions.backends.cached_db"
+    );
+    assert_eq!(included.counts.ok, 2 * 6, "{}", included.verdict_reason);
+
+    // A name that nothing defines is still bad input.
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        body.replace(
+            "stack = \"django-4.2\"\nsettings",
+            "stack = \"h9\"\nsettings",
+        ),
+    )
+    .unwrap();
+    let (code, text) = common::run_cli(dir.path(), &["check", "bad.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("[stacks.\"h9\"]"), "{text}");
+}
+
 /// An external app (here the bundled one, started by the test) driven through `[target] url`
 /// with JSON bodies: no stack is provisioned by the harness for it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
