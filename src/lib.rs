@@ -11,6 +11,7 @@ pub mod error;
 pub mod host;
 pub mod judge;
 pub mod matrix;
+pub mod net;
 pub mod report;
 pub mod results;
 pub mod runner;

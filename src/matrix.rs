@@ -92,6 +92,8 @@ pub struct Cell {
     pub stack: Option<(String, StackSpec)>,
     pub app_settings: Option<toml::Table>,
     pub target: TargetSection,
+    /// Container runtime options (used when `axes.runtime` is container).
+    pub container: crate::server::container::ContainerOptions,
     pub gates: crate::config::gates::Gates,
 }
 
@@ -244,6 +246,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                     .map(|n| (n.clone(), f.stacks[n].clone())),
                 app_settings: axes.settings.as_ref().map(|n| f.settings[n].clone()),
                 target: f.target.clone(),
+                container: f.runtime.container.clone(),
                 gates: f.gates.clone(),
             });
         }

@@ -83,6 +83,21 @@ pub enum Command {
         #[command(subcommand)]
         command: ServersCommand,
     },
+    /// Container images of the servers, built locally from the provisioned binaries (no
+    /// registry needed); container cells build the ones they need on first use.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ImagesCommand {
+    /// Build `cachegate/<family>:<version>` for these servers (default: every server already
+    /// installed), provisioning them first; an image with the same contents is kept.
+    Build { servers: Vec<String> },
+    /// Images cachegate built, with their ids and sizes.
+    List,
 }
 
 /// How much change counts as a regression.

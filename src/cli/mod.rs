@@ -3,13 +3,14 @@
 //! only parses the arguments and calls `run`, so tests can run the CLI in-process.
 
 mod args;
+mod images;
 mod signals;
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 
-pub use args::{Cli, Command, CompareArgs, ServersCommand, EXIT_CODES};
+pub use args::{Cli, Command, CompareArgs, ImagesCommand, ServersCommand, EXIT_CODES};
 
 use crate::config::load_matrix;
 use crate::error::Error;
@@ -134,6 +135,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             Ok(rendered.judgement.exit_code(Verb::Compare))
         }
         Command::Servers { command } => servers(command),
+        Command::Images { command } => images::run(command),
     }
 }
 

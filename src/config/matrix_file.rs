@@ -16,15 +16,27 @@ use crate::target::TargetSection;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeKind {
+    /// A local child process (the default; no Docker needed).
     Process,
+    /// A container on the local Docker engine, from a locally built or registry image.
+    Container,
 }
 
 impl RuntimeKind {
     pub fn name(self) -> &'static str {
         match self {
             RuntimeKind::Process => "process",
+            RuntimeKind::Container => "container",
         }
     }
+}
+
+/// `[runtime.*]`: options of each runtime.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSection {
+    #[serde(default)]
+    pub container: crate::server::container::ContainerOptions,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +48,9 @@ pub struct MatrixFile {
     /// Server settings applied to every cell.
     #[serde(default)]
     pub server: ServerSettings,
+    /// Options of the runtimes on the `runtime` axis, e.g. `[runtime.container] network = "bridge"`.
+    #[serde(default)]
+    pub runtime: RuntimeSection,
     /// Binaries to use instead of the catalog, e.g. `"redis@7.2" = "/opt/redis/bin/redis-server"`.
     #[serde(default)]
     pub server_paths: BTreeMap<ServerRef, PathBuf>,

@@ -110,6 +110,9 @@ pub struct ServerInfo {
     pub source: String,
     pub binary: String,
     pub runtime: String,
+    /// PID, or container, image and network path: what exactly ran.
+    #[serde(default)]
+    pub identity: crate::server::RuntimeIdentity,
     pub persistence: String,
     pub config: crate::server::ServerSettings,
     /// Milliseconds from spawn to first PONG.

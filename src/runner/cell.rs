@@ -7,12 +7,13 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::progress::CellProgress;
-use crate::config::matrix_file::ExpectedOutcome;
+use crate::config::matrix_file::{ExpectedOutcome, RuntimeKind};
 use crate::host::HostInfo;
 use crate::matrix::Cell;
 use crate::results::{CellResult, RunDir, ServerInfo, StackInfo, Verdict, SCHEMA};
 use crate::scenario::CellEnv;
-use crate::server::{ProvisionedServer, ServerProcess, StopKind};
+use crate::server::container::{ContainerLabels, ContainerServer};
+use crate::server::{ProvisionedServer, RunningServer, ServerProcess, StopKind};
 use crate::stack::ProvisionedStack;
 use crate::target::app::{AppProcess, Workers};
 use crate::target::{app_files, django_settings, exceptions};
@@ -177,7 +178,7 @@ pub async fn run_cell(
             packages: s.packages.clone(),
         });
     }
-    let mut server = match ServerProcess::start(&cell.spec, &binary).await {
+    let mut server = match start_server(cell, &binary, ctx).await {
         Ok(s) => s,
         Err(e) => return infra(result, e.to_string()),
     };
@@ -188,15 +189,16 @@ pub async fn run_cell(
         source: binary.source.clone(),
         binary: binary.binary.display().to_string(),
         runtime: cell.axes.runtime.name().to_string(),
+        identity: server.identity(),
         persistence: cell.spec.persistence.to_string(),
         config: cell.spec.settings.clone(),
-        start_ms: server.last_start_ms,
+        start_ms: server.last_start_ms(),
         log: Some(format!("{log_base}.log")),
     });
 
     let mut app = None;
     let app_url = if cell.scenario.needs_app() {
-        match start_app(cell, &server, stack.as_ref(), &mut result).await {
+        match start_app(cell, server.as_ref(), stack.as_ref(), &mut result).await {
             Ok((url, started)) => {
                 app = started;
                 Some(url)
@@ -217,7 +219,7 @@ pub async fn run_cell(
     let done = Arc::new(AtomicU64::new(0));
     let progress = CellProgress::start(&ctx.label, &cell.scenario, ctx.progress, done.clone());
     let mut env = CellEnv {
-        server: &mut server,
+        server: server.as_mut(),
         app_url,
         target: &cell.target,
         session_engine,
@@ -236,13 +238,15 @@ pub async fn run_cell(
     }
     result.harness_cpu_seconds = cpu_seconds() - cpu_before;
 
-    let died = !server.is_running();
+    let died = !server.is_running().await;
     let stop = server.stop(StopKind::Graceful).await;
-    let _ = server.save_log(&ctx.run_dir.path.join(format!("{log_base}.log")));
+    let _ = server
+        .save_log(&ctx.run_dir.path.join(format!("{log_base}.log")))
+        .await;
     if died || !output.passed {
-        result.server_log_tail = server.log_tail(20);
+        result.server_log_tail = server.log_tail(20).await;
     }
-    drop(server);
+    let removed = server.remove().await;
 
     result.finished_at = chrono::Utc::now();
     result.measured_seconds = output.measured_seconds;
@@ -271,14 +275,34 @@ pub async fn run_cell(
             .verdict_reason
             .push_str(&format!("; stopping the server: {e}"));
     }
+    if let Err(e) = removed {
+        result
+            .verdict_reason
+            .push_str(&format!("; removing the server: {e}"));
+    }
     result
+}
+
+/// Start the cell's server on the runtime its `runtime` axis names.
+async fn start_server(
+    cell: &Cell,
+    binary: &ProvisionedServer,
+    ctx: &CellContext<'_>,
+) -> crate::error::Result<Box<dyn RunningServer>> {
+    Ok(match cell.axes.runtime {
+        RuntimeKind::Process => Box::new(ServerProcess::start(&cell.spec, binary).await?),
+        RuntimeKind::Container => {
+            let labels = ContainerLabels::new(&ctx.run_dir.id(), &cell.id);
+            Box::new(ContainerServer::start(&cell.spec, binary, &cell.container, labels).await?)
+        }
+    })
 }
 
 /// The app's base URL: the external one, or the bundled app started on the cell's stack with the
 /// cell's settings (returned so the caller stops it).
 async fn start_app(
     cell: &Cell,
-    server: &ServerProcess,
+    server: &dyn RunningServer,
     stack: Option<&ProvisionedStack>,
     result: &mut CellResult,
 ) -> Result<(String, Option<AppProcess>), String> {

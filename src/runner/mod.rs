@@ -184,6 +184,12 @@ pub async fn run(
         cells.len()
     );
 
+    let uses_containers = cells
+        .iter()
+        .any(|c| c.axes.runtime == crate::config::matrix_file::RuntimeKind::Container);
+    if uses_containers {
+        sweep_containers(None).await;
+    }
     let mut provisioned = Provisioned::default();
     let mut failure = None;
     let log_names = cell::log_names(&cells);
@@ -244,6 +250,10 @@ pub async fn run(
             end.describe()
         );
     }
+    if uses_containers {
+        // Normally empty: every cell removes what it created. This catches what a panic left.
+        sweep_containers(Some(&run_dir.id())).await;
+    }
     Ok(RunSummary {
         run_dir: run_dir.path.clone(),
         end,
@@ -271,5 +281,27 @@ async fn keep(run_dir: &RunDir, result: &CellResult) -> Result<()> {
             );
             Err(e)
         }
+/// Remove containers, volumes and networks of harnesses that are gone (`None`) or of this run,
+/// and say so. Without a Docker engine there is nothing to sweep: the container cells will
+/// report that themselves.
+async fn sweep_containers(run: Option<&str>) {
+    use crate::server::container;
+    let Ok(docker) = container::connect().await else {
+        return;
+    };
+    match container::sweep(&docker, run).await {
+        Ok(swept) if !swept.is_empty() => eprintln!(
+            "removed what {} left behind: {} containers, {} volumes, {} networks",
+            if run.is_some() {
+                "this run"
+            } else {
+                "an earlier run"
+            },
+            swept.containers.len(),
+            swept.volumes.len(),
+            swept.networks.len()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: {e}"),
     }
 }

@@ -138,7 +138,7 @@ impl ScenarioConfig {
 /// What a scenario works with: the cell's server (which it may stop and restart), the app's URL
 /// for HTTP scenarios, and the cell's identity.
 pub struct CellEnv<'a> {
-    pub server: &'a mut crate::server::ServerProcess,
+    pub server: &'a mut dyn crate::server::RunningServer,
     pub app_url: Option<String>,
     pub target: &'a crate::target::TargetSection,
     /// The cell's Django SESSION_ENGINE (Django's default, db, when not set).

@@ -8,18 +8,12 @@
 //! everywhere else (tests, verification), where convenience matters more than cycles.
 
 use std::io;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-/// Where a server listens and how to authenticate.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub addr: SocketAddr,
-    pub password: Option<String>,
-}
+pub use crate::server::Endpoint;
 
 /// One reply, reduced to what the harness looks at: an integer (EXISTS, INCR), a nil, a server
 /// error with its message (e.g. "OOM command not allowed ..."), or anything else that is fine.

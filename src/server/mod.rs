@@ -1,11 +1,16 @@
 //! Servers: what to run (`spec`), where binaries come from (`catalog`, `provision`), and how
-//! they run (`process`; containers plug in beside it).
+//! they run (`runtime`: the seam; `process`, `container`; `image` builds container images).
 
 pub mod catalog;
+pub mod container;
+pub mod control;
+pub mod image;
 pub mod process;
 pub mod provision;
+pub mod runtime;
 pub mod spec;
 
-pub use process::{ServerProcess, StopKind};
+pub use process::ServerProcess;
 pub use provision::{ProvisionedServer, Provisioner};
+pub use runtime::{Endpoint, RunningServer, RuntimeIdentity, StopKind};
 pub use spec::{Family, Fsync, Persistence, ServerRef, ServerSettings, ServerSpec};

@@ -2,31 +2,21 @@
 //! generated config and a private data dir. Stopped by PID; killed on drop, so a panic or an
 //! early return never leaves a server behind.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use super::control;
 use super::provision::ProvisionedServer;
+use super::runtime::{tail_lines, Endpoint, RunningServer, RuntimeIdentity, StopKind};
 use super::spec::ServerSpec;
 use crate::child::ManagedChild;
 use crate::error::{Error, Result};
+use crate::net::free_port;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// How a running server is brought down.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum StopKind {
-    /// SIGTERM: like SHUTDOWN, saves an RDB if save points are configured, flushes the AOF.
-    Graceful,
-    /// `SHUTDOWN NOSAVE`: exits without writing a snapshot.
-    NoSave,
-    /// SIGKILL: no chance to write anything.
-    Kill,
-}
 
 pub struct ServerProcess {
     spec: ServerSpec,
@@ -86,8 +76,8 @@ impl ServerProcess {
     }
 
     /// Address and password, for the harness's own load connections.
-    pub fn endpoint(&self) -> crate::scenario::resp::Endpoint {
-        crate::scenario::resp::Endpoint {
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
             addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
             password: self.spec.settings.requirepass.clone(),
         }
@@ -119,12 +109,7 @@ impl ServerProcess {
 
     /// The last `n` lines of the server log.
     pub fn log_tail(&self, n: usize) -> Vec<String> {
-        let text = self.log_text();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(n)..]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        tail_lines(&self.log_text(), n)
     }
 
     /// Is the process still running (not exited, not a zombie)?
@@ -168,7 +153,7 @@ impl ServerProcess {
                 self.child = None;
                 return Err(self.fail(format!("exited during start-up; log: {tail}")));
             }
-            if ping(addr, password.as_deref()) {
+            if control::ping(addr, password.as_deref()) {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
                 return Ok(());
             }
@@ -182,20 +167,15 @@ impl ServerProcess {
 
     /// Bring the server down the given way and wait until the process is gone.
     pub async fn stop(&mut self, how: StopKind) -> Result<()> {
+        let endpoint = self.endpoint();
         let Some(child) = self.child.as_mut() else {
             return Ok(());
         };
         match how {
             StopKind::Graceful => child.signal(libc::SIGTERM),
             StopKind::Kill => child.signal(libc::SIGKILL),
-            StopKind::NoSave => {
-                let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-                // The connection closes without a reply when the server exits.
-                let _ = send_command(
-                    addr,
-                    self.spec.settings.requirepass.as_deref(),
-                    &["SHUTDOWN", "NOSAVE"],
-                );
+            StopKind::NoSave | StopKind::Save => {
+                control::shutdown(endpoint, how);
             }
         }
         let exited = child.wait_or_kill(STOP_TIMEOUT).await;
@@ -235,53 +215,50 @@ impl ServerProcess {
     }
 }
 
-/// A free TCP port on 127.0.0.1, as the OS hands it out.
-pub fn free_port() -> Result<u16> {
-    let listener =
-        TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("finding a free port", e))?;
-    Ok(listener
-        .local_addr()
-        .map_err(|e| Error::io("finding a free port", e))?
-        .port())
-}
-
-/// Minimal RESP exchange for readiness and SHUTDOWN, where pulling in a client connection and
-/// its reconnect logic would only obscure what is sent.
-fn send_command(
-    addr: SocketAddr,
-    password: Option<&str>,
-    args: &[&str],
-) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
-    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let mut payload = Vec::new();
-    let mut push = |cmd: &[&str]| {
-        payload.extend(format!("*{}\r\n", cmd.len()).bytes());
-        for a in cmd {
-            payload.extend(format!("${}\r\n{a}\r\n", a.len()).bytes());
-        }
-    };
-    if let Some(pw) = password {
-        push(&["AUTH", pw]);
+#[async_trait::async_trait]
+impl RunningServer for ServerProcess {
+    fn spec(&self) -> &ServerSpec {
+        &self.spec
     }
-    push(args);
-    stream.write_all(&payload)?;
-    let mut reply = String::new();
-    let mut buf = [0u8; 512];
-    // Read until we have one line per command sent.
-    let expected_lines = if password.is_some() { 2 } else { 1 };
-    while reply.matches("\r\n").count() < expected_lines {
-        let n = stream.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        reply.push_str(&String::from_utf8_lossy(&buf[..n]));
-    }
-    Ok(reply)
-}
 
-fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
-    send_command(addr, password, &["PING"])
-        .map(|r| r.lines().last().is_some_and(|l| l.starts_with("+PONG")))
-        .unwrap_or(false)
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn identity(&self) -> RuntimeIdentity {
+        RuntimeIdentity {
+            runtime: "process".into(),
+            pid: self.pid(),
+            ..Default::default()
+        }
+    }
+
+    fn last_start_ms(&self) -> f64 {
+        self.last_start_ms
+    }
+
+    async fn is_running(&mut self) -> bool {
+        ServerProcess::is_running(self)
+    }
+
+    async fn stop(&mut self, how: StopKind) -> Result<()> {
+        ServerProcess::stop(self, how).await
+    }
+
+    async fn restart(&mut self, new_spec: Option<ServerSpec>) -> Result<()> {
+        ServerProcess::restart(self, new_spec).await
+    }
+
+    async fn log_tail(&self, n: usize) -> Vec<String> {
+        ServerProcess::log_tail(self, n)
+    }
+
+    async fn save_log(&self, dest: &Path) -> std::io::Result<()> {
+        ServerProcess::save_log(self, dest)
+    }
+
+    async fn remove(mut self: Box<Self>) -> Result<()> {
+        // The temp dir goes with `self`; the process is stopped first so nothing writes into it.
+        ServerProcess::stop(&mut self, StopKind::Graceful).await
+    }
 }

@@ -261,13 +261,19 @@ pub struct ServerSpec {
 }
 
 impl ServerSpec {
-    /// The server's config file text (the same format for every redis and valkey version).
+    /// The server's config file text (the same format for every redis and valkey version),
+    /// listening on 127.0.0.1.
     pub fn config_text(&self, port: u16, dir: &std::path::Path) -> String {
+        self.config_text_bound("127.0.0.1", port, dir)
+    }
+
+    /// The config text, listening on `bind` (a container's own interface, for bridge networks).
+    pub fn config_text_bound(&self, bind: &str, port: u16, dir: &std::path::Path) -> String {
         let mut lines = vec![
             format!("port {port}"),
-            "bind 127.0.0.1".to_string(),
+            format!("bind {bind}"),
             "daemonize no".to_string(),
-            format!("dir \"{}\"", dir.display()),
+            format!("dir {}", quote_config(&dir.display().to_string())),
             "logfile \"\"".to_string(),
         ];
         if self.persistence.save_points.is_empty() {
@@ -291,16 +297,41 @@ impl ServerSpec {
             lines.push(format!("maxmemory-policy {p}"));
         }
         if let Some(pw) = &s.requirepass {
-            lines.push(format!("requirepass \"{pw}\""));
+            lines.push(format!("requirepass {}", quote_config(pw)));
         }
         lines.extend(s.extra.iter().cloned());
         lines.join("\n") + "\n"
     }
 }
 
+/// A value as the config parser (`sdssplitargs`) reads it back unchanged: inside double quotes,
+/// where `\\`, `\"` and `\xHH` are escapes, so backslashes and quotes are escaped and every
+/// other byte is literal.
+fn quote_config(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_values_are_quoted_so_they_read_back_unchanged() {
+        assert_eq!(quote_config("plain"), "\"plain\"");
+        assert_eq!(quote_config(r#"a"b\x41c"#), r#""a\"b\\x41c""#);
+    }
 
     #[test]
     fn server_refs_parse_and_match() {

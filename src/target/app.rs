@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::child::ManagedChild;
 use crate::error::{Error, Result};
-use crate::server::process::free_port;
+use crate::net::free_port;
 use crate::stack::ProvisionedStack;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(60);

@@ -1,0 +1,119 @@
+//! The runtime seam: what a scenario needs from a running server, whichever way it runs: a local
+//! process (`process.rs`, the default) or a container (`container.rs`). Scenarios hold a
+//! `Box<dyn RunningServer>` and never learn which one they got, so every scenario kind runs
+//! unchanged on both. A deployment of several servers (replicas, sentinels, cluster nodes) is a
+//! set of these, one per node.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::ServerSpec;
+use crate::error::Result;
+
+/// How a running server is brought down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StopKind {
+    /// SIGTERM (`docker stop` for containers): like SHUTDOWN, saves an RDB if save points are
+    /// configured, flushes the AOF.
+    Graceful,
+    /// `SHUTDOWN NOSAVE`: exits without writing a snapshot.
+    NoSave,
+    /// `SHUTDOWN SAVE`: writes a snapshot even when no save points are configured.
+    Save,
+    /// SIGKILL: no chance to write anything.
+    Kill,
+}
+
+/// Where a server listens and how to authenticate. Always a 127.0.0.1 address: the harness
+/// sends traffic nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub password: Option<String>,
+}
+
+/// Which runtime ran a server and what identifies it there, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeIdentity {
+    /// `process` or `container`.
+    pub runtime: String,
+    /// The server's PID (processes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    /// Short container id (containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+    /// Image tag, e.g. `cachegate/redis:7.4.1` (containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// Image id (`sha256:...`), so a report says exactly what ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// Network path from the harness to the server: `host` or `bridge` (containers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
+}
+
+/// A started server, as scenarios and the cell runner see it. The port stays the same across
+/// restarts (the app's settings are written once from the first address).
+#[async_trait::async_trait]
+pub trait RunningServer: Send {
+    fn spec(&self) -> &ServerSpec;
+
+    /// The 127.0.0.1 port the harness and the app connect to.
+    fn port(&self) -> u16;
+
+    /// Who runs it (PID, container, image), for the report.
+    fn identity(&self) -> RuntimeIdentity;
+
+    /// Milliseconds from the last start to the first PONG.
+    fn last_start_ms(&self) -> f64;
+
+    /// The server's URL for clients, with the password if one is set.
+    fn url(&self) -> String {
+        match &self.spec().settings.requirepass {
+            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/", self.port()),
+            None => format!("redis://127.0.0.1:{}/", self.port()),
+        }
+    }
+
+    /// Address and password, for the harness's own connections.
+    fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            addr: SocketAddr::from(([127, 0, 0, 1], self.port())),
+            password: self.spec().settings.requirepass.clone(),
+        }
+    }
+
+    /// Is the server still running (not exited)?
+    async fn is_running(&mut self) -> bool;
+
+    /// Bring the server down the given way and wait until it is gone.
+    async fn stop(&mut self, how: StopKind) -> Result<()>;
+
+    /// Start again on the same port and data, optionally with a changed spec (another
+    /// persistence config, say). Stops it gracefully first if it is still running.
+    async fn restart(&mut self, new_spec: Option<ServerSpec>) -> Result<()>;
+
+    /// The last `n` lines of the server's log.
+    async fn log_tail(&self, n: usize) -> Vec<String>;
+
+    /// Write the whole server log to `dest` (in the run folder).
+    async fn save_log(&self, dest: &Path) -> std::io::Result<()>;
+
+    /// Stop the server and remove everything its runtime created (temp dirs, containers,
+    /// volumes). Dropping does the same, best-effort; this reports what went wrong.
+    async fn remove(self: Box<Self>) -> Result<()>;
+}
+
+/// The last `n` lines of a log text.
+pub fn tail_lines(text: &str, n: usize) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
