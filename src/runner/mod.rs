@@ -281,6 +281,9 @@ async fn keep(run_dir: &RunDir, result: &CellResult) -> Result<()> {
             );
             Err(e)
         }
+    }
+}
+
 /// Remove containers, volumes and networks of harnesses that are gone (`None`) or of this run,
 /// and say so. Without a Docker engine there is nothing to sweep: the container cells will
 /// report that themselves.
