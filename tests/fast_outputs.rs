@@ -69,6 +69,36 @@ fn every_renderer_matches_its_snapshot() {
     let run = copy_run("run", tmp.path());
     let base = copy_run("baseline", tmp.path());
     let rendered = report::render_all(&run, Some(&base), CompareOptions::default()).unwrap();
+    // A cell that passed its scenario but failed its gate says so on the cell everywhere.
+    let gated = "redis@7.4/none/p16";
+    let row = |id: &str| {
+        let line = rendered
+            .table
+            .lines()
+            .find(|l| l.starts_with(&format!("{id} ")));
+        line.unwrap().to_string()
+    };
+    assert!(
+        row(gated).contains(" PASS, GATE FAILED "),
+        "{}",
+        rendered.table
+    );
+    assert!(read(&run, "summary.md").contains(&format!("| `{gated}` | PASS, GATE FAILED |")));
+    let junit = read(&run, "junit.xml");
+    let case = &junit[junit.find(&format!("name=\"{gated}\"")).unwrap()..];
+    assert!(
+        case[..case.find("</testcase>").unwrap()].contains("type=\"GATE\""),
+        "{junit}"
+    );
+    let html = read(&run, "index.html");
+    let matrix = &html[html.find("<h2>Verdicts</h2>").unwrap()..html.find("</table>").unwrap()];
+    assert!(matrix.contains("GATE FAILED"), "{matrix}");
+    // Each kind heads its row with what it is about: the expected loss of sessions is not
+    // "errors", and an eviction row does not show the fill's refused writes.
+    let restart = row("redis@7.4/none/django-5.2/cache/restart");
+    assert!(restart.contains(" 0  0/5 sessions kept"), "{restart}");
+    let eviction = row("redis@7.4/none/django-5.2/cache/eviction");
+    assert!(!eviction.contains("  77225  "), "{eviction}");
     assert_snapshot!("table", rendered.table);
     assert_snapshot!("summary_json", stable_summary(&read(&run, "summary.json")));
     assert_snapshot!("junit_xml", read(&run, "junit.xml"));

@@ -162,7 +162,7 @@ fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
     assert!(junit.contains("<error") && junit.contains("/nonexistent/redis-server"));
     let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
     assert!(
-        md.contains("| `redis@6.2/none/read-heavy` | Pass |"),
+        md.contains("| `redis@6.2/none/read-heavy` | PASS |"),
         "{md}"
     );
 

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::charts::{self, Series};
+use super::model::CellView;
 use super::summary::Summary;
 use super::table::fmt_us;
 use crate::judge::Change;
@@ -19,7 +20,7 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px} th,td{border:1px sol
 th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .v{font-weight:bold;padding:2px 6px;border-radius:3px;display:inline-block}
 .PASS{background:#d4f4d4;color:#14551b}.FAIL{background:#f9d0d0;color:#8a1010}.XFAIL{background:#e3e3f9;color:#2d2d84}
-.XPASS{background:#fbe6c2;color:#7a4a00}.ERROR,.NOTRUN{background:#e6e6e6;color:#444}
+.XPASS{background:#fbe6c2;color:#7a4a00}.GATE{background:#f9d0d0;color:#8a1010}.ERROR,.NOTRUN{background:#e6e6e6;color:#444}
 .REGRESSION{background:#f9d0d0}.IMPROVED{background:#d4f4d4}.UNSTABLE{background:#fbe6c2}
 .sig{font-family:ui-monospace,monospace;font-size:12px;color:#6a1b1b} .muted{color:#666;font-size:12px} .incomplete{background:#fff3cd;border:1px solid #e0b84c;padding:6px 10px}
 code,pre{font-family:ui-monospace,monospace;font-size:12px;background:#f6f6f6;padding:1px 3px}
@@ -75,7 +76,12 @@ fn matrix_keys(r: &CellResult) -> (String, String) {
     )
 }
 
-pub fn render(results: &[CellResult], summary: &Summary, info: Option<&RunInfo>) -> String {
+pub fn render(
+    results: &[CellResult],
+    cells: &[CellView],
+    summary: &Summary,
+    info: Option<&RunInfo>,
+) -> String {
     let mut h = String::new();
     let title = info
         .map(|i| i.run_id.clone())
@@ -112,7 +118,7 @@ pub fn render(results: &[CellResult], summary: &Summary, info: Option<&RunInfo>)
             i.cells
         );
     }
-    verdict_matrix(&mut h, results);
+    verdict_matrix(&mut h, results, cells);
     signatures(&mut h, summary);
     gates_and_baseline(&mut h, summary);
     charts_section(&mut h, results);
@@ -123,11 +129,11 @@ pub fn render(results: &[CellResult], summary: &Summary, info: Option<&RunInfo>)
     h
 }
 
-fn verdict_matrix(h: &mut String, results: &[CellResult]) {
+fn verdict_matrix(h: &mut String, results: &[CellResult], views: &[CellView]) {
     let mut rows: Vec<String> = Vec::new();
     let mut cols: Vec<String> = Vec::new();
-    let mut cells: BTreeMap<(String, String), Vec<&CellResult>> = BTreeMap::new();
-    for r in results {
+    let mut cells: BTreeMap<(String, String), Vec<&CellView>> = BTreeMap::new();
+    for (r, v) in results.iter().zip(views) {
         let (row, col) = matrix_keys(r);
         if !rows.contains(&row) {
             rows.push(row.clone());
@@ -135,7 +141,7 @@ fn verdict_matrix(h: &mut String, results: &[CellResult]) {
         if !cols.contains(&col) {
             cols.push(col.clone());
         }
-        cells.entry((row, col)).or_default().push(r);
+        cells.entry((row, col)).or_default().push(v);
     }
     let _ = write!(
         h,
@@ -171,15 +177,22 @@ fn verdict_matrix(h: &mut String, results: &[CellResult]) {
                     } else {
                         String::new()
                     };
-                    let r = runs[0];
-                    let detail = match super::summary::signature_of(r) {
-                        Some(sig) => format!("<div class=\"sig\">{}</div>", esc(&sig)),
-                        None => format!(
-                            "<div class=\"muted\">{}</div>",
-                            esc(&super::table::check(r))
-                        ),
+                    let c = runs[0];
+                    let detail = match &c.signature {
+                        Some(sig) => format!("<div class=\"sig\">{}</div>", esc(sig)),
+                        None => format!("<div class=\"muted\">{}</div>", esc(&c.check)),
                     };
-                    let _ = write!(h, "<td>{}{reps}{detail}</td>", verdict_badge(&v));
+                    // A failed gate shows on the cell, whatever the scenario's verdict.
+                    let gates = if c.failed_gates.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " {}<div class=\"sig\">gate failed: {}</div>",
+                            verdict_badge("GATE").replace(">GATE<", ">GATE FAILED<"),
+                            esc(&c.failed_gates.join("; "))
+                        )
+                    };
+                    let _ = write!(h, "<td>{}{reps}{gates}{detail}</td>", verdict_badge(&v));
                 }
             }
         }

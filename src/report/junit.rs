@@ -1,28 +1,38 @@
 //! JUnit XML: one test case per cell (repeats separate), so CI systems list cells like tests.
-//! Failures carry the failure signature; cells that could not run are errors; XFAIL passes.
+//! Failures carry the failure signature; cells that could not run are errors; XFAIL passes;
+//! a cell that missed a gate fails with the gate, whatever its scenario's verdict.
 
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
+use super::model::{or_dash, CellView};
 use super::summary::Summary;
 use crate::results::Verdict;
 
-pub fn render(summary: &Summary) -> String {
+pub fn render(summary: &Summary, cells: &[CellView]) -> String {
     let mut report = Report::new(format!("cachegate {}", summary.run_id));
     let mut suites: Vec<TestSuite> = Vec::new();
-    for c in &summary.cells {
+    for c in cells {
         let suite_name = c.scenario.clone();
-        let name = if c.repeat > 0 {
-            format!("{} #{}", c.cell_id, c.repeat + 1)
-        } else {
-            c.cell_id.clone()
-        };
+        let name = c.name.clone();
+        let gates = c.failed_gates.join("; ");
         let status = match c.verdict {
+            Verdict::Pass | Verdict::Xfail if !c.failed_gates.is_empty() => {
+                let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                s.set_message(format!("gate failed: {gates}"));
+                s.set_type("GATE");
+                s.set_description(format!("{}; {}", c.verdict_label(), c.reason));
+                s
+            }
             Verdict::Pass | Verdict::Xfail => TestCaseStatus::success(),
             Verdict::Fail | Verdict::Xpass => {
                 let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
                 s.set_message(c.signature.clone().unwrap_or_else(|| c.reason.clone()));
-                s.set_type(format!("{:?}", c.verdict).to_uppercase());
-                s.set_description(c.reason.clone());
+                s.set_type(super::model::verdict_name(c.verdict));
+                s.set_description(if gates.is_empty() {
+                    c.reason.clone()
+                } else {
+                    format!("{}; gate failed: {gates}", c.reason)
+                });
                 s
             }
             Verdict::Error => {
@@ -34,9 +44,14 @@ pub fn render(summary: &Summary) -> String {
         };
         let mut case = TestCase::new(name, status);
         case.set_classname(format!("cachegate.{}", c.scenario));
+        let h = &c.headline;
         case.set_system_out(format!(
-            "verdict {:?}; {:.0} ops/s, p99 {:.0}us, errors {}; {}",
-            c.verdict, c.throughput, c.p99_us, c.errors, c.reason
+            "verdict {}; {} ops/s, p99 {}, errors {}; {}",
+            c.verdict_label(),
+            or_dash(h.throughput, |t| format!("{t:.0}")),
+            or_dash(h.p99_us, |p| format!("{p:.0}us")),
+            or_dash(h.errors, |e| e.to_string()),
+            c.reason
         ));
         add(&mut suites, &suite_name, case);
     }

@@ -3,11 +3,12 @@
 
 use std::fmt::Write;
 
+use super::model::{or_dash, CellView};
 use super::summary::Summary;
 use super::table::fmt_us;
 use crate::judge::Change;
 
-pub fn render(s: &Summary) -> String {
+pub fn render(s: &Summary, cells: &[CellView]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## cachegate run `{}`\n", s.run_id);
     let counts: Vec<String> = s
@@ -81,22 +82,35 @@ pub fn render(s: &Summary) -> String {
         }
         out.push('\n');
     }
+    let with_exceptions: Vec<_> = s
+        .cells
+        .iter()
+        .filter(|c| !c.exceptions.is_empty())
+        .collect();
+    if !with_exceptions.is_empty() {
+        let _ = writeln!(out, "### App exceptions per cell\n");
+        for c in with_exceptions {
+            let name = super::model::run_name(&c.cell_id, c.repeat);
+            let _ = writeln!(out, "- `{name}`");
+            for e in &c.exceptions {
+                let _ = writeln!(out, "  - `{}` × {}", e.signature.replace('`', "'"), e.count);
+            }
+        }
+        out.push('\n');
+    }
     let _ = writeln!(out, "| cell | verdict | ops/s | p50 | p99 | p99.9 | errors | check |\n|---|---|---:|---:|---:|---:|---:|---|");
-    for c in &s.cells {
-        let id = if c.repeat > 0 {
-            format!("{} #{}", c.cell_id, c.repeat + 1)
-        } else {
-            c.cell_id.clone()
-        };
+    for c in cells {
+        let h = &c.headline;
         let _ = writeln!(
             out,
-            "| `{id}` | {:?} | {:.0} | {} | {} | {} | {} | {} |",
-            c.verdict,
-            c.throughput,
-            fmt_us(c.p50_us),
-            fmt_us(c.p99_us),
-            fmt_us(c.p999_us),
-            c.errors,
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
+            c.name,
+            c.verdict_label(),
+            or_dash(h.throughput, |t| format!("{t:.0}")),
+            or_dash(h.p50_us, fmt_us),
+            or_dash(h.p99_us, fmt_us),
+            or_dash(h.p999_us, fmt_us),
+            or_dash(h.errors, |e| e.to_string()),
             c.check.replace('|', "/")
         );
     }

@@ -5,6 +5,7 @@ pub mod charts;
 pub mod html;
 pub mod junit;
 pub mod markdown;
+pub mod model;
 pub mod summary;
 pub mod table;
 
@@ -41,14 +42,15 @@ pub fn render_all(
         "summary.json",
         serde_json::to_string_pretty(&summary).expect("summary serializes"),
     )?;
-    write("junit.xml", junit::render(&summary))?;
-    write("summary.md", markdown::render(&summary))?;
+    let cells = model::cells(&results, &judgement);
+    write("junit.xml", junit::render(&summary, &cells))?;
+    write("summary.md", markdown::render(&summary, &cells))?;
     write(
         "index.html",
-        html::render(&results, &summary, info.as_ref()),
+        html::render(&results, &cells, &summary, info.as_ref()),
     )?;
     Ok(Rendered {
-        table: table::render(&results),
+        table: table::render(&cells),
         summary,
         judgement,
     })

@@ -64,6 +64,20 @@ pub struct CellSummary {
     pub check: String,
     /// The failure signature, for failed cells.
     pub signature: Option<String>,
+    /// The cell's failed gates, "metric = value, needs condition" (gates are judged on the
+    /// median of the repeats, so each repeat carries them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_gates: Vec<String>,
+    /// Every exception the app logged in this cell (the signature shows only the first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<ExceptionCount>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExceptionCount {
+    pub signature: String,
+    /// Requests it hit.
+    pub count: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -146,8 +160,17 @@ pub fn build(results: &[CellResult], info: Option<&RunInfo>, judgement: &Judgeme
                 p99_us: total.map_or(0.0, |t| t.latency.p99_us),
                 p999_us: total.map_or(0.0, |t| t.latency.p999_us),
                 errors: total.map_or(0, |t| t.errors),
-                check: super::table::check(r),
+                check: super::model::check(r),
                 signature: signature_of(r),
+                failed_gates: super::model::view(r, judgement).failed_gates,
+                exceptions: r
+                    .app_exceptions
+                    .iter()
+                    .map(|e| ExceptionCount {
+                        signature: e.signature.clone(),
+                        count: e.count,
+                    })
+                    .collect(),
             }
         })
         .collect();

@@ -1,0 +1,178 @@
+//! What every output shows about a cell, shaped once: its verdict together with the gates it
+//! failed, the numbers that head its row (chosen by what the cell is about), the verification
+//! outcome in words, and its failure signature. The console table, Markdown, JUnit and the
+//! HTML verdict matrix render these views, so they cannot disagree.
+
+use crate::judge::Judgement;
+use crate::results::{CellResult, Verdict};
+
+/// One cell run (a repeat is its own view).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellView {
+    pub cell_id: String,
+    /// The id, with `#N` for repeats after the first.
+    pub name: String,
+    pub scenario: String,
+    pub verdict: Verdict,
+    /// The cell's failed gates, each as "metric = value, needs condition". Gates are judged on
+    /// the median of the repeats, so every repeat of the cell carries them.
+    pub failed_gates: Vec<String>,
+    pub headline: Headline,
+    /// The verification scenarios' outcome in words (empty for load scenarios).
+    pub check: String,
+    /// The failure signature, for cells that did not pass.
+    pub signature: Option<String>,
+    pub reason: String,
+}
+
+/// The numbers at the head of a cell's row; `None` where a number does not describe what the
+/// cell is about (shown as "-"; the details keep every number).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Headline {
+    pub throughput: Option<f64>,
+    pub p50_us: Option<f64>,
+    pub p99_us: Option<f64>,
+    pub p999_us: Option<f64>,
+    /// Failed requests that are not the outcome under test.
+    pub errors: Option<u64>,
+}
+
+impl CellView {
+    /// "PASS", "XFAIL", ... and ", GATE FAILED" when the cell missed a gate: the verdict of
+    /// the scenario and the gate together explain the exit code where a reviewer looks.
+    pub fn verdict_label(&self) -> String {
+        let v = verdict_name(self.verdict);
+        if self.failed_gates.is_empty() {
+            v
+        } else {
+            format!("{v}, GATE FAILED")
+        }
+    }
+
+    /// Does this cell count against the run (an unexpected verdict or a failed gate)?
+    pub fn failed(&self) -> bool {
+        self.verdict.is_unexpected() || !self.failed_gates.is_empty()
+    }
+}
+
+pub fn verdict_name(v: Verdict) -> String {
+    format!("{v:?}").to_uppercase()
+}
+
+/// A cell's id with its repeat, as every output names it.
+pub fn run_name(cell_id: &str, repeat: u32) -> String {
+    if repeat > 0 {
+        format!("{cell_id} #{}", repeat + 1)
+    } else {
+        cell_id.to_string()
+    }
+}
+
+/// The views of all results, in order.
+pub fn cells(results: &[CellResult], judgement: &Judgement) -> Vec<CellView> {
+    results.iter().map(|r| view(r, judgement)).collect()
+}
+
+pub fn view(r: &CellResult, judgement: &Judgement) -> CellView {
+    CellView {
+        cell_id: r.cell_id.clone(),
+        name: run_name(&r.cell_id, r.repeat),
+        scenario: r.scenario_kind.clone(),
+        verdict: r.verdict,
+        failed_gates: judgement
+            .failed_gates(&r.cell_id)
+            .map(|g| format!("{} = {:.3}, needs {}", g.metric, g.value, g.condition))
+            .collect(),
+        headline: headline(r),
+        check: check(r),
+        signature: super::summary::signature_of(r),
+        reason: r.verdict_reason.clone(),
+    }
+}
+
+/// Which numbers head the row depends on what the cell is about:
+/// - eviction: the sessions beside the fill, which the check column states; the fill's
+///   throughput and refused writes are traffic the cell makes, not what it measures.
+/// - sessions across a restart: the lost sessions are the outcome (in the check column), not
+///   errors; only other failed requests count as errors.
+/// - everything else: all operations together.
+fn headline(r: &CellResult) -> Headline {
+    let Some(t) = r.total() else {
+        return Headline::default();
+    };
+    if r.verdict == Verdict::Error && t.ok == 0 {
+        return Headline::default();
+    }
+    if r.eviction.is_some() {
+        return Headline::default();
+    }
+    let lost_sessions = r
+        .persistence
+        .as_ref()
+        .filter(|p| p.subject == "sessions")
+        .map_or(0, |p| p.lost);
+    Headline {
+        throughput: Some(t.throughput),
+        p50_us: Some(t.latency.p50_us),
+        p99_us: Some(t.latency.p99_us),
+        p999_us: Some(t.latency.p999_us),
+        errors: Some(t.errors.saturating_sub(lost_sessions)),
+    }
+}
+
+/// One phrase for what a verification scenario found.
+pub fn check(r: &CellResult) -> String {
+    if let Some(p) = &r.persistence {
+        let note = if p.expected.not_separable.is_some() {
+            ", fsync not separable"
+        } else {
+            ""
+        };
+        return format!(
+            "{}/{} {} kept (expect {:?}{note})",
+            p.kept, p.before, p.subject, p.expected.promise
+        )
+        .to_lowercase();
+    }
+    if let Some(o) = &r.outage {
+        let failed: u64 = o.during.iter().map(|s| s.errors).sum();
+        let served: u64 = o.during.iter().map(|s| s.ok).sum();
+        let back = if o.recovered {
+            format!("login back in {:.2}s", o.recovery_seconds)
+        } else {
+            "did not recover".into()
+        };
+        let logged_in = o
+            .logged_in
+            .as_ref()
+            .map(|l| {
+                let d = &l.during;
+                format!(
+                    "; logged-in users while down: {} ok, {} logged out, {} failed",
+                    d.ok, d.logged_out, d.failed
+                )
+            })
+            .unwrap_or_default();
+        return format!(
+            "down {:.1}s: {served} ok, {failed} failed; {back}{logged_in}",
+            o.down_for_seconds
+        );
+    }
+    if let Some(e) = &r.eviction {
+        return format!(
+            "{}/{} sessions kept, new users failed at {}, {} evicted; fill {} written, {} refused",
+            e.sessions_kept,
+            e.sessions_before,
+            e.failed_during(),
+            e.evicted_keys,
+            e.fill_ok,
+            e.fill_errors
+        );
+    }
+    String::new()
+}
+
+/// A headline number, or "-" where none applies.
+pub fn or_dash<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "-".to_string(), f)
+}
