@@ -591,6 +591,14 @@ fn cell_details(h: &mut String, results: &[CellResult]) {
             esc(&label(r)),
             esc(&r.verdict_reason)
         );
+        let ran_as = r
+            .server
+            .as_ref()
+            .map(|s| s.identity.describe())
+            .unwrap_or_default();
+        if !ran_as.is_empty() {
+            let _ = write!(h, "<p class=\"muted\">ran as: {}</p>", esc(&ran_as));
+        }
         if !r.ops.is_empty() {
             h.push_str("<table><tr><th>operation</th><th>ok</th><th>errors</th><th>ops/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
             for o in &r.ops {

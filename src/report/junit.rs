@@ -45,6 +45,9 @@ pub fn render(summary: &Summary, cells: &[CellView]) -> String {
         let mut case = TestCase::new(name, status);
         case.set_classname(format!("cachegate.{}", c.scenario));
         let h = &c.headline;
+        if !c.ran_as.is_empty() {
+            case.add_property(quick_junit::Property::new("ran_as", c.ran_as.clone()));
+        }
         case.set_system_out(format!(
             "verdict {}; {} ops/s, p99 {}, errors {}; {}",
             c.verdict_label(),

@@ -23,6 +23,8 @@ pub struct CellView {
     /// The failure signature, for cells that did not pass.
     pub signature: Option<String>,
     pub reason: String,
+    /// How the server ran: process, or container with image and network path.
+    pub ran_as: String,
 }
 
 /// The numbers at the head of a cell's row; `None` where a number does not describe what the
@@ -87,6 +89,11 @@ pub fn view(r: &CellResult, judgement: &Judgement) -> CellView {
         check: check(r),
         signature: super::summary::signature_of(r),
         reason: r.verdict_reason.clone(),
+        ran_as: r
+            .server
+            .as_ref()
+            .map(|s| s.identity.describe())
+            .unwrap_or_default(),
     }
 }
 

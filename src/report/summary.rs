@@ -53,6 +53,9 @@ pub struct CellSummary {
     pub verdict: Verdict,
     pub reason: String,
     pub server_version: Option<String>,
+    /// How the server ran: runtime, PID or container, image and its id, network path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<crate::server::RuntimeIdentity>,
     pub stack: Option<String>,
     /// All operations together.
     pub throughput: f64,
@@ -154,6 +157,11 @@ pub fn build(results: &[CellResult], info: Option<&RunInfo>, judgement: &Judgeme
                 verdict: r.verdict,
                 reason: r.verdict_reason.clone(),
                 server_version: r.server.as_ref().map(|s| s.version.clone()),
+                runtime: r
+                    .server
+                    .as_ref()
+                    .map(|s| s.identity.clone())
+                    .filter(|i| !i.runtime.is_empty()),
                 stack: r.stack.as_ref().map(|s| s.summary.clone()),
                 throughput: total.map_or(0.0, |t| t.throughput),
                 p50_us: total.map_or(0.0, |t| t.latency.p50_us),

@@ -120,6 +120,9 @@ pub struct CsvRow {
     pub server_version: String,
     pub persistence: String,
     pub runtime: String,
+    /// Container image and network path (empty for processes).
+    pub image: String,
+    pub network: String,
     pub variant: String,
     pub scenario: String,
     pub op: String,
@@ -287,6 +290,7 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<CellResult>> {
 
 pub fn csv_rows(r: &CellResult) -> Vec<CsvRow> {
     let axis = |k: &str| r.axes.get(k).cloned().unwrap_or_default();
+    let identity = r.server.as_ref().map(|s| &s.identity);
     let base = |op: &str| CsvRow {
         run_id: r.run_id.clone(),
         matrix: r.matrix.clone(),
@@ -301,6 +305,8 @@ pub fn csv_rows(r: &CellResult) -> Vec<CsvRow> {
             .unwrap_or_default(),
         persistence: axis("persistence"),
         runtime: axis("runtime"),
+        image: identity.and_then(|i| i.image.clone()).unwrap_or_default(),
+        network: identity.and_then(|i| i.network.clone()).unwrap_or_default(),
         variant: axis("variant"),
         scenario: r.scenario_kind.clone(),
         op: op.to_string(),

@@ -57,6 +57,31 @@ pub struct RuntimeIdentity {
     pub network: Option<String>,
 }
 
+impl RuntimeIdentity {
+    /// One line for reports: `process (pid 123)` or
+    /// `container 0123abcd4567, cachegate/redis:7.4.1 (sha256:5ccd3700f2dc), host network`.
+    pub fn describe(&self) -> String {
+        let short = |id: &str| -> String {
+            let hex = id.trim_start_matches("sha256:");
+            format!("sha256:{}", &hex[..hex.len().min(12)])
+        };
+        match self.runtime.as_str() {
+            "container" => format!(
+                "container {}, {} ({}), {} network",
+                self.container.as_deref().unwrap_or("?"),
+                self.image.as_deref().unwrap_or("?"),
+                self.image_id.as_deref().map_or("?".into(), short),
+                self.network.as_deref().unwrap_or("?")
+            ),
+            "" => String::new(),
+            other => match self.pid {
+                Some(pid) => format!("{other} (pid {pid})"),
+                None => other.to_string(),
+            },
+        }
+    }
+}
+
 /// A started server, as scenarios and the cell runner see it. The port stays the same across
 /// restarts (the app's settings are written once from the first address).
 #[async_trait::async_trait]
