@@ -58,6 +58,8 @@ kind = "login-flow"
 users = 4
 iterations = 2
 reads = 3
+[gates]
+"login.failed_p50" = "< 60s"
 [[expect]]
 when = {{ settings = "misconfigured" }}
 verdict = "fail"
@@ -75,6 +77,17 @@ signature = "ConnectionError"
         "the wrongly expected signature is a FAIL: {text}"
     );
     assert_eq!(results.len(), 6, "{text}");
+    let summary: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            common::only_run_dir(&dir.path().join("out")).join("summary.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        text.contains("latency: every timed request, failed ones included"),
+        "{text}"
+    );
     assert!(
         !text.contains("users launched"),
         "goose's own messages stay out of cachegate's output: {text}"
@@ -149,6 +162,27 @@ signature = "ConnectionError"
                 );
                 assert_eq!(e.count, 8, "every login hit it");
                 assert_eq!(r.http_status.get("500"), Some(&8));
+                // Every login failed: their wait is kept apart, and what users waited is not
+                // a p50 of 0.
+                let login = r.ops.iter().find(|o| o.op == "login").unwrap();
+                assert_eq!((login.ok, login.errors), (0, 8));
+                assert_eq!(login.latency.count, 0);
+                let failed = login.failed_latency.as_ref().expect("failed latency kept");
+                assert_eq!(failed.count, 8);
+                assert!(failed.p50_us > 0.0 && failed.p50_us <= failed.max_us);
+                let total = r.total().unwrap();
+                assert_eq!(
+                    total.waited().count,
+                    total.ok + total.failed_latency.as_ref().unwrap().count
+                );
+                assert!(total.waited().max_us >= failed.max_us);
+                let gate = summary["gates"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|g| g["cell_id"] == r.cell_id.as_str())
+                    .expect("the login.failed_p50 gate was judged");
+                assert_eq!(gate["value"].as_f64(), Some(failed.p50_us), "{gate}");
                 if other == "misconfigured" {
                     assert_eq!(
                         r.verdict,

@@ -8,7 +8,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// A metric of a cell: `[OP.]p50|p90|p99|p999|max|mean|throughput|errors`, or a verification
+/// A metric of a cell: `[OP.]p50|p90|p99|p999|max|mean|throughput|errors` (latency of the
+/// successful operations; `failed_p99` etc. of the failed ones, `waited_p99` etc. of every
+/// operation), or a verification
 /// outcome: `lost` (sessions or writes lost), `sessions_lost`, `logins_refused`, `recovery_seconds`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -26,6 +28,12 @@ pub const OP_METRICS: &[&str] = &[
     "mean",
     "throughput",
     "errors",
+    "failed_p50",
+    "failed_p99",
+    "failed_max",
+    "waited_p50",
+    "waited_p99",
+    "waited_max",
 ];
 pub const CHECK_METRICS: &[&str] = &[
     "lost",
@@ -85,8 +93,9 @@ impl Metric {
     }
 
     pub fn is_latency(&self) -> bool {
+        let name = self.name.trim_start_matches("failed_");
         matches!(
-            self.name.as_str(),
+            name.trim_start_matches("waited_"),
             "p50" | "p90" | "p99" | "p999" | "max" | "mean"
         )
     }

@@ -40,8 +40,15 @@ pub fn value(metric: &Metric, r: &CellResult) -> Option<f64> {
         .ops
         .iter()
         .find(|o| o.op == metric.op.as_deref().unwrap_or("all"))?;
-    let l = &op.latency;
-    Some(match metric.name.as_str() {
+    // `failed_*`: the failed operations only (0 when none was timed); `waited_*`: every one.
+    let (l, name) = if let Some(name) = metric.name.strip_prefix("failed_") {
+        (op.failed_latency.clone().unwrap_or_default(), name)
+    } else if let Some(name) = metric.name.strip_prefix("waited_") {
+        (op.waited().clone(), name)
+    } else {
+        (op.latency.clone(), metric.name.as_str())
+    };
+    Some(match name {
         "p50" => l.p50_us,
         "p90" => l.p90_us,
         "p99" => l.p99_us,

@@ -604,6 +604,9 @@ fn cell_details(h: &mut String, results: &[CellResult]) {
             for o in &r.ops {
                 let l = &o.latency;
                 let _ = write!(h, "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.0}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>", esc(&o.op), o.ok, o.errors, o.throughput, fmt_us(l.p50_us), fmt_us(l.p90_us), fmt_us(l.p99_us), fmt_us(l.p999_us), fmt_us(l.max_us));
+                if let Some(f) = &o.failed_latency {
+                    let _ = write!(h, "<tr class=\"muted\"><td>{} — failed requests</td><td></td><td class=\"num\">{}</td><td></td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>", esc(&o.op), f.count, fmt_us(f.p50_us), fmt_us(f.p90_us), fmt_us(f.p99_us), fmt_us(f.p999_us), fmt_us(f.max_us));
+                }
             }
             h.push_str("</table>");
         }

@@ -37,6 +37,8 @@ pub struct Headline {
     pub p999_us: Option<f64>,
     /// Failed requests that are not the outcome under test.
     pub errors: Option<u64>,
+    /// The latencies include failed requests (what users waited), not only successful ones.
+    pub latency_with_failures: bool,
 }
 
 impl CellView {
@@ -120,10 +122,11 @@ fn headline(r: &CellResult) -> Headline {
         .map_or(0, |p| p.lost);
     Headline {
         throughput: Some(t.throughput),
-        p50_us: Some(t.latency.p50_us),
-        p99_us: Some(t.latency.p99_us),
-        p999_us: Some(t.latency.p999_us),
+        p50_us: Some(t.waited().p50_us),
+        p99_us: Some(t.waited().p99_us),
+        p999_us: Some(t.waited().p999_us),
         errors: Some(t.errors.saturating_sub(lost_sessions)),
+        latency_with_failures: t.latency_with_failures.is_some(),
     }
 }
 

@@ -36,6 +36,11 @@ pub fn render(cells: &[CellView]) -> String {
     };
     let mut out = vec![line(&HEADER.map(String::from))];
     out.extend(rows.iter().map(|r| line(r)));
+    if cells.iter().any(|c| c.headline.latency_with_failures) {
+        out.push(
+            "  latency: every timed request, failed ones included (the details split them)".into(),
+        );
+    }
     for c in cells.iter().filter(|c| c.verdict != Verdict::Pass) {
         out.push(format!(
             "  {} {}: {}",

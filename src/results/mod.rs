@@ -56,9 +56,25 @@ pub struct OpStats {
     pub errors: u64,
     /// Successful operations per second of the measured window.
     pub throughput: f64,
+    /// Successful operations' latency.
     pub latency: LatencySummary,
     /// The full HDR histogram (V2 deflate, base64), for re-rendering and merging.
     pub histogram: String,
+    /// Failed operations that took time (an error answer, a timeout), kept apart; absent when
+    /// none did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_latency: Option<LatencySummary>,
+    /// Every timed operation, successful or failed: what users waited. Absent when no failure
+    /// was timed (then it equals `latency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_with_failures: Option<LatencySummary>,
+}
+
+impl OpStats {
+    /// What users waited: failed operations included where any were timed.
+    pub fn waited(&self) -> &LatencySummary {
+        self.latency_with_failures.as_ref().unwrap_or(&self.latency)
+    }
 }
 
 /// Errors of one kind, with the first message seen.

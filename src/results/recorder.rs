@@ -13,6 +13,8 @@ use super::{ErrorCount, LatencySummary, OpStats, TimelinePoint};
 pub struct Recorder {
     names: &'static [&'static str],
     hist: Vec<Histogram<u64>>,
+    /// Failed operations' latency, per operation (only those recorded with `failed`).
+    failed_hist: Vec<Histogram<u64>>,
     ok: Vec<u64>,
     errors: Vec<u64>,
     error_kinds: HashMap<String, (u64, String)>,
@@ -29,6 +31,7 @@ impl Recorder {
         Recorder {
             names,
             hist: names.iter().map(|_| new_histogram()).collect(),
+            failed_hist: names.iter().map(|_| new_histogram()).collect(),
             ok: vec![0; names.len()],
             errors: vec![0; names.len()],
             error_kinds: HashMap::new(),
@@ -55,6 +58,19 @@ impl Recorder {
             .entry(kind)
             .or_insert_with(|| (0, message()))
             .0 += 1;
+    }
+
+    /// `error`, for a failure that took `latency_ns` (an error answer, a timeout): what the user
+    /// waited is kept in the operation's failed-latency histogram.
+    pub fn failed(
+        &mut self,
+        op: usize,
+        latency_ns: u64,
+        kind: String,
+        message: impl FnOnce() -> String,
+    ) {
+        record_ns(&mut self.failed_hist[op], latency_ns);
+        self.error(op, kind, message);
     }
 
     pub fn ok_total(&self) -> u64 {
@@ -93,6 +109,7 @@ impl Recorder {
     pub fn merge(&mut self, other: &Recorder) {
         for i in 0..self.names.len() {
             let _ = self.hist[i].add(&other.hist[i]);
+            let _ = self.failed_hist[i].add(&other.failed_hist[i]);
             self.ok[i] += other.ok[i];
             self.errors[i] += other.errors[i];
         }
@@ -115,29 +132,31 @@ impl Recorder {
             }
         };
         let mut total = new_histogram();
+        let mut failed_total = new_histogram();
         let mut ops = Vec::new();
         for (i, name) in self.names.iter().enumerate() {
             if self.ok[i] + self.errors[i] == 0 {
                 continue;
             }
             let _ = total.add(&self.hist[i]);
-            ops.push(OpStats {
-                op: name.to_string(),
-                ok: self.ok[i],
-                errors: self.errors[i],
-                throughput: rate(self.ok[i]),
-                latency: LatencySummary::of(&self.hist[i]),
-                histogram: encode(&self.hist[i]),
-            });
+            let _ = failed_total.add(&self.failed_hist[i]);
+            ops.push(op_stats(
+                name,
+                self.ok[i],
+                self.errors[i],
+                rate(self.ok[i]),
+                &self.hist[i],
+                &self.failed_hist[i],
+            ));
         }
-        ops.push(OpStats {
-            op: "all".into(),
-            ok: self.ok_total(),
-            errors: self.error_total(),
-            throughput: rate(self.ok_total()),
-            latency: LatencySummary::of(&total),
-            histogram: encode(&total),
-        });
+        ops.push(op_stats(
+            "all",
+            self.ok_total(),
+            self.error_total(),
+            rate(self.ok_total()),
+            &total,
+            &failed_total,
+        ));
         let mut errors: Vec<ErrorCount> = self
             .error_kinds
             .iter()
@@ -149,6 +168,32 @@ impl Recorder {
             .collect();
         errors.sort_by(|a, b| b.count.cmp(&a.count).then(a.kind.cmp(&b.kind)));
         (ops, errors)
+    }
+}
+
+/// One operation's statistics; the failed-latency summaries only when failures were timed.
+fn op_stats(
+    name: &str,
+    ok: u64,
+    errors: u64,
+    throughput: f64,
+    hist: &Histogram<u64>,
+    failed: &Histogram<u64>,
+) -> OpStats {
+    let with_failures = (!failed.is_empty()).then(|| {
+        let mut all = hist.clone();
+        let _ = all.add(failed);
+        LatencySummary::of(&all)
+    });
+    OpStats {
+        op: name.to_string(),
+        ok,
+        errors,
+        throughput,
+        latency: LatencySummary::of(hist),
+        histogram: encode(hist),
+        failed_latency: (!failed.is_empty()).then(|| LatencySummary::of(failed)),
+        latency_with_failures: with_failures,
     }
 }
 

@@ -101,7 +101,9 @@ pub fn one_line(r: &CellResult) -> String {
     match r.total() {
         Some(t) if r.verdict != Verdict::Error => format!(
             "{verdict}  {:.0} ops/s  p99 {:.0}µs  errors {}",
-            t.throughput, t.latency.p99_us, t.errors
+            t.throughput,
+            t.waited().p99_us,
+            t.errors
         ),
         _ => format!("{verdict}: {}", r.verdict_reason),
     }

@@ -151,7 +151,7 @@ impl Flow {
         let mut builder = match user.get_request_builder(&method, path) {
             Ok(b) => b,
             Err(e) => {
-                self.fail(step, "bad request".into(), format!("{e}"));
+                self.fail(step, "bad request".into(), format!("{e}"), None);
                 return None;
             }
         };
@@ -177,7 +177,7 @@ impl Flow {
         let reply = match user.request(request).await {
             Ok(r) => r.response,
             Err(e) => {
-                self.fail(step, "request error".into(), e.to_string());
+                self.fail(step, "request error".into(), e.to_string(), Some(started));
                 self.event(step, false, None, started);
                 return None;
             }
@@ -195,7 +195,7 @@ impl Flow {
                 } else {
                     "connection error"
                 };
-                self.fail(step, kind.into(), e.to_string());
+                self.fail(step, kind.into(), e.to_string(), Some(started));
                 self.event(step, false, None, started);
                 return None;
             }
@@ -230,9 +230,12 @@ impl Flow {
             }
             Err(kind) => {
                 let snippet: String = body.chars().take(200).collect();
-                rec.error(step as usize, format!("{}: {kind}", step.name()), || {
-                    format!("HTTP {status}: {snippet}")
-                });
+                rec.failed(
+                    step as usize,
+                    done.duration_since(started).as_nanos() as u64,
+                    format!("{}: {kind}", step.name()),
+                    || format!("HTTP {status}: {snippet}"),
+                );
                 None
             }
         }
@@ -251,12 +254,17 @@ impl Flow {
         }
     }
 
-    fn fail(&self, step: Step, kind: String, message: String) {
+    /// A failed step; `started` when a request was sent (its wait is recorded).
+    fn fail(&self, step: Step, kind: String, message: String, started: Option<Instant>) {
         let mut rec = self.rec.lock().expect("recorder lock");
         rec.tick(&self.timeline, self.start.elapsed().as_secs());
-        rec.error(step as usize, format!("{}: {kind}", step.name()), || {
-            message
-        });
+        let kind = format!("{}: {kind}", step.name());
+        match started {
+            Some(t) => rec.failed(step as usize, t.elapsed().as_nanos() as u64, kind, || {
+                message
+            }),
+            None => rec.error(step as usize, kind, || message),
+        }
     }
 
     /// The CSRF token in a JSON body, if any.
