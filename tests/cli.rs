@@ -319,6 +319,109 @@ fn ctrl_c_stops_everything_and_keeps_results() {
     );
 }
 
+/// What `run` would reject or misread, `check` rejects: exit 2 naming file:line, the field and
+/// the bound or reason. Huge counts are refused before anything is allocated for them.
+#[test]
+fn check_rejects_what_run_would_reject_or_misread() {
+    let dir = tempfile::tempdir().unwrap();
+    let with = |from: &str, to: &str| GOOD.replace(from, to);
+    let cases = [
+        (with("name = \"t\"", "name = \"t\"\nrepeat = 4000000000"), ":3:1", "between 1 and 1000"),
+        (with("name = \"t\"", "name = \"t\"\nrepeat = 0"), ":3:1", "`matrix.repeat` = 0"),
+        (with("connections = 2", "connections = 1000000000"), ":7:1", "limit of 50000"),
+        (with("ops = 500", "duration = \"0s\""), ":8:1", "`duration` must be above 0s"),
+        (with("ops = 500", "duration = \"500000000y\""), ":8:1", "limit of 7days"),
+        (with("ops = 500", "ops = 500\nop_timeout = \"0s\""), ":9:1", "`op_timeout` must be above 0s"),
+        (with("[axes]", "[axes]\npersistence = [\"rdb:0/0\"]"), ":4:15", "needs at least 1 second"),
+        (with("[axes]", "[axes]\npersistence = [\"rdb+aof-everysec+rdb\"]"), ":4:15", "rdb given twice"),
+        (with("[axes]", "[axes]\npersistence = []"), ":4:1", "`axes.persistence` is empty"),
+        (with("redis@6.2\"]", "redis@6.2\", \"redis@6.2\"]"), ":4:1", "lists `redis@6.2` twice"),
+        (GOOD.to_string() + "[target]\nurl = \"not a url\"\n", ":11:1", "not a URL"),
+        (GOOD.to_string() + "[target]\nurl = \"http://10.0.0.1/\"\n", ":11:1", "only sends traffic to 127.0.0.1"),
+        // Issue 16.3: expectations and gates that could never apply.
+        (
+            GOOD.to_string() + "[[expect]]\nwhen = { persistence = \"aof-always\" }\nverdict = \"fail\"\n",
+            ":11:10",
+            "`aof-always` is not on the matrix's persistence axis (none)",
+        ),
+        (
+            GOOD.to_string() + "[[expect]]\nwhen = { variant = \"p16\" }\nverdict = \"fail\"\n",
+            ":11:10",
+            "`p16` is not on the matrix's variant axis (which is empty)",
+        ),
+        (
+            GOOD.to_string() + "[[expect]]\nwhen = { server = \"redis@6\" }\nverdict = \"pass\"\nsignature = \"OOM\"\n",
+            ":13:1",
+            "only applies to `verdict = \"fail\"`",
+        ),
+        (GOOD.to_string() + "[gates]\n\"gett.p99\" = \"< 2ms\"\n", ":11:2", "gate `gett.p99`: no cell"),
+        (GOOD.to_string() + "[gates]\nlost = \"== 0\"\n", ":11:1", "cache-ops reports no verification metric"),
+    ];
+    for (i, (body, line, message)) in cases.iter().enumerate() {
+        let name = format!("case{i}.toml");
+        let path = write(dir.path(), &name, body);
+        for command in ["check", "run"] {
+            let out = cachegate()
+                .arg(command)
+                .arg(&path)
+                .current_dir(dir.path())
+                .output()
+                .unwrap();
+            let msg = text(&out);
+            assert_eq!(out.status.code(), Some(2), "{command} {name}: {msg}");
+            assert!(
+                msg.contains(&format!("{name}{line}: ")),
+                "{command} {name}: {msg}"
+            );
+            assert!(msg.contains(message), "{command} {name}: {msg}");
+        }
+    }
+    assert!(
+        !dir.path().join("reports").exists(),
+        "no run folder for rejected input"
+    );
+    // Little memory for the huge counts: the largest child's peak RSS (ru_maxrss, KiB).
+    let usage = unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut u);
+        u
+    };
+    assert!(
+        usage.ru_maxrss < 200 * 1024,
+        "peak RSS {} KiB",
+        usage.ru_maxrss
+    );
+}
+
+/// Cells whose ids slug to the same file name keep separate logs.
+#[test]
+fn log_names_stay_unique_when_cell_ids_slug_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = GOOD.replace(
+        "[scenario]",
+        "variant = [{ label = \"α\" }, { label = \"β\" }]\n[scenario]",
+    );
+    let matrix = write(dir.path(), "m.toml", &body);
+    let out = cachegate()
+        .args(["run", "--no-progress", "--out"])
+        .arg(dir.path().join("out"))
+        .arg(&matrix)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let run_dir = only_run_dir(&dir.path().join("out"));
+    let results = read_jsonl(&run_dir.join("results.jsonl")).unwrap();
+    let logs: Vec<_> = results
+        .iter()
+        .map(|r| r.server.as_ref().unwrap().log.clone().unwrap())
+        .collect();
+    assert_eq!(logs.len(), 2);
+    assert_ne!(logs[0], logs[1]);
+    for log in &logs {
+        assert!(run_dir.join(log).is_file(), "{log} written");
+    }
+}
+
 /// A --filter that selects nothing is bad input: it says so, lists the axes' values, and creates
 /// no run folder.
 #[test]

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::scenario_file::ScenarioParams;
-use super::{parse_toml_file, parse_toml_text};
+use super::{bounds, key_offset, parse_toml_file, parse_toml_text, table_range};
 use crate::error::{Error, Result};
 use crate::server::{Persistence, ServerRef, ServerSettings};
 use crate::stack::StackSpec;
@@ -194,6 +194,12 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
         let scenario_text = std::fs::read_to_string(&resolved)
             .map_err(|e| Error::Usage(format!("cannot read {}: {e}", resolved.display())))?;
         let from_file: ScenarioParams = parse_toml_text(&resolved, &scenario_text)?;
+        check_bounds(
+            &resolved,
+            &scenario_text,
+            0..scenario_text.len(),
+            &from_file,
+        )?;
         if from_file.use_file.is_some() || from_file.label.is_some() {
             return Err(Error::input_file(
                 &resolved,
@@ -292,12 +298,238 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
             ));
         }
     }
+    check_bounds(path, &text, file.scenario.span(), section)?;
+    for variant in &file.axes.variant {
+        check_bounds(path, &text, variant.span(), variant.get_ref())?;
+    }
+    check_counts(path, &text, &file)?;
+    check_target(path, &text, &file.target)?;
+    check_expectations(path, &text, &file)?;
     Ok(LoadedMatrix {
         path: path.to_path_buf(),
         text,
         file,
         scenario,
     })
+}
+
+/// An error at `key` inside `range` of `text` (or at the range's start if it cannot be found).
+fn error_at(
+    path: &Path,
+    text: &str,
+    range: std::ops::Range<usize>,
+    key: &str,
+    message: String,
+) -> Error {
+    let offset = key_offset(text, range.clone(), key).unwrap_or(range.start);
+    Error::input_at(path, text, offset, message)
+}
+
+/// Every count and duration of one layer of scenario parameters within its bounds.
+fn check_bounds(
+    path: &Path,
+    text: &str,
+    range: std::ops::Range<usize>,
+    params: &ScenarioParams,
+) -> Result<()> {
+    // A table's span may cover only its header: search to the next header.
+    let end = text[range.start..]
+        .match_indices("\n[")
+        .map(|(i, _)| range.start + i)
+        .find(|e| *e >= range.end)
+        .unwrap_or(text.len());
+    bounds::check_params(params)
+        .map_err(|(field, message)| error_at(path, text, range.start..end, field, message))
+}
+
+/// `repeat`, the axes and the number of cells: at least one cell, and not absurdly many. Counted
+/// before expanding, so a huge matrix is refused without being built.
+fn check_counts(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
+    let whole = 0..text.len();
+    let matrix_table = table_range(text, "[matrix]", 0).unwrap_or(whole.clone());
+    let repeat = file.matrix.repeat;
+    if repeat == 0 || repeat > bounds::MAX_REPEAT {
+        return Err(error_at(
+            path,
+            text,
+            matrix_table,
+            "repeat",
+            format!(
+                "field `matrix.repeat` = {repeat} must be between 1 and {}: each repeat is a full \
+                 run of every cell",
+                bounds::MAX_REPEAT
+            ),
+        ));
+    }
+    let axes_table = table_range(text, "[axes]", 0).unwrap_or(whole.clone());
+    let a = &file.axes;
+    for (axis, len) in [
+        ("persistence", a.persistence.len()),
+        ("runtime", a.runtime.len()),
+    ] {
+        if len == 0 {
+            return Err(error_at(
+                path,
+                text,
+                axes_table.clone(),
+                axis,
+                format!(
+                    "field `axes.{axis}` is empty, so the matrix has no cell; list at least one \
+                     value or leave the axis out for the default"
+                ),
+            ));
+        }
+    }
+    let names = |v: &[Spanned<String>]| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+    for (axis, values) in [
+        (
+            "server",
+            a.server.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        ),
+        (
+            "persistence",
+            a.persistence.iter().map(|p| p.to_string()).collect(),
+        ),
+        ("policy", a.policy.clone()),
+        ("stack", names(&a.stack)),
+        ("settings", names(&a.settings)),
+    ] {
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(dup) = values.iter().find(|v| !seen.insert(*v)) {
+            return Err(error_at(
+                path,
+                text,
+                axes_table.clone(),
+                axis,
+                format!(
+                    "field `axes.{axis}` lists `{dup}` twice: two cells would have one id and \
+                     overwrite each other's logs"
+                ),
+            ));
+        }
+    }
+    let cells = [
+        a.server.len(),
+        a.persistence.len(),
+        a.runtime.len(),
+        a.policy.len().max(1),
+        a.stack.len().max(1),
+        a.settings.len().max(1),
+        a.variant.len().max(1),
+    ]
+    .iter()
+    .fold(1u64, |n, len| n.saturating_mul(*len as u64))
+    .saturating_add(file.include.len() as u64)
+    .saturating_mul(repeat as u64);
+    if cells > bounds::MAX_CELLS {
+        return Err(Error::input_file(
+            path,
+            format!(
+                "the matrix has up to {cells} cells (axes multiplied, times repeat {repeat}); the \
+                 limit is {}: split it into several matrices",
+                bounds::MAX_CELLS
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `[target] url`: an http(s) URL of an app on 127.0.0.1 (the only address traffic may go to).
+fn check_target(path: &Path, text: &str, target: &TargetSection) -> Result<()> {
+    let Some(url) = &target.url else {
+        return Ok(());
+    };
+    let range = table_range(text, "[target]", 0).unwrap_or(0..text.len());
+    let bad = |why: String| {
+        error_at(
+            path,
+            text,
+            range.clone(),
+            "url",
+            format!("field `target.url` = `{url}`: {why}"),
+        )
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| bad(format!("not a URL ({e})")))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad("use http:// or https://".into()));
+    }
+    if parsed.host_str() != Some("127.0.0.1") {
+        return Err(bad(
+            "cachegate only sends traffic to 127.0.0.1; run the app there".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Each `[[expect]]` must be able to match: every value in its `when` is on the matrix's axes
+/// (a typo would silently turn an expected failure into a plain cell), and `signature` only goes
+/// with `verdict = "fail"` (it is what the failure must look like).
+fn check_expectations(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
+    let a = &file.axes;
+    let names = |v: &[Spanned<String>]| v.iter().map(|s| s.get_ref().clone()).collect::<Vec<_>>();
+    let variants: Vec<String> = a
+        .variant
+        .iter()
+        .filter_map(|v| v.get_ref().label.clone())
+        .collect();
+    for (n, e) in file.expect.iter().enumerate() {
+        let range = table_range(text, "[[expect]]", n).unwrap_or(0..text.len());
+        let w = &e.when;
+        let mut missing: Option<(&str, String, Vec<String>)> = None;
+        if let Some(server) = &w.server {
+            if !a
+                .server
+                .iter()
+                .any(|s| s.family == server.family && server.matches(&s.version))
+            {
+                let have = a.server.iter().map(|s| s.to_string()).collect();
+                missing = Some(("server", server.to_string(), have));
+            }
+        }
+        if let Some(p) = &w.persistence {
+            if !a.persistence.contains(p) {
+                let have = a.persistence.iter().map(|p| p.to_string()).collect();
+                missing = missing.or(Some(("persistence", p.to_string(), have)));
+            }
+        }
+        for (axis, want, have) in [
+            ("policy", &w.policy, a.policy.clone()),
+            ("stack", &w.stack, names(&a.stack)),
+            ("settings", &w.settings, names(&a.settings)),
+            ("variant", &w.variant, variants.clone()),
+        ] {
+            if let Some(want) = want {
+                if !have.contains(want) {
+                    missing = missing.or(Some((axis, want.clone(), have)));
+                }
+            }
+        }
+        if let Some((axis, want, have)) = missing {
+            return Err(error_at(
+                path,
+                text,
+                range,
+                axis,
+                format!(
+                    "field `expect.when.{axis}`: `{want}` is not on the matrix's {axis} axis ({}), \
+                     so this expectation would never apply",
+                    if have.is_empty() { "which is empty".to_string() } else { have.join(", ") }
+                ),
+            ));
+        }
+        if e.signature.is_some() && e.verdict == ExpectedOutcome::Pass {
+            return Err(error_at(
+                path,
+                text,
+                range,
+                "signature",
+                "field `expect.signature` only applies to `verdict = \"fail\"` (it is what the \
+                 failure must look like); a passing cell has no signature"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Scenario files are found next to the matrix or in the folder above it, so

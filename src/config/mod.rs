@@ -1,6 +1,7 @@
 //! Reading the files users write: matrices (`matrix_file`) and scenarios (`scenario_file`).
 //! Every error names the file, line, column and field; unknown fields are rejected.
 
+pub mod bounds;
 pub mod gates;
 pub mod matrix_file;
 pub mod scenario_file;
@@ -71,6 +72,44 @@ fn field_at(text: &str, offset: usize) -> Option<String> {
         Some(t) if !t.is_empty() => format!("{t}.{key}"),
         _ => key.to_string(),
     })
+}
+
+/// Where `key = ...` is written inside `text[range]` (its first occurrence, as a table line or
+/// in an inline table), to place errors found after parsing.
+pub fn key_offset(text: &str, range: std::ops::Range<usize>, key: &str) -> Option<usize> {
+    let end = range.end.min(text.len());
+    let start = range.start.min(end);
+    let slice = &text[start..end];
+    slice.match_indices(key).find_map(|(i, _)| {
+        let before = slice[..i].chars().next_back();
+        let after = slice[i + key.len()..].trim_start_matches([' ', '\t', '"']);
+        let word_start = before.is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '.'));
+        (word_start && after.starts_with('=')).then_some(start + i)
+    })
+}
+
+/// The text range of the `n`th table with this header line (`[matrix]`, `[[expect]]`): from the
+/// header to the next header.
+pub fn table_range(text: &str, header: &str, n: usize) -> Option<std::ops::Range<usize>> {
+    let mut offset = 0;
+    let mut found = 0;
+    let mut start = None;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            if let Some(s) = start {
+                return Some(s..offset);
+            }
+            if trimmed == header {
+                if found == n {
+                    start = Some(offset);
+                }
+                found += 1;
+            }
+        }
+        offset += line.len();
+    }
+    start.map(|s| s..text.len())
 }
 
 /// A duration written like "30s", "500ms", "2m" (humantime syntax).

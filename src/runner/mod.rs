@@ -10,7 +10,8 @@ mod progress;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
-use crate::config::LoadedMatrix;
+use crate::config::gates::CHECK_METRICS;
+use crate::config::{LoadedMatrix, ScenarioKind};
 use crate::error::{Error, Result};
 use crate::host::HostInfo;
 use crate::matrix::{self, Cell};
@@ -44,6 +45,7 @@ pub fn select_cells(matrices: &[LoadedMatrix], filters: &[String]) -> Result<Vec
     let mut all = Vec::new();
     let mut cells = Vec::new();
     for m in matrices {
+        check_gate_metrics(m)?;
         let expanded = matrix::expand(m)?;
         let mut ids = HashMap::new();
         for cell in &expanded {
@@ -69,6 +71,71 @@ pub fn select_cells(matrices: &[LoadedMatrix], filters: &[String]) -> Result<Vec
         return Err(Error::Usage(no_cell_selected(&all, filters)));
     }
     Ok(cells)
+}
+
+/// What a scenario kind measures: its operation (or step) names, `None` when they vary, and the
+/// verification metrics it reports. A gate on anything else could never be checked.
+fn produced_metrics(
+    kind: ScenarioKind,
+) -> (Option<&'static [&'static str]>, &'static [&'static str]) {
+    use crate::scenario::{durability, login_flow, session_persistence, workload};
+    match kind {
+        ScenarioKind::CacheOps => (Some(workload::OP_NAMES), &[]),
+        ScenarioKind::LoginFlow => (Some(login_flow::STEP_NAMES), &[]),
+        ScenarioKind::Outage => (Some(login_flow::STEP_NAMES), &["recovery_seconds"]),
+        ScenarioKind::SessionPersistence => {
+            (Some(session_persistence::STEPS), &["lost", "sessions_lost"])
+        }
+        ScenarioKind::Durability => (Some(durability::STEPS), &["lost"]),
+        ScenarioKind::Eviction => (None, &["lost", "sessions_lost", "logins_refused"]),
+    }
+}
+
+/// Every `[gates]` metric names something the matrix's scenario produces.
+fn check_gate_metrics(m: &LoadedMatrix) -> Result<()> {
+    let Some(kind) = m.scenario.kind else {
+        return Ok(());
+    };
+    let (ops, checks) = produced_metrics(kind);
+    for metric in m.file.gates.keys() {
+        let problem = if CHECK_METRICS.contains(&metric.name.as_str()) {
+            (!checks.contains(&metric.name.as_str())).then(|| {
+                format!(
+                    "{} reports {}",
+                    kind.name(),
+                    if checks.is_empty() {
+                        "no verification metric".to_string()
+                    } else {
+                        checks.join(", ")
+                    }
+                )
+            })
+        } else {
+            match (&metric.op, ops) {
+                (Some(op), Some(ops)) if op != "all" && !ops.contains(&op.as_str()) => {
+                    Some(format!(
+                        "{} measures the operations {} (and `all`)",
+                        kind.name(),
+                        ops.join(", ")
+                    ))
+                }
+                _ => None,
+            }
+        };
+        if let Some(why) = problem {
+            let range =
+                crate::config::table_range(&m.text, "[gates]", 0).unwrap_or(0..m.text.len());
+            let offset = crate::config::key_offset(&m.text, range.clone(), &metric.to_string())
+                .unwrap_or(range.start);
+            return Err(Error::input_at(
+                &m.path,
+                &m.text,
+                offset,
+                format!("gate `{metric}`: no cell of this matrix produces it; {why}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn no_cell_selected(all: &[Cell], filters: &[String]) -> String {

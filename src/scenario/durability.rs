@@ -17,7 +17,7 @@ use crate::config::HumanDuration;
 use crate::results::checks::PersistenceCheck;
 use crate::results::recorder::{Recorder, Timeline};
 
-const STEPS: &[&str] = &["set", "read-back"];
+pub const STEPS: &[&str] = &["set", "read-back"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DurabilityConfig {

@@ -17,7 +17,7 @@ use crate::results::checks::PersistenceCheck;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::server::Persistence;
 
-const STEPS: &[&str] = &["log-in", "check-after"];
+pub const STEPS: &[&str] = &["log-in", "check-after"];
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RestartConfig {

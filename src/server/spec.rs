@@ -172,6 +172,9 @@ impl FromStr for Persistence {
                     "no" => Fsync::No,
                     _ => return Err(bad(&format!("unknown appendfsync `{fsync}`"))),
                 });
+            } else if (part == "rdb" || part.starts_with("rdb:")) && !out.save_points.is_empty() {
+                // `rdb+aof-everysec+rdb` used to keep one silently.
+                return Err(bad("rdb given twice"));
             } else if part == "rdb" {
                 out.save_points = vec![DEFAULT_SAVE];
             } else if let Some(points) = part.strip_prefix("rdb:") {
@@ -183,10 +186,17 @@ impl FromStr for Persistence {
                         v.parse::<u64>()
                             .map_err(|_| bad(&format!("`{v}` in save point is not a number")))
                     };
-                    out.save_points.push(SavePoint {
+                    let point = SavePoint {
                         seconds: num(secs)?,
                         changes: num(changes)?,
-                    });
+                    };
+                    if point.seconds == 0 || point.changes == 0 {
+                        // The server refuses to start with such a save line.
+                        return Err(bad(&format!(
+                            "save point `{secs}/{changes}` needs at least 1 second and 1 change"
+                        )));
+                    }
+                    out.save_points.push(point);
                 }
             } else {
                 return Err(bad(&format!("unknown part `{part}`")));
