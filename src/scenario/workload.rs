@@ -1,6 +1,8 @@
 //! What one `cache-ops` operation is: which command, which key, which value. Kept apart from the
 //! driver loop so the choice logic can be tested without a server.
 
+use std::sync::Arc;
+
 use rand::distr::weighted::WeightedIndex;
 use rand::distr::Distribution;
 use rand::rngs::SmallRng;
@@ -37,9 +39,49 @@ pub fn weights(mix: &OpMix) -> [u32; 5] {
     [mix.get, mix.set, mix.del, mix.incr, mix.expire]
 }
 
+#[derive(Clone)]
 enum Keys {
     Uniform(u64),
     Zipf(Zipf<f64>),
+}
+
+/// What every connection of a run draws from, built once per run: the op weights, the key
+/// distribution and one pool of random bytes that values are sliced from (shared, so memory does
+/// not grow by a value pool per connection).
+pub struct WorkloadSpec {
+    ops: WeightedIndex<u32>,
+    keys: Keys,
+    value_min: usize,
+    value_max: usize,
+    pool: Arc<[u8]>,
+}
+
+impl WorkloadSpec {
+    pub fn new(
+        seed: u64,
+        mix: &OpMix,
+        keyspace: u64,
+        distribution: KeyDistribution,
+        zipf_exponent: f64,
+        value_size: (usize, usize),
+    ) -> Result<Self, String> {
+        let ops = WeightedIndex::new(weights(mix)).map_err(|e| format!("op mix: {e}"))?;
+        let keys = match distribution {
+            KeyDistribution::Uniform => Keys::Uniform(keyspace),
+            KeyDistribution::Zipf => Keys::Zipf(
+                Zipf::new(keyspace as f64, zipf_exponent).map_err(|e| format!("zipf: {e}"))?,
+            ),
+        };
+        let mut pool = vec![0u8; value_size.1 + 4096];
+        SmallRng::seed_from_u64(seed).fill(&mut pool[..]);
+        Ok(WorkloadSpec {
+            ops,
+            keys,
+            value_min: value_size.0,
+            value_max: value_size.1,
+            pool: pool.into(),
+        })
+    }
 }
 
 /// Draws operations, keys and values for one connection. Deterministic for a given seed.
@@ -49,42 +91,23 @@ pub struct Workload {
     keys: Keys,
     value_min: usize,
     value_max: usize,
-    /// Random bytes that values are sliced from, so no value is generated per op.
-    pool: Vec<u8>,
+    pool: Arc<[u8]>,
     prefix: String,
     pub key_buf: String,
 }
 
 impl Workload {
-    pub fn new(
-        seed: u64,
-        mix: &OpMix,
-        keyspace: u64,
-        distribution: KeyDistribution,
-        zipf_exponent: f64,
-        value_size: (usize, usize),
-        prefix: String,
-    ) -> Result<Self, String> {
-        let ops = WeightedIndex::new(weights(mix)).map_err(|e| format!("op mix: {e}"))?;
-        let keys = match distribution {
-            KeyDistribution::Uniform => Keys::Uniform(keyspace),
-            KeyDistribution::Zipf => Keys::Zipf(
-                Zipf::new(keyspace as f64, zipf_exponent).map_err(|e| format!("zipf: {e}"))?,
-            ),
-        };
-        let mut rng = SmallRng::seed_from_u64(seed);
-        let mut pool = vec![0u8; value_size.1 + 4096];
-        rng.fill(&mut pool[..]);
-        Ok(Workload {
-            rng,
-            ops,
-            keys,
-            value_min: value_size.0,
-            value_max: value_size.1,
-            pool,
+    pub fn new(spec: &WorkloadSpec, seed: u64, prefix: String) -> Self {
+        Workload {
+            rng: SmallRng::seed_from_u64(seed),
+            ops: spec.ops.clone(),
+            keys: spec.keys.clone(),
+            value_min: spec.value_min,
+            value_max: spec.value_max,
+            pool: spec.pool.clone(),
             prefix,
             key_buf: String::with_capacity(64),
-        })
+        }
     }
 
     pub fn next_op(&mut self) -> Op {
@@ -148,7 +171,8 @@ mod tests {
             set: 1,
             ..Default::default()
         };
-        Workload::new(7, &mix, 100, dist, 1.0, (10, 20), "p:".into()).unwrap()
+        let spec = WorkloadSpec::new(7, &mix, 100, dist, 1.0, (10, 20)).unwrap();
+        Workload::new(&spec, 7, "p:".into())
     }
 
     #[test]
