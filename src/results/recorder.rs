@@ -82,8 +82,10 @@ impl Recorder {
     }
 
     /// Move to `second` (since the scenario started), handing the previous one to the timeline.
+    /// Only forward: a recorder shared by several connections may see a slightly older second
+    /// from one of them, which then counts in the current one.
     pub fn tick(&mut self, timeline: &Mutex<Timeline>, second: u64) {
-        if second != self.second {
+        if second > self.second {
             self.flush(timeline);
             self.second = second;
         }
@@ -221,6 +223,26 @@ impl Timeline {
     }
 
     fn add(&mut self, second: u64, ok: u64, errors: u64, hist: &Histogram<u64>) {
+        // A second already summarized (a recorder lagged more than the grace period) keeps one
+        // point: its counts grow, its percentiles stay those of what arrived in time.
+        if self.done.last().is_some_and(|p| second <= p.second) {
+            match self.done.binary_search_by_key(&second, |p| p.second) {
+                Ok(i) => {
+                    self.done[i].ok += ok;
+                    self.done[i].errors += errors;
+                }
+                Err(i) => {
+                    let agg = SecondAgg {
+                        ok,
+                        errors,
+                        hist: hist.clone(),
+                    };
+                    let point = self.point(second, agg);
+                    self.done.insert(i, point);
+                }
+            }
+            return;
+        }
         let agg = self.open.entry(second).or_insert_with(|| SecondAgg {
             ok: 0,
             errors: 0,
@@ -259,5 +281,45 @@ impl Timeline {
             p50_us: s.p50_us,
             p99_us: s.p99_us,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist_of(ns: u64) -> Histogram<u64> {
+        let mut h = new_histogram();
+        record_ns(&mut h, ns);
+        h
+    }
+
+    #[test]
+    fn a_late_second_joins_its_point_instead_of_adding_another() {
+        let mut t = Timeline::new(0.0);
+        for s in 0..10 {
+            t.add(s, 10, 0, &hist_of(1_000));
+        }
+        // Second 2 was summarized long ago; a lagging recorder hands in more of it.
+        t.add(2, 5, 1, &hist_of(1_000));
+        let points = t.finish();
+        let seconds: Vec<u64> = points.iter().map(|p| p.second).collect();
+        assert_eq!(seconds, (0..10).collect::<Vec<_>>());
+        assert_eq!((points[2].ok, points[2].errors), (15, 1));
+    }
+
+    #[test]
+    fn a_shared_recorder_only_moves_forward() {
+        let timeline = Mutex::new(Timeline::new(0.0));
+        let mut r = Recorder::new(&["get"]);
+        r.tick(&timeline, 3);
+        r.ok(0, 1_000);
+        r.tick(&timeline, 2);
+        r.ok(0, 1_000);
+        r.tick(&timeline, 4);
+        r.flush(&timeline);
+        let points = timeline.into_inner().unwrap().finish();
+        assert_eq!(points.len(), 1);
+        assert_eq!((points[0].second, points[0].ok), (3, 2));
     }
 }
