@@ -8,6 +8,7 @@ pub mod child;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod fd_limit;
 pub mod host;
 pub mod judge;
 pub mod matrix;

@@ -164,6 +164,9 @@ pub async fn run_cell(
     ctx: &CellContext<'_>,
 ) -> CellResult {
     let mut result = new_result(cell, ctx);
+    if let Err(e) = crate::fd_limit::ensure_room_for(cell.scenario.connections()) {
+        return infra(result, e);
+    }
     let binary = match binary {
         Ok(b) => b,
         Err(e) => return infra(result, e),

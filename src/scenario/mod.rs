@@ -101,6 +101,15 @@ impl ScenarioConfig {
         }
     }
 
+    /// Connections the scenario opens to the server at once, for the file-descriptor check.
+    pub fn connections(&self) -> u64 {
+        match self {
+            ScenarioConfig::CacheOps(c) => c.connections as u64,
+            ScenarioConfig::Eviction(c) => c.fill.connections as u64,
+            _ => 0,
+        }
+    }
+
     /// Run against a cell's server (and app).
     pub async fn run(&self, env: &mut CellEnv<'_>) -> ScenarioOutput {
         match self {
