@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::resp::{Endpoint, Reply, RespConn};
-use super::workload::{Op, Workload, OP_NAMES};
+use super::workload::{Op, Workload, WorkloadSpec, OP_NAMES};
 use super::ScenarioOutput;
 use crate::config::scenario_file::{
     at_least_one, max_error_rate, KeyDistribution, OpMix, ScenarioParams, ValueSize,
@@ -109,28 +110,108 @@ impl CacheOpsConfig {
     }
 }
 
-/// Shared between the connections of one run.
-struct Shared {
-    cfg: CacheOpsConfig,
-    endpoint: Endpoint,
+/// When the measured run starts: decided once every connection is set up, so connecting (which
+/// takes seconds at 10,000 connections) is its own phase and never part of the window.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
     start: Instant,
     warmup_end: Instant,
     /// Duration mode: no batch starts after this.
     deadline: Option<Instant>,
+}
+
+/// Shared between the connections of one run.
+struct Shared {
+    cfg: CacheOpsConfig,
+    endpoint: Endpoint,
+    workload: WorkloadSpec,
     /// Ops mode: measured ops still to send.
     budget: AtomicI64,
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
     timeline: Mutex<Timeline>,
+    /// Connection `i` records into `shards[i % len]`.
+    shards: Vec<Mutex<Shard>>,
+    /// The setup phase: one "connect" histogram and its failures.
+    setup: Mutex<Recorder>,
+    /// Bounds concurrent connects, so thousands of SYNs do not overflow the server's accept
+    /// backlog (a dropped SYN is retried after a second, which then looks like a slow connect).
+    connect_slots: Semaphore,
+    /// One permit per connection that finished its setup (connected or failed).
+    ready: Semaphore,
 }
 
-/// What one connection measured, besides its recorder.
-struct ConnStats {
+/// What a group of connections measured. Connections share a few recorders (taking an
+/// uncontended lock once per batch) instead of owning one each: an HDR histogram grows with the
+/// largest latency it holds, and heaptrack showed one recorder per connection (6 histograms of up
+/// to ~190 KB) was ~0.7 MB per connection, 3.4 GB of heap at 5,000 connections, with most CPU
+/// time in page faults for those histograms and in merging each connection's second into the
+/// timeline.
+struct Shard {
     rec: Recorder,
     sent: u64,
     warmup: u64,
     last_completion: Option<Instant>,
 }
+
+impl Shard {
+    /// Record one measured batch. Returns the error kind when the connection must be dropped.
+    fn record(
+        &mut self,
+        ops: &[Op],
+        replies: &[Reply],
+        reply: &std::io::Result<()>,
+        latency: Duration,
+        timeout: Duration,
+    ) -> Option<&'static str> {
+        match reply {
+            // The reply arrived, but more than op_timeout after the batch was due: the socket
+            // had it in time and the harness read it late, or (open loop) the batch went out
+            // late. Either way no latency above op_timeout is recorded without a timeout.
+            Ok(()) if latency > timeout => {
+                let late = || {
+                    format!(
+                        "reply {:.1} ms after the batch was due, over op_timeout {} ms (harness or server overloaded)",
+                        latency.as_secs_f64() * 1e3,
+                        timeout.as_millis()
+                    )
+                };
+                for op in ops {
+                    self.rec.error(op.index(), LATE_REPLY.to_string(), late);
+                }
+                None
+            }
+            Ok(()) => {
+                let latency_ns = latency.as_nanos() as u64;
+                for (op, reply) in ops.iter().zip(replies) {
+                    if let Reply::Error(message) = reply {
+                        let code = message.split_whitespace().next().unwrap_or("ERR");
+                        self.rec
+                            .error(op.index(), format!("server error {code}"), || {
+                                message.clone()
+                            });
+                    } else {
+                        self.rec.ok(op.index(), latency_ns);
+                    }
+                }
+                None
+            }
+            Err(e) => {
+                let kind = classify(e);
+                for op in ops {
+                    self.rec
+                        .error(op.index(), kind.to_string(), || e.to_string());
+                }
+                Some(kind)
+            }
+        }
+    }
+}
+
+/// Recorders per load thread: enough that threads rarely wait for each other's lock.
+const SHARDS_PER_THREAD: usize = 4;
+/// Connects in flight at once during setup.
+const CONNECTS_IN_FLIGHT: usize = 256;
 
 /// Run `cache-ops` against the server at `endpoint`.
 pub async fn run(
@@ -140,67 +221,114 @@ pub async fn run(
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
 ) -> ScenarioOutput {
-    let start = Instant::now() + Duration::from_millis(20);
-    let warmup_end = start + cfg.warmup.0;
-    let (deadline, budget) = match cfg.length {
-        RunLength::Duration(d) => (Some(warmup_end + d.0), 0),
-        RunLength::Ops(n) => (None, n as i64),
-    };
-    let shared = Arc::new(Shared {
-        cfg: cfg.clone(),
-        endpoint: endpoint.clone(),
-        start,
-        warmup_end,
-        deadline,
-        budget: AtomicI64::new(budget),
-        cancel,
-        progress,
-        timeline: Mutex::new(Timeline::new(cfg.warmup.0.as_secs_f64())),
-    });
-    let tasks: Vec<_> = (0..cfg.connections)
-        .map(|i| {
-            let shared = shared.clone();
-            let prefix = key_prefix.to_string();
-            tokio::spawn(async move { drive_connection(i, shared, prefix).await })
-        })
-        .collect();
-    let mut all = Vec::with_capacity(tasks.len());
-    for t in tasks {
-        match t.await {
-            Ok(stats) => all.push(stats),
-            Err(e) => std::panic::resume_unwind(e.into_panic()),
-        }
-    }
-    summarize(&shared, all)
-}
-
-async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> ConnStats {
-    let cfg = &shared.cfg;
-    let mut stats = ConnStats {
-        rec: Recorder::new(OP_NAMES),
-        sent: 0,
-        warmup: 0,
-        last_completion: None,
-    };
-    let mut workload = match Workload::new(
-        cfg.seed.wrapping_mul(1_000_003).wrapping_add(index as u64),
+    let workload = match WorkloadSpec::new(
+        cfg.seed,
         &cfg.mix,
         cfg.keyspace,
         cfg.distribution,
         cfg.zipf_exponent,
         cfg.value_size,
-        prefix,
     ) {
         Ok(w) => w,
         Err(e) => unreachable!("config was validated: {e}"),
     };
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let shards = (threads * SHARDS_PER_THREAD).clamp(1, cfg.connections as usize);
+    let budget = match cfg.length {
+        RunLength::Duration(_) => 0,
+        RunLength::Ops(n) => n as i64,
+    };
+    let shared = Arc::new(Shared {
+        cfg: cfg.clone(),
+        endpoint: endpoint.clone(),
+        workload,
+        budget: AtomicI64::new(budget),
+        cancel,
+        progress,
+        timeline: Mutex::new(Timeline::new(cfg.warmup.0.as_secs_f64())),
+        shards: (0..shards)
+            .map(|_| {
+                Mutex::new(Shard {
+                    rec: Recorder::new(OP_NAMES),
+                    sent: 0,
+                    warmup: 0,
+                    last_completion: None,
+                })
+            })
+            .collect(),
+        setup: Mutex::new(Recorder::new(SETUP_NAMES)),
+        connect_slots: Semaphore::new(CONNECTS_IN_FLIGHT),
+        ready: Semaphore::new(0),
+    });
+    let (clock_tx, clock_rx) = watch::channel(None);
+    let setup_started = Instant::now();
+    let tasks: Vec<_> = (0..cfg.connections)
+        .map(|i| {
+            let shared = shared.clone();
+            let prefix = key_prefix.to_string();
+            let clock = clock_rx.clone();
+            tokio::spawn(async move { drive_connection(i, shared, prefix, clock).await })
+        })
+        .collect();
+    drop(clock_rx);
+    let all_ready = tokio::select! {
+        r = shared.ready.acquire_many(cfg.connections) => r.is_ok(),
+        () = shared.cancel.cancelled() => false,
+    };
+    let setup_seconds = setup_started.elapsed().as_secs_f64();
+    let mut clock = None;
+    if all_ready {
+        let start = Instant::now() + Duration::from_millis(20);
+        let warmup_end = start + cfg.warmup.0;
+        let c = Clock {
+            start,
+            warmup_end,
+            deadline: match cfg.length {
+                RunLength::Duration(d) => Some(warmup_end + d.0),
+                RunLength::Ops(_) => None,
+            },
+        };
+        clock = Some(c);
+        // Every receiver is held by a task still waiting for it.
+        let _ = clock_tx.send(Some(c));
+    }
+    drop(clock_tx);
+    for t in tasks {
+        if let Err(e) = t.await {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+    summarize(&shared, clock, setup_seconds)
+}
+
+async fn drive_connection(
+    index: u32,
+    shared: Arc<Shared>,
+    prefix: String,
+    mut clock: watch::Receiver<Option<Clock>>,
+) {
+    let cfg = &shared.cfg;
+    let timeout = cfg.op_timeout.0;
+    let mut conn = connect_for_setup(&shared).await;
+    shared.ready.add_permits(1);
+    let clock = match clock.wait_for(Option::is_some).await {
+        Ok(c) => c.expect("waited for Some"),
+        // Interrupted during setup: nothing is measured.
+        Err(_) => return,
+    };
+    let shard = &shared.shards[index as usize % shared.shards.len()];
+    let mut workload = Workload::new(
+        &shared.workload,
+        cfg.seed.wrapping_mul(1_000_003).wrapping_add(index as u64),
+        prefix,
+    );
     let pipeline = cfg.pipeline as usize;
     // Open model: each connection owns an equal share of the rate, staggered so connections
     // do not fire in lockstep.
     let interval = cfg
         .rate
         .map(|r| Duration::from_secs_f64(cfg.connections as f64 * pipeline as f64 / r as f64));
-    let mut next_intended = shared.start
+    let mut next_intended = clock.start
         + interval.map_or(Duration::ZERO, |i| {
             i.mul_f64(index as f64 / cfg.connections as f64)
         });
@@ -213,8 +341,6 @@ async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> Co
                 .into_boxed_slice(),
         )
     });
-    let timeout = cfg.op_timeout.0;
-    let mut conn: Option<RespConn> = None;
     let mut ops: Vec<Op> = Vec::with_capacity(pipeline);
     let mut replies: Vec<Reply> = Vec::with_capacity(pipeline);
     // One op timeout timer per connection, pushed forward before each batch: extending a
@@ -222,7 +348,7 @@ async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> Co
     // into and removes from the timer wheel every time.
     let mut op_timer = std::pin::pin!(tokio::time::sleep(timeout));
 
-    tokio::time::sleep_until(shared.start.into()).await;
+    tokio::time::sleep_until(clock.start.into()).await;
     loop {
         if shared.cancel.is_cancelled() {
             break;
@@ -241,12 +367,12 @@ async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> Co
             }
             next_intended += interval;
         }
-        if shared.deadline.is_some_and(|d| send_at >= d) {
+        if clock.deadline.is_some_and(|d| send_at >= d) {
             break;
         }
-        let measured = send_at >= shared.warmup_end;
+        let measured = send_at >= clock.warmup_end;
         let mut batch = pipeline;
-        if measured && shared.deadline.is_none() {
+        if measured && clock.deadline.is_none() {
             let left = shared.budget.fetch_sub(pipeline as i64, Ordering::Relaxed);
             if left <= 0 {
                 break;
@@ -254,7 +380,6 @@ async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> Co
             batch = batch.min(left as usize);
         }
 
-        stats.sent += batch as u64;
         let reply = send_batch(
             &mut conn,
             &shared.endpoint,
@@ -268,50 +393,61 @@ async fn drive_connection(index: u32, shared: Arc<Shared>, prefix: String) -> Co
         )
         .await;
         let done = Instant::now();
-        stats.rec.tick(
-            &shared.timeline,
-            done.duration_since(shared.start).as_secs(),
-        );
-        shared.progress.fetch_add(batch as u64, Ordering::Relaxed);
-        if !measured {
-            stats.warmup += batch as u64;
-            continue;
-        }
-        stats.last_completion = Some(done);
-        let latency_ns = done.saturating_duration_since(send_at).as_nanos() as u64;
-        match reply {
-            Ok(()) => {
-                for (op, reply) in ops.iter().zip(&replies) {
-                    if let Reply::Error(message) = reply {
-                        let code = message.split_whitespace().next().unwrap_or("ERR");
-                        stats
-                            .rec
-                            .error(op.index(), format!("server error {code}"), || {
-                                message.clone()
-                            });
-                    } else {
-                        stats.rec.ok(op.index(), latency_ns);
-                    }
-                }
+        let reset = {
+            let mut s = shard.lock().expect("shard lock");
+            s.rec
+                .tick(&shared.timeline, done.duration_since(clock.start).as_secs());
+            s.sent += batch as u64;
+            if measured {
+                s.last_completion = s.last_completion.max(Some(done));
+                let latency = done.saturating_duration_since(send_at);
+                s.record(&ops, &replies, &reply, latency, timeout)
+            } else {
+                s.warmup += batch as u64;
+                None
             }
-            Err(e) => {
-                let kind = classify(&e);
-                for op in &ops {
-                    stats
-                        .rec
-                        .error(op.index(), kind.to_string(), || e.to_string());
-                }
-                // The connection's state is unknown after any I/O error or timeout: start over.
-                conn = None;
-                if kind != "timeout" {
-                    // Do not spin on a dead server: the errors are counted, the next try waits.
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+        };
+        shared.progress.fetch_add(batch as u64, Ordering::Relaxed);
+        if let Some(kind) = reset {
+            // The connection's state is unknown after any I/O error or timeout: start over.
+            conn = None;
+            if kind != "timeout" {
+                // Do not spin on a dead server: the errors are counted, the next try waits.
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
-    stats.rec.flush(&shared.timeline);
-    stats
+    shard
+        .lock()
+        .expect("shard lock")
+        .rec
+        .flush(&shared.timeline);
+}
+
+/// The error kind of a reply that arrived after op_timeout.
+const LATE_REPLY: &str = "timeout (late reply)";
+/// The setup phase's one operation.
+const SETUP_NAMES: &[&str] = &["connect"];
+
+/// Connect before the run starts, recording how long it took (or why it failed: the connection
+/// then retries in its first batch, where a failure counts against that batch's operations).
+async fn connect_for_setup(shared: &Shared) -> Option<RespConn> {
+    let _slot = shared.connect_slots.acquire().await.ok()?;
+    // Generous: at thousands of connections the server accepts them one by one.
+    let limit = shared.cfg.op_timeout.0.max(Duration::from_secs(10));
+    let t0 = Instant::now();
+    let result = RespConn::connect(&shared.endpoint, limit).await;
+    let mut setup = shared.setup.lock().expect("setup lock");
+    match result {
+        Ok(c) => {
+            setup.ok(0, t0.elapsed().as_nanos() as u64);
+            Some(c)
+        }
+        Err(e) => {
+            setup.error(0, format!("setup: {}", classify(&e)), || e.to_string());
+            None
+        }
+    }
 }
 
 /// Connect if needed, then send `batch` new commands in one write and read their replies.
@@ -363,25 +499,31 @@ fn classify(e: &std::io::Error) -> &'static str {
     }
 }
 
-fn summarize(shared: &Shared, all: Vec<ConnStats>) -> ScenarioOutput {
+fn summarize(shared: &Shared, clock: Option<Clock>, setup_seconds: f64) -> ScenarioOutput {
     let cfg = &shared.cfg;
     let mut counts = OpCounts::default();
     let mut rec = Recorder::new(OP_NAMES);
-    let mut last = shared.warmup_end;
-    for s in &all {
+    let mut last = clock.map(|c| c.warmup_end);
+    for shard in &shared.shards {
+        let s = shard.lock().expect("shard lock");
         counts.sent += s.sent;
         counts.warmup += s.warmup;
         rec.merge(&s.rec);
-        if let Some(t) = s.last_completion {
-            last = last.max(t);
-        }
+        last = last.max(s.last_completion);
     }
     counts.ok = rec.ok_total();
     counts.errors = rec.error_total();
-    let window = last
-        .saturating_duration_since(shared.warmup_end)
-        .as_secs_f64();
-    let (ops, error_list) = rec.summarize(window);
+    let window = match (clock, last) {
+        (Some(c), Some(last)) => last.saturating_duration_since(c.warmup_end).as_secs_f64(),
+        _ => 0.0,
+    };
+    let (mut ops, mut error_list) = rec.summarize(window);
+    // The setup phase gets its own row after "all" (not part of it): connects per second of
+    // setup and each connect's latency.
+    let setup = shared.setup.lock().expect("setup lock");
+    let (setup_ops, setup_errors) = setup.summarize(setup_seconds);
+    ops.extend(setup_ops.into_iter().filter(|o| o.op != "all"));
+    error_list.extend(setup_errors);
 
     let measured = counts.ok + counts.errors;
     let error_rate = if measured > 0 {
@@ -389,7 +531,7 @@ fn summarize(shared: &Shared, all: Vec<ConnStats>) -> ScenarioOutput {
     } else {
         1.0
     };
-    let (passed, reason) = if shared.cancel.is_cancelled() {
+    let (passed, mut reason) = if shared.cancel.is_cancelled() {
         (false, "interrupted".to_string())
     } else if measured == 0 {
         (
@@ -416,6 +558,10 @@ fn summarize(shared: &Shared, all: Vec<ConnStats>) -> ScenarioOutput {
             format!("{measured} operations, {} errors", counts.errors),
         )
     };
+    for note in window_notes(cfg, window, measured) {
+        reason.push_str("; ");
+        reason.push_str(&note);
+    }
     let timeline = std::mem::replace(
         &mut *shared.timeline.lock().expect("timeline lock"),
         Timeline::new(0.0),
@@ -429,5 +575,79 @@ fn summarize(shared: &Shared, all: Vec<ConnStats>) -> ScenarioOutput {
         passed,
         reason,
         ..Default::default()
+    }
+}
+
+/// What a reader of the numbers must know about the measured window: that it ran far longer
+/// than planned (late replies stretch it, and throughput is per second of it), and in open loop
+/// whether the offered rate was held.
+fn window_notes(cfg: &CacheOpsConfig, window: f64, measured: u64) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let RunLength::Duration(d) = cfg.length {
+        let planned = d.0.as_secs_f64();
+        let allowed = planned * 1.1 + cfg.op_timeout.0.as_secs_f64();
+        if window > allowed {
+            notes.push(format!(
+                "the measured window lasted {window:.1} s for a {planned:.0} s duration: the last \
+                 batches were sent before the deadline but finished {:.1} s after it (the harness \
+                 or the server could not keep up; throughput is per second of the whole window)",
+                window - planned
+            ));
+        }
+    }
+    if let Some(rate) = cfg.rate {
+        let achieved = if window > 0.0 {
+            measured as f64 / window
+        } else {
+            0.0
+        };
+        if achieved < rate as f64 * RATE_HELD {
+            notes.push(format!(
+                "the offered rate was not held: {achieved:.0} ops/s measured for rate = {rate} \
+                 (below {:.0}%; latencies count from each batch's scheduled time)",
+                RATE_HELD * 100.0
+            ));
+        }
+    }
+    notes
+}
+
+/// Open loop: the share of `rate` that counts as holding it.
+const RATE_HELD: f64 = 0.95;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_later_than_op_timeout_is_a_timeout_not_a_latency() {
+        let mut shard = Shard {
+            rec: Recorder::new(OP_NAMES),
+            sent: 0,
+            warmup: 0,
+            last_completion: None,
+        };
+        let timeout = Duration::from_secs(1);
+        let ops = [Op::Get, Op::Set];
+        let replies = [Reply::Nil, Reply::Ok];
+        let on_time = shard.record(&ops, &replies, &Ok(()), Duration::from_millis(900), timeout);
+        let late = shard.record(
+            &ops,
+            &replies,
+            &Ok(()),
+            Duration::from_millis(1100),
+            timeout,
+        );
+        assert_eq!((on_time, late), (None, None), "the connection is kept");
+        assert_eq!((shard.rec.ok_total(), shard.rec.error_total()), (2, 2));
+        let (ops, errors) = shard.rec.summarize(1.0);
+        let all = ops.iter().find(|o| o.op == "all").unwrap();
+        assert!(all.latency.max_us <= 1_000_000.0, "{:?}", all.latency);
+        assert_eq!(errors[0].kind, LATE_REPLY);
+        assert!(
+            errors[0].example.contains("1100.0 ms"),
+            "{}",
+            errors[0].example
+        );
     }
 }
