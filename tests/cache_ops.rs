@@ -8,6 +8,12 @@ use cachegate::results::latency::decode;
 use cachegate::server::ServerProcess;
 use common::*;
 
+/// Rows of one operation kind: not "all", not the setup phase ("connect", "fill"), not a
+/// lookup's "<op>:hit" / "<op>:miss" split.
+fn is_operation_row(op: &str) -> bool {
+    !["all", "connect", "fill"].contains(&op) && !op.contains(':')
+}
+
 /// Counts, percentiles and histograms must be consistent, and the ops must really reach the server.
 async fn check_sane_numbers(server: &str) {
     let bin = provision(server);
@@ -30,8 +36,18 @@ async fn check_sane_numbers(server: &str) {
     assert!(out.counts.warmup > 0, "a 200ms warm-up should see some ops");
 
     let total = out.ops.iter().find(|o| o.op == "all").unwrap();
-    let per_op: u64 = out.ops.iter().filter(|o| o.op != "all").map(|o| o.ok).sum();
+    let per_op: u64 = out
+        .ops
+        .iter()
+        .filter(|o| is_operation_row(&o.op))
+        .map(|o| o.ok)
+        .sum();
     assert_eq!(per_op, total.ok);
+    let connect = out.ops.iter().find(|o| o.op == "connect").unwrap();
+    assert_eq!(
+        connect.ok, 8,
+        "each connection is set up once, before the window"
+    );
     for o in &out.ops {
         let l = &o.latency;
         assert!(
@@ -173,4 +189,99 @@ async fn open_loop_holds_its_rate_and_sees_stalls() {
         "closed loop hides the stall: {:?}",
         total.latency
     );
+}
+
+/// More connections than the usual 1024 soft limit: the limit is raised, every connection is set
+/// up before the measured window (its own "connect" row, not part of "all"), and no recorded
+/// latency exceeds op_timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_thousand_connections_are_set_up_first_and_stay_within_op_timeout() {
+    cachegate::fd_limit::ensure_room_for(2000).unwrap();
+    let bin = provision("redis@7.4");
+    let proc = ServerProcess::start(&spec("redis@7.4", "none"), &bin)
+        .await
+        .unwrap();
+    let cfg = cache_ops_config(
+        "connections = 2000\nduration = \"2s\"\nwarmup = \"500ms\"\nop_timeout = \"3s\"",
+    );
+    let out = run_cache_ops(&cfg, &proc, "t:many:").await;
+
+    let connect = out.ops.iter().find(|o| o.op == "connect").unwrap();
+    assert_eq!((connect.ok, connect.errors), (2000, 0), "{:?}", out.errors);
+    assert_eq!(decode(&connect.histogram).unwrap().len(), 2000);
+    let all = out.ops.iter().find(|o| o.op == "all").unwrap();
+    let per_op: u64 = out
+        .ops
+        .iter()
+        .filter(|o| is_operation_row(&o.op))
+        .map(|o| o.ok)
+        .sum();
+    assert_eq!(per_op, all.ok, "connects are not operations");
+    assert_eq!(
+        out.counts.sent,
+        out.counts.warmup + out.counts.ok + out.counts.errors
+    );
+    assert!(out.counts.ok > 0, "{}", out.reason);
+    for o in out.ops.iter().filter(|o| o.op != "connect") {
+        assert!(
+            o.latency.max_us <= 3_000_000.0,
+            "{}: {:?} above op_timeout",
+            o.op,
+            o.latency
+        );
+    }
+    let late: u64 = out
+        .errors
+        .iter()
+        .filter(|e| e.kind.starts_with("timeout"))
+        .map(|e| e.count)
+        .sum();
+    assert_eq!(late + all.ok, out.counts.ok + out.counts.errors);
+}
+
+/// A cell whose connections cannot fit under the hard file-descriptor limit is an infrastructure
+/// ERROR naming the limit, and no load is sent (issue 19 item 7): run the real binary with the
+/// limit lowered to 512 for a 2,000-connection cell.
+#[test]
+fn a_cell_beyond_the_fd_hard_limit_is_an_error_naming_it() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("m.toml"),
+        "[matrix]\nname = \"fd\"\n[axes]\nserver = [\"redis@7.4\"]\n[scenario]\nkind = \"cache-ops\"\nconnections = 2000\nduration = \"1s\"\n",
+    )
+    .unwrap();
+    let mut cmd = cachegate();
+    cmd.args(["run", "--no-progress", "--out", "out", "m.toml"])
+        .current_dir(dir.path());
+    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let l = libc::rlimit {
+                rlim_cur: 512,
+                rlim_max: 512,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &l) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(3), "{text}");
+    let results = cachegate::results::store::read_jsonl(
+        &only_run_dir(&dir.path().join("out")).join("results.jsonl"),
+    )
+    .unwrap();
+    let r = &results[0];
+    assert_eq!(r.verdict, cachegate::results::Verdict::Error);
+    let why = r.infra_error.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("file-descriptor limit") && why.contains("is 512"),
+        "{why}"
+    );
+    assert!(text.contains("file-descriptor limit"), "{text}");
+    assert_eq!(r.counts.sent, 0, "no load was sent");
+    assert!(r.server.is_none(), "no server was started");
 }
