@@ -285,3 +285,68 @@ fn a_cell_beyond_the_fd_hard_limit_is_an_error_naming_it() {
     assert_eq!(r.counts.sent, 0, "no load was sent");
     assert!(r.server.is_none(), "no server was started");
 }
+
+/// The fill phase and hit/miss accounting (issue 16 item 2): a GET-only run after filling the
+/// keyspace reads only hits, each in the "get:hit" histogram; the same run without a fill reads
+/// only misses. The fill's keys are really on the server, with values of the configured sizes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_only_after_a_fill_hits_and_without_a_fill_misses() {
+    let bin = provision("redis@7.4");
+    let proc = ServerProcess::start(&spec("redis@7.4", "none"), &bin)
+        .await
+        .unwrap();
+    let fields = "connections = 4\nops = 4000\nwarmup = \"0s\"\nkeyspace = 500\nvalue_size = [10, 50]\nmix = { get = 1 }";
+    let filled = run_cache_ops(
+        &cache_ops_config(&format!("{fields}\nfill = 500")),
+        &proc,
+        "t:filled:",
+    )
+    .await;
+    assert!(filled.passed, "{}", filled.reason);
+    let row = |out: &cachegate::scenario::ScenarioOutput, op: &str| {
+        out.ops.iter().find(|o| o.op == op).cloned()
+    };
+    let fill = row(&filled, "fill").expect("a fill row");
+    assert_eq!((fill.ok, fill.errors), (500, 0));
+    let get = row(&filled, "get").unwrap();
+    assert_eq!((get.hits, get.misses), (Some(4000), Some(0)));
+    assert_eq!(get.hit_ratio(), Some(1.0));
+    assert_eq!(row(&filled, "all").unwrap().hit_ratio(), Some(1.0));
+    let hit = row(&filled, "get:hit").expect("a hit histogram");
+    assert_eq!(decode(&hit.histogram).unwrap().len(), 4000);
+    assert!(row(&filled, "get:miss").is_none());
+    assert!(
+        filled.reason.contains("hit ratio 1.000"),
+        "{}",
+        filled.reason
+    );
+    // The fill is outside the measured window: only the 4000 GETs are measured.
+    assert_eq!(filled.counts.ok, 4000);
+
+    let client = redis::Client::open(proc.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("t:filled:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(keys.len(), 500);
+    for k in keys.iter().take(20) {
+        let len: usize = redis::cmd("STRLEN")
+            .arg(k)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert!((10..=50).contains(&len), "{k}: {len} bytes");
+    }
+
+    let empty = run_cache_ops(&cache_ops_config(fields), &proc, "t:empty:").await;
+    assert!(empty.passed, "{}", empty.reason);
+    assert!(row(&empty, "fill").is_none());
+    let get = row(&empty, "get").unwrap();
+    assert_eq!((get.hits, get.misses), (Some(0), Some(4000)));
+    assert_eq!(get.hit_ratio(), Some(0.0));
+    let miss = row(&empty, "get:miss").expect("a miss histogram");
+    assert_eq!(decode(&miss.histogram).unwrap().len(), 4000);
+    assert!(row(&empty, "get:hit").is_none());
+}

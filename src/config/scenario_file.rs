@@ -100,6 +100,9 @@ pub struct ScenarioParams {
     pub rate: Option<u64>,
     /// Number of distinct keys.
     pub keyspace: Option<u64>,
+    /// cache-ops: SET this many keys of the keyspace (values of `value_size`) before measuring,
+    /// so GETs can hit; outside the measured window.
+    pub fill: Option<u64>,
     pub distribution: Option<KeyDistribution>,
     /// Zipf exponent (s) when `distribution = "zipf"`.
     pub zipf_exponent: Option<f64>,
@@ -151,6 +154,7 @@ const ONLY_FOR: &[(&str, &[ScenarioKind])] = {
         ("rate", &[CacheOps]),
         ("warmup", &[CacheOps]),
         ("keyspace", &[CacheOps, Eviction]),
+        ("fill", &[CacheOps]),
         ("distribution", &[CacheOps]),
         ("zipf_exponent", &[CacheOps]),
         ("value_size", &[CacheOps, Durability, Eviction]),
@@ -242,6 +246,7 @@ impl ScenarioParams {
             warmup,
             rate,
             keyspace,
+            fill,
             distribution,
             zipf_exponent,
             value_size,

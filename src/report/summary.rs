@@ -63,6 +63,9 @@ pub struct CellSummary {
     pub p99_us: f64,
     pub p999_us: f64,
     pub errors: u64,
+    /// cache-ops lookups (GET, DEL, EXPIRE): hits / (hits + misses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hit_ratio: Option<f64>,
     /// The verification scenarios' outcome in words (empty for load scenarios).
     pub check: String,
     /// The failure signature, for failed cells.
@@ -168,6 +171,7 @@ pub fn build(results: &[CellResult], info: Option<&RunInfo>, judgement: &Judgeme
                 p99_us: total.map_or(0.0, |t| t.waited().p99_us),
                 p999_us: total.map_or(0.0, |t| t.waited().p999_us),
                 errors: total.map_or(0, |t| t.errors),
+                hit_ratio: total.and_then(|t| t.hit_ratio()),
                 check: super::model::check(r),
                 signature: signature_of(r),
                 failed_gates: super::model::view(r, judgement).failed_gates,

@@ -68,9 +68,21 @@ pub struct OpStats {
     /// was timed (then it equals `latency`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latency_with_failures: Option<LatencySummary>,
+    /// Lookups (cache-ops GET, DEL, EXPIRE): successful replies that found the key, and that
+    /// did not. Their latencies are also in the rows "<op>:hit" and "<op>:miss".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hits: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub misses: Option<u64>,
 }
 
 impl OpStats {
+    /// hits / (hits + misses), for lookups that completed.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        let (h, m) = (self.hits?, self.misses?);
+        (h + m > 0).then(|| h as f64 / (h + m) as f64)
+    }
+
     /// What users waited: failed operations included where any were timed.
     pub fn waited(&self) -> &LatencySummary {
         self.latency_with_failures.as_ref().unwrap_or(&self.latency)

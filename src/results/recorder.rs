@@ -23,6 +23,27 @@ pub struct Recorder {
     second_ok: u64,
     second_errors: u64,
     second_hist: Histogram<u64>,
+    /// Per op, for lookups only: whether the key was there, with separate latencies.
+    lookups: Vec<Option<Box<Lookups>>>,
+}
+
+/// Hits and misses of one lookup op, each with its own histogram.
+struct Lookups {
+    hits: u64,
+    misses: u64,
+    hit_hist: Histogram<u64>,
+    miss_hist: Histogram<u64>,
+}
+
+impl Lookups {
+    fn new() -> Box<Self> {
+        Box::new(Lookups {
+            hits: 0,
+            misses: 0,
+            hit_hist: new_histogram(),
+            miss_hist: new_histogram(),
+        })
+    }
 }
 
 impl Recorder {
@@ -39,6 +60,7 @@ impl Recorder {
             second_ok: 0,
             second_errors: 0,
             second_hist: new_histogram(),
+            lookups: names.iter().map(|_| None).collect(),
         }
     }
 
@@ -48,6 +70,20 @@ impl Recorder {
         self.second_ok += 1;
         record_ns(&mut self.hist[op], latency_ns);
         record_ns(&mut self.second_hist, latency_ns);
+    }
+
+    /// A successful lookup: counted and timed like `ok`, and also as a hit or a miss.
+    #[inline]
+    pub fn lookup(&mut self, op: usize, latency_ns: u64, hit: bool) {
+        self.ok(op, latency_ns);
+        let l = self.lookups[op].get_or_insert_with(Lookups::new);
+        if hit {
+            l.hits += 1;
+            record_ns(&mut l.hit_hist, latency_ns);
+        } else {
+            l.misses += 1;
+            record_ns(&mut l.miss_hist, latency_ns);
+        }
     }
 
     /// Count an error of `kind`; `message` is kept (built only) for the first of each kind.
@@ -114,6 +150,13 @@ impl Recorder {
             let _ = self.failed_hist[i].add(&other.failed_hist[i]);
             self.ok[i] += other.ok[i];
             self.errors[i] += other.errors[i];
+            if let Some(o) = &other.lookups[i] {
+                let l = self.lookups[i].get_or_insert_with(Lookups::new);
+                l.hits += o.hits;
+                l.misses += o.misses;
+                let _ = l.hit_hist.add(&o.hit_hist);
+                let _ = l.miss_hist.add(&o.miss_hist);
+            }
         }
         for (k, (n, msg)) in &other.error_kinds {
             self.error_kinds
@@ -123,8 +166,8 @@ impl Recorder {
         }
     }
 
-    /// Per-operation statistics (operations never attempted are left out), then "all", and the
-    /// error kinds, most frequent first. Throughput is per second of `window_secs`.
+    /// Per-operation statistics (operations never attempted are left out), then "all", then the
+    /// lookups' "<op>:hit" and "<op>:miss" rows, and the error kinds, most frequent first. Throughput is per second of `window_secs`.
     pub fn summarize(&self, window_secs: f64) -> (Vec<OpStats>, Vec<ErrorCount>) {
         let rate = |n: u64| {
             if window_secs > 0.0 {
@@ -136,29 +179,54 @@ impl Recorder {
         let mut total = new_histogram();
         let mut failed_total = new_histogram();
         let mut ops = Vec::new();
+        let mut lookup_rows = Vec::new();
+        let (mut hits, mut misses) = (None::<u64>, None::<u64>);
         for (i, name) in self.names.iter().enumerate() {
             if self.ok[i] + self.errors[i] == 0 {
                 continue;
             }
             let _ = total.add(&self.hist[i]);
             let _ = failed_total.add(&self.failed_hist[i]);
-            ops.push(op_stats(
+            let mut stats = op_stats(
                 name,
                 self.ok[i],
                 self.errors[i],
                 rate(self.ok[i]),
                 &self.hist[i],
                 &self.failed_hist[i],
-            ));
+            );
+            if let Some(l) = &self.lookups[i] {
+                stats.hits = Some(l.hits);
+                stats.misses = Some(l.misses);
+                *hits.get_or_insert(0) += l.hits;
+                *misses.get_or_insert(0) += l.misses;
+                let none_failed = new_histogram();
+                for (what, n, hist) in [
+                    ("hit", l.hits, &l.hit_hist),
+                    ("miss", l.misses, &l.miss_hist),
+                ] {
+                    if n > 0 {
+                        let name = format!("{name}:{what}");
+                        lookup_rows.push(op_stats(&name, n, 0, rate(n), hist, &none_failed));
+                    }
+                }
+            }
+            ops.push(stats);
         }
-        ops.push(op_stats(
-            "all",
-            self.ok_total(),
-            self.error_total(),
-            rate(self.ok_total()),
-            &total,
-            &failed_total,
-        ));
+        ops.push(OpStats {
+            hits,
+            misses,
+            ..op_stats(
+                "all",
+                self.ok_total(),
+                self.error_total(),
+                rate(self.ok_total()),
+                &total,
+                &failed_total,
+            )
+        });
+        // After "all", which they are part of already.
+        ops.extend(lookup_rows);
         let mut errors: Vec<ErrorCount> = self
             .error_kinds
             .iter()
@@ -196,6 +264,8 @@ fn op_stats(
         histogram: encode(hist),
         failed_latency: (!failed.is_empty()).then(|| LatencySummary::of(failed)),
         latency_with_failures: with_failures,
+        hits: None,
+        misses: None,
     }
 }
 

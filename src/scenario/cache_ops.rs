@@ -43,6 +43,9 @@ pub struct CacheOpsConfig {
     pub warmup: HumanDuration,
     pub rate: Option<u64>,
     pub keyspace: u64,
+    /// Keys 0..fill of the keyspace are SET before measuring (the fill phase).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fill: Option<u64>,
     pub distribution: KeyDistribution,
     pub zipf_exponent: f64,
     pub value_size: (usize, usize),
@@ -87,6 +90,11 @@ impl CacheOpsConfig {
             return Err("field `rate` must be above 0 (omit it for closed-loop load)".into());
         }
         let keyspace = at_least_one(p.keyspace, "keyspace", 10_000)?;
+        if p.fill.is_some_and(|f| f > keyspace) {
+            return Err(format!(
+                "field `fill`: at most the keyspace ({keyspace} keys)"
+            ));
+        }
         let zipf_exponent = p.zipf_exponent.unwrap_or(0.99);
         if !(zipf_exponent >= 0.0 && zipf_exponent.is_finite()) {
             return Err("field `zipf_exponent` must be a number >= 0".into());
@@ -98,6 +106,7 @@ impl CacheOpsConfig {
             warmup: p.warmup.unwrap_or(secs(1)),
             rate: p.rate,
             keyspace,
+            fill: p.fill.filter(|f| *f > 0),
             distribution: p.distribution.unwrap_or(KeyDistribution::Uniform),
             zipf_exponent,
             value_size,
@@ -125,6 +134,8 @@ struct Shared {
     cfg: CacheOpsConfig,
     endpoint: Endpoint,
     workload: WorkloadSpec,
+    /// `ttl` in decimal seconds, as SET EX and EXPIRE send it.
+    ttl: Option<Vec<u8>>,
     /// Ops mode: measured ops still to send.
     budget: AtomicI64,
     cancel: CancellationToken,
@@ -191,7 +202,14 @@ impl Shard {
                                 message.clone()
                             });
                     } else {
-                        self.rec.ok(op.index(), latency_ns);
+                        match (op, reply) {
+                            (Op::Get, Reply::Nil) => self.rec.lookup(op.index(), latency_ns, false),
+                            (Op::Get, _) => self.rec.lookup(op.index(), latency_ns, true),
+                            (Op::Del | Op::Expire, Reply::Integer(n)) => {
+                                self.rec.lookup(op.index(), latency_ns, *n > 0)
+                            }
+                            _ => self.rec.ok(op.index(), latency_ns),
+                        }
                     }
                 }
                 None
@@ -242,6 +260,9 @@ pub async fn run(
         cfg: cfg.clone(),
         endpoint: endpoint.clone(),
         workload,
+        ttl: cfg
+            .ttl
+            .map(|t| t.0.as_secs().max(1).to_string().into_bytes()),
         budget: AtomicI64::new(budget),
         cancel,
         progress,
@@ -310,6 +331,9 @@ async fn drive_connection(
     let cfg = &shared.cfg;
     let timeout = cfg.op_timeout.0;
     let mut conn = connect_for_setup(&shared).await;
+    if let Some(keys) = cfg.fill {
+        fill_share(index, &shared, &mut conn, keys, &prefix).await;
+    }
     shared.ready.add_permits(1);
     let clock = match clock.wait_for(Option::is_some).await {
         Ok(c) => c.expect("waited for Some"),
@@ -332,15 +356,7 @@ async fn drive_connection(
         + interval.map_or(Duration::ZERO, |i| {
             i.mul_f64(index as f64 / cfg.connections as f64)
         });
-    let ttl: Option<&'static [u8]> = cfg.ttl.map(|t| {
-        &*Box::leak(
-            t.0.as_secs()
-                .max(1)
-                .to_string()
-                .into_bytes()
-                .into_boxed_slice(),
-        )
-    });
+    let ttl = shared.ttl.as_deref();
     let mut ops: Vec<Op> = Vec::with_capacity(pipeline);
     let mut replies: Vec<Reply> = Vec::with_capacity(pipeline);
     // One op timeout timer per connection, pushed forward before each batch: extending a
@@ -426,8 +442,85 @@ async fn drive_connection(
 
 /// The error kind of a reply that arrived after op_timeout.
 const LATE_REPLY: &str = "timeout (late reply)";
-/// The setup phase's one operation.
-const SETUP_NAMES: &[&str] = &["connect"];
+/// The setup phase's operations: connecting, then the fill's SETs.
+const SETUP_NAMES: &[&str] = &["connect", "fill"];
+const FILL: usize = 1;
+/// SETs per round trip in the fill phase.
+const FILL_PIPELINE: u64 = 64;
+
+/// The fill phase, this connection's share: keys `index`, `index + connections`, ... below
+/// `keys`, SET in pipelined batches before the clock starts. Each key is counted in the "fill" row
+/// (ok with its batch's latency, or an error).
+async fn fill_share(
+    index: u32,
+    shared: &Shared,
+    conn: &mut Option<RespConn>,
+    keys: u64,
+    prefix: &str,
+) {
+    let cfg = &shared.cfg;
+    let step = cfg.connections as u64;
+    let mut workload = Workload::new(
+        &shared.workload,
+        cfg.seed.wrapping_mul(7_000_003).wrapping_add(index as u64),
+        prefix.to_string(),
+    );
+    let limit = cfg.op_timeout.0.max(Duration::from_secs(10));
+    let ttl = shared.ttl.as_deref();
+    let mut replies = Vec::with_capacity(FILL_PIPELINE as usize);
+    let mut key = index as u64;
+    while key < keys && !shared.cancel.is_cancelled() {
+        let batch: Vec<u64> = (0..FILL_PIPELINE)
+            .map(|i| key + i * step)
+            .take_while(|k| *k < keys)
+            .collect();
+        key += FILL_PIPELINE * step;
+        let t0 = Instant::now();
+        let result = match conn.as_mut() {
+            Some(c) => {
+                for k in &batch {
+                    let (args, n) = workload.fill_command(*k, ttl);
+                    c.push(&args[..n]);
+                }
+                tokio::time::timeout(limit, c.round_trip(&mut replies))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no reply within the fill's timeout",
+                        ))
+                    })
+            }
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "not connected (the setup connect failed)",
+            )),
+        };
+        let latency_ns = t0.elapsed().as_nanos() as u64;
+        let mut setup = shared.setup.lock().expect("setup lock");
+        match result {
+            Ok(()) => {
+                for reply in &replies {
+                    match reply {
+                        Reply::Error(e) => {
+                            setup.error(FILL, "fill: server error".into(), || e.clone())
+                        }
+                        _ => setup.ok(FILL, latency_ns),
+                    }
+                }
+            }
+            Err(e) => {
+                let kind = format!("fill: {}", classify(&e));
+                for _ in &batch {
+                    setup.error(FILL, kind.clone(), || e.to_string());
+                }
+                drop(setup);
+                // Its state is unknown: the measured phase reconnects.
+                *conn = None;
+            }
+        }
+    }
+}
 
 /// Connect before the run starts, recording how long it took (or why it failed: the connection
 /// then retries in its first batch, where a failure counts against that batch's operations).
@@ -459,7 +552,7 @@ async fn send_batch(
     timeout: Duration,
     batch: usize,
     workload: &mut Workload,
-    ttl: Option<&'static [u8]>,
+    ttl: Option<&[u8]>,
     ops: &mut Vec<Op>,
     replies: &mut Vec<Reply>,
     mut op_timer: std::pin::Pin<&mut tokio::time::Sleep>,
@@ -558,6 +651,21 @@ fn summarize(shared: &Shared, clock: Option<Clock>, setup_seconds: f64) -> Scena
             format!("{measured} operations, {} errors", counts.errors),
         )
     };
+    let all = ops.iter().find(|o| o.op == "all");
+    if let Some(ratio) = all.and_then(|a| a.hit_ratio()) {
+        let per_op: Vec<String> = ops
+            .iter()
+            .filter(|o| o.op != "all")
+            .filter_map(|o| Some(format!("{} {:.3}", o.op, o.hit_ratio()?)))
+            .collect();
+        reason.push_str(&format!("; hit ratio {ratio:.3} ({})", per_op.join(", ")));
+    }
+    if let Some(fill) = ops.iter().find(|o| o.op == "fill") {
+        reason.push_str(&format!("; filled {} keys", fill.ok));
+        if fill.errors > 0 {
+            reason.push_str(&format!(" ({} failed: hits are undercounted)", fill.errors));
+        }
+    }
     for note in window_notes(cfg, window, measured) {
         reason.push_str("; ");
         reason.push_str(&note);

@@ -141,13 +141,36 @@ impl Workload {
 
     /// The next command for `op` as RESP arguments (`ttl` is the decimal TTL in seconds), borrowed
     /// from reused buffers so the hot loop allocates nothing.
-    pub fn command(&mut self, op: Op, ttl: Option<&'static [u8]>) -> ([&[u8]; 5], usize) {
+    pub fn command<'a>(&'a mut self, op: Op, ttl: Option<&'a [u8]>) -> ([&'a [u8]; 5], usize) {
         self.next_key(op);
         let value = if op == Op::Set {
             self.value_range()
         } else {
             0..0
         };
+        self.args(op, value, ttl)
+    }
+
+    /// A SET of key number `key` with a value of the configured sizes, as the fill phase writes
+    /// it (the same key names GET and SET draw).
+    pub fn fill_command<'a>(
+        &'a mut self,
+        key: u64,
+        ttl: Option<&'a [u8]>,
+    ) -> ([&'a [u8]; 5], usize) {
+        use std::fmt::Write;
+        self.key_buf.clear();
+        let _ = write!(self.key_buf, "{}{key}", self.prefix);
+        let value = self.value_range();
+        self.args(Op::Set, value, ttl)
+    }
+
+    fn args<'a>(
+        &'a self,
+        op: Op,
+        value: std::ops::Range<usize>,
+        ttl: Option<&'a [u8]>,
+    ) -> ([&'a [u8]; 5], usize) {
         let key = self.key_buf.as_bytes();
         let val = &self.pool[value];
         match (op, ttl) {
@@ -195,6 +218,17 @@ mod tests {
             (7_000..8_000).contains(&gets),
             "{gets} gets of 10000 for weight 3:1"
         );
+    }
+
+    #[test]
+    fn fill_writes_the_keys_gets_read() {
+        let mut w = workload(KeyDistribution::Uniform);
+        let (args, n) = w.fill_command(42, None);
+        assert_eq!(n, 3);
+        assert_eq!((args[0], args[1]), (&b"SET"[..], &b"p:42"[..]));
+        assert!((10..=20).contains(&args[2].len()));
+        let (args, n) = w.fill_command(7, Some(b"60"));
+        assert_eq!((n, args[3], args[4]), (5, &b"EX"[..], &b"60"[..]));
     }
 
     #[test]
