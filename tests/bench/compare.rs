@@ -8,10 +8,13 @@
 //!    CPU per request, and wrk against itself (the machine's noise). Once on the app as the
 //!    matrices run it (2 sync workers) and once with keep-alive in one gthread worker;
 //! 3. turnaround: server start to first operation;
-//! 4. memory: RSS over a long closed run (CACHEGATE_BENCH_LONG=1: 10 minutes, >= 10M ops).
+//! 4. memory: RSS over a long closed run (CACHEGATE_BENCH_LONG=1: 10 minutes, >= 10M ops);
+//! 5. connection sweep: 50 to 10,000 connections, cachegate's default mix and GET only against
+//!    `redis-benchmark -t get` on the same server (redis 7.4, `maxclients 20000`): ratio, client
+//!    CPU per op, each side's peak RSS (CACHEGATE_BENCH_SWEEP=50,500 picks the counts).
 //!
 //! Run: `cargo bench --bench compare` (needs `apt-get install redis-tools wrk`). Prints tables of
-//! ratios; asserts nothing about timings. CACHEGATE_BENCH_ONLY=raw|http|turnaround|memory runs one
+//! ratios; asserts nothing about timings. CACHEGATE_BENCH_ONLY=raw|http|turnaround|memory|sweep runs one
 //! part, CACHEGATE_BENCH_REPEATS (default 3) sets the raw pairs' repeats, CACHEGATE_BENCH_HTTP_ROUNDS
 //! (default 10) the HTTP rounds, CACHEGATE_BENCH_HTTP_READS the reads per flow (1000 / 300),
 //! CACHEGATE_BENCH_LONG=1 makes the memory run 10 minutes.
@@ -590,6 +593,8 @@ fn main() {
         eprintln!("needs redis-benchmark and wrk: apt-get install redis-tools wrk");
         std::process::exit(2);
     }
+    // As `cachegate run` does, so thousands of connections fit (redis-benchmark inherits it).
+    cachegate::fd_limit::raise_soft_to_hard().unwrap();
     // One load thread, as `cachegate run` uses on 2 cores (CPUs / 2).
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let rt = cachegate::load_runtime((cpus / 2).max(1)).unwrap();
@@ -611,5 +616,151 @@ fn main() {
         if only.is_empty() || only == "memory" {
             memory(&bin).await;
         }
+        if only.is_empty() || only == "sweep" {
+            sweep().await;
+        }
     });
+}
+
+/// The sweep's server: cached by the provisioner (7.0 comes from the system), with room for
+/// 10,000 clients.
+const SWEEP_SERVER: &str = "redis@7.4";
+
+/// One side of one sweep point.
+struct SweepSide {
+    ops_per_s: f64,
+    cpu_us_per_op: f64,
+    peak_rss_mib: f64,
+    p99_ms: f64,
+    note: String,
+}
+
+/// Reset this process's peak RSS (VmHWM), so each run reports its own peak.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+async fn sweep_cachegate(server: &ServerProcess, conns: u32, mix: &str) -> SweepSide {
+    // op_timeout well above any latency at 10,000 connections on 2 cores: this measures
+    // throughput, as redis-benchmark (which has no timeout) does.
+    let cfg = CacheOpsConfig::resolve(&params(&format!(
+        "kind = \"cache-ops\"\nconnections = {conns}\nduration = \"4s\"\nwarmup = \"1s\"\nop_timeout = \"30s\"\nkeyspace = 10000\nvalue_size = 100\n{mix}"
+    )))
+    .unwrap();
+    reset_peak_rss();
+    let c0 = cpu(libc::RUSAGE_SELF);
+    let out = cache_ops::run(
+        &cfg,
+        &server.endpoint(),
+        "sweep:",
+        CancellationToken::new(),
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await;
+    let cpu_s = cpu(libc::RUSAGE_SELF) - c0;
+    let all = out.ops.iter().find(|o| o.op == "all").unwrap();
+    let connect = out.ops.iter().find(|o| o.op == "connect");
+    SweepSide {
+        ops_per_s: all.throughput,
+        cpu_us_per_op: cpu_s * 1e6 / out.counts.sent.max(1) as f64,
+        peak_rss_mib: status_kib("VmHWM") as f64 / 1024.0,
+        p99_ms: all.latency.p99_us / 1000.0,
+        note: format!(
+            "{} errors, setup {:.1} s",
+            out.counts.errors,
+            connect.map_or(0.0, |c| c.ok as f64 / c.throughput.max(1e-9))
+        ),
+    }
+}
+
+/// redis-benchmark GET with `conns` clients; its peak RSS and CPU from wait4.
+// The child is reaped by wait4 (which also gives its rusage), not by Child::wait.
+#[allow(clippy::zombie_processes)]
+fn sweep_redis_benchmark(server: &ServerProcess, conns: u32) -> SweepSide {
+    // Enough requests for several seconds at any connection count.
+    let requests = (conns as u64 * 40).max(200_000);
+    let mut child = Command::new("redis-benchmark")
+        .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
+        .args(["-c", &conns.to_string(), "-n", &requests.to_string()])
+        .args(["-t", "get", "-d", "100", "-r", "10000", "--csv"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-benchmark runs (apt-get install redis-tools)");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
+    let mut status = 0;
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::wait4(child.id() as i32, &mut status, 0, &mut ru);
+        ru
+    };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    let cols: Vec<f64> = text
+        .lines()
+        .find(|l| l.starts_with("\"GET\""))
+        .unwrap_or_else(|| panic!("a GET row in: {text}"))
+        .split(',')
+        .skip(1)
+        .map(|c| c.trim_matches('"').parse().unwrap_or(0.0))
+        .collect();
+    SweepSide {
+        ops_per_s: cols[0],
+        cpu_us_per_op: (t(ru.ru_utime) + t(ru.ru_stime)) * 1e6 / requests as f64,
+        peak_rss_mib: ru.ru_maxrss as f64 / 1024.0,
+        p99_ms: cols[5],
+        note: String::new(),
+    }
+}
+
+async fn sweep() {
+    let counts: Vec<u32> = std::env::var("CACHEGATE_BENCH_SWEEP")
+        .unwrap_or_else(|_| "50,500,1000,2000,5000,10000".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let bin = Provisioner::with_default_cache()
+        .provision(&SWEEP_SERVER.parse().unwrap())
+        .expect("redis 7.4 provisions");
+    let spec = ServerSpec {
+        settings: ServerSettings {
+            extra: vec!["maxclients 20000".into()],
+            ..Default::default()
+        },
+        server: SWEEP_SERVER.parse().unwrap(),
+        ..bench_spec()
+    };
+    println!("\n## Connection sweep: cachegate cache-ops vs redis-benchmark -t get ({SWEEP_SERVER}, maxclients 20000, 100-byte values, 10k keys, pipeline 1; cachegate 1 s warm-up + 4 s; redis-benchmark runs before and after cachegate, ratio against their median)\n");
+    println!("| connections | cachegate mix | ops/s | redis-benchmark GET ops/s (before / after) | ratio | client CPU µs/op (cg / rb) | peak RSS MiB (cg / rb) | p99 ms (cg / rb) | notes |");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---|");
+    const DEFAULT_MIX: &str = "";
+    const GET_ONLY: &str = "mix = { get = 1 }";
+    for conns in counts {
+        // A fresh server per connection count; sandwiched: rb, cachegate default, cachegate
+        // GET, rb, so a drift of the shared machine shows as a gap between the two rb runs.
+        let server = ServerProcess::start(&spec, &bin).await.unwrap();
+        let rb1 = sweep_redis_benchmark(&server, conns);
+        let mixed = sweep_cachegate(&server, conns, DEFAULT_MIX).await;
+        let get = sweep_cachegate(&server, conns, GET_ONLY).await;
+        let rb2 = sweep_redis_benchmark(&server, conns);
+        let rb_ops = (rb1.ops_per_s + rb2.ops_per_s) / 2.0;
+        for (what, cg) in [("default (80% GET)", &mixed), ("GET only", &get)] {
+            println!(
+                "| {conns} | {what} | {:.0} | {:.0} / {:.0} | **{:.2}** | {:.1} / {:.1} | {:.0} / {:.0} | {:.1} / {:.1} | {} |",
+                cg.ops_per_s,
+                rb1.ops_per_s,
+                rb2.ops_per_s,
+                cg.ops_per_s / rb_ops,
+                cg.cpu_us_per_op,
+                (rb1.cpu_us_per_op + rb2.cpu_us_per_op) / 2.0,
+                cg.peak_rss_mib,
+                rb1.peak_rss_mib.max(rb2.peak_rss_mib),
+                cg.p99_ms,
+                (rb1.p99_ms + rb2.p99_ms) / 2.0,
+                cg.note
+            );
+        }
+    }
 }
