@@ -14,6 +14,21 @@ fn is_operation_row(op: &str) -> bool {
     !["all", "connect", "fill"].contains(&op) && !op.contains(':')
 }
 
+/// The server's keys matching `pattern`, and a connection for more questions.
+async fn keys_matching(
+    proc: &ServerProcess,
+    pattern: &str,
+) -> (Vec<String>, redis::aio::MultiplexedConnection) {
+    let client = redis::Client::open(proc.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys = redis::cmd("KEYS")
+        .arg(pattern)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    (keys, conn)
+}
+
 /// Counts, percentiles and histograms must be consistent, and the ops must really reach the server.
 async fn check_sane_numbers(server: &str) {
     let bin = provision(server);
@@ -78,13 +93,7 @@ async fn check_sane_numbers(server: &str) {
     assert!(timeline_ok <= 20_000 && timeline_ok > 0);
 
     // The keys exist on the server, under the run's prefix.
-    let client = redis::Client::open(proc.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("t:sane:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (keys, _) = keys_matching(&proc, "t:sane:*").await;
     assert!(
         keys.len() > 100 && keys.len() <= 1000,
         "{} keys",
@@ -323,13 +332,7 @@ async fn get_only_after_a_fill_hits_and_without_a_fill_misses() {
     // The fill is outside the measured window: only the 4000 GETs are measured.
     assert_eq!(filled.counts.ok, 4000);
 
-    let client = redis::Client::open(proc.url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("t:filled:*")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let (keys, mut conn) = keys_matching(&proc, "t:filled:*").await;
     assert_eq!(keys.len(), 500);
     for k in keys.iter().take(20) {
         let len: usize = redis::cmd("STRLEN")
