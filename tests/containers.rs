@@ -145,6 +145,26 @@ requirepass = 'q"uo\te\x41'
 }
 
 #[test]
+fn a_bridge_network_works_without_a_password_too() {
+    // Without requirepass, protected mode would refuse connections arriving via docker-proxy.
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "bridge-open"
+[axes]
+server = ["valkey@9.1"]
+runtime = ["container"]
+[runtime.container]
+network = "bridge"
+{CACHE_OPS}"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(results[0].total().unwrap().errors, 0, "{text}");
+    assert!(labelled(&format!("cachegate.run={}", run_id(&results))).is_empty());
+}
+
+#[test]
 fn sessions_across_container_restarts_follow_the_persistence_promise() {
     let dir = tempfile::tempdir().unwrap();
     let body = r#"[matrix]

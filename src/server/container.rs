@@ -318,9 +318,13 @@ impl ContainerServer {
     fn config_text(&self) -> String {
         match self.options.network {
             NetworkPath::Host => self.spec.config_text(self.port, Path::new("/data")),
+            // The container's own interface: reached through docker-proxy from the bridge
+            // gateway, which protected mode would refuse without a password. The port is
+            // published on 127.0.0.1 only and the network is the cell's own.
             NetworkPath::Bridge => {
                 self.spec
                     .config_text_bound("0.0.0.0", CONTAINER_PORT, Path::new("/data"))
+                    + "protected-mode no\n"
             }
         }
     }

@@ -123,6 +123,7 @@ fn main() {
     rt.block_on(async {
         for round in 0..rounds {
             for (pi, path) in paths.iter().enumerate() {
+                eprintln!("round {}: {}", round + 1, path.name());
                 let s = start(*path, &spec, &bin).await;
                 for (oi, op) in ["get", "set"].iter().enumerate() {
                     samples[pi][oi].0.push(cachegate_ops(s.as_ref(), op).await);
