@@ -196,6 +196,12 @@ restart = "graceful"
 label = "aof-off"
 restart = "graceful"
 restart_persistence = "none"
+[[axes.variant]]
+label = "save"
+restart = "save"
+[[exclude]]
+persistence = "aof-always"
+variant = "save"
 [[exclude]]
 persistence = "none"
 variant = "aof-off"
@@ -228,7 +234,7 @@ variant = "graceful"
     );
     // Every variant behaves on a container as on a process, including a new container on the
     // same volume with persistence turned off.
-    for variant in ["kill", "graceful", "aof-off"] {
+    for variant in ["kill", "graceful", "aof-off", "save"] {
         for mode in ["none", "aof-always"] {
             let process = format!("redis@7.4/{mode}/django-5.2/cache/{variant}");
             if results.iter().all(|r| r.cell_id != process) {

@@ -73,6 +73,10 @@ async fn persistence_modes_behave_on_restart() {
             survives(server, "aof-always", StopKind::Kill).await,
             "{server}: aof always survives SIGKILL"
         );
+        assert!(
+            survives(server, "none", StopKind::Save).await,
+            "{server}: SHUTDOWN SAVE snapshots even without save points"
+        );
     }
 }
 

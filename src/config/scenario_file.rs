@@ -15,6 +15,8 @@ use super::HumanDuration;
 pub enum RestartKind {
     Graceful,
     Nosave,
+    /// `SHUTDOWN SAVE`: a snapshot even with no save points configured.
+    Save,
     Kill,
 }
 
@@ -126,7 +128,7 @@ pub struct ScenarioParams {
     /// login-flow: users started per second (default: all within a second).
     pub hatch_rate: Option<f64>,
 
-    /// session-persistence, durability: how the server goes down (graceful, nosave, kill).
+    /// session-persistence, durability: how the server goes down (graceful, nosave, save, kill).
     pub restart: Option<RestartKind>,
     /// session-persistence, durability: wait this long after the writes before the stop.
     pub restart_delay: Option<HumanDuration>,

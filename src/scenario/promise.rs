@@ -33,6 +33,7 @@ impl RestartKind {
         match self {
             RestartKind::Graceful => StopKind::Graceful,
             RestartKind::Nosave => StopKind::NoSave,
+            RestartKind::Save => StopKind::Save,
             RestartKind::Kill => StopKind::Kill,
         }
     }
@@ -80,7 +81,7 @@ pub fn expect(
                 aof: None,
                 ..persistence.clone()
             };
-            if rdb_only.save_points.is_empty() {
+            if rdb_only.save_points.is_empty() && how != RestartKind::Save {
                 let aof = if persistence.aof.is_some() {
                     "with appendonly off the AOF is not read, and "
                 } else {
@@ -122,6 +123,14 @@ fn written(persistence: &Persistence, how: RestartKind, delay_secs: f64) -> Expe
         }
         return x;
     }
+    if how == RestartKind::Save {
+        // redis.io SHUTDOWN: "SAVE will force a DB saving operation even if no save points are
+        // configured".
+        return e(
+            Promise::Keep,
+            "SHUTDOWN SAVE writes an RDB snapshot even when no save points are configured",
+        );
+    }
     if persistence.save_points.is_empty() {
         return e(
             Promise::Lose,
@@ -129,6 +138,7 @@ fn written(persistence: &Persistence, how: RestartKind, delay_secs: f64) -> Expe
         );
     }
     match how {
+        RestartKind::Save => unreachable!("handled above"),
         RestartKind::Graceful => e(
             Promise::Keep,
             "a normal shutdown writes an RDB snapshot when save points are set",
@@ -262,6 +272,8 @@ mod tests {
             ("aof-always", Kill, 0.0, Keep),
             ("aof-everysec", Kill, 0.0, Either),
             ("rdb+aof-no", Nosave, 0.0, Keep),
+            ("none", Save, 0.0, Keep),
+            ("rdb", Save, 0.0, Keep),
         ];
         for (mode, how, delay, want) in cases {
             assert_eq!(
@@ -285,6 +297,8 @@ mod tests {
             ("rdb+aof-always", Nosave, "rdb", Lose),
             ("rdb", Graceful, "none", Keep),
             ("rdb:1/1", Kill, "none", Lose),
+            ("aof-always", Save, "none", Keep),
+            ("none", Save, "aof-always", Lose),
         ];
         for (mode, how, after, want) in changed {
             assert_eq!(
