@@ -41,21 +41,21 @@ fn labelled(label: &str) -> Vec<String> {
     found
 }
 
+/// Every run sweeps what dead harnesses left, so the test that kills a harness and expects the
+/// *next* run to report the sweep runs alone (write lock); the others run side by side (read).
+static RUNS: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    RUNS.read().unwrap_or_else(|e| e.into_inner())
+}
+
 fn run_id(results: &[CellResult]) -> String {
     results.first().expect("a result").run_id.clone()
 }
 
-fn find<'a>(results: &'a [CellResult], id: &str) -> &'a CellResult {
-    results.iter().find(|r| r.cell_id == id).unwrap_or_else(|| {
-        panic!(
-            "no cell {id} in {:?}",
-            results.iter().map(|r| &r.cell_id).collect::<Vec<_>>()
-        )
-    })
-}
-
 #[test]
 fn process_and_container_cells_of_two_versions_land_in_one_report() {
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         r#"[matrix]
@@ -82,7 +82,7 @@ runtime = ["process", "container"]
             Some("cachegate/valkey:9.1.2"),
         ),
     ] {
-        let r = find(&results, id);
+        let r = common::find_cell(&results, id);
         assert_eq!(r.verdict, Verdict::Pass, "{id}: {}", r.verdict_reason);
         let server = r.server.as_ref().unwrap();
         assert_eq!(server.identity.runtime, runtime, "{id}");
@@ -117,6 +117,7 @@ runtime = ["process", "container"]
 
 #[test]
 fn a_bridge_network_publishes_on_loopback_and_is_removed() {
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         r#"[matrix]
@@ -133,7 +134,7 @@ requirepass = 'q"uo\te\x41'
     );
     let (code, text, results) = common::run_matrix(dir.path(), &body);
     assert_eq!(code, Some(0), "{text}");
-    let r = find(&results, "redis@7.4/none/container");
+    let r = common::find_cell(&results, "redis@7.4/none/container");
     assert_eq!(r.verdict, Verdict::Pass, "{}", r.verdict_reason);
     assert_eq!(
         r.server.as_ref().unwrap().identity.network.as_deref(),
@@ -146,6 +147,7 @@ requirepass = 'q"uo\te\x41'
 
 #[test]
 fn a_bridge_network_works_without_a_password_too() {
+    let _shared = shared();
     // Without requirepass, protected mode would refuse connections arriving via docker-proxy.
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
@@ -166,6 +168,7 @@ network = "bridge"
 
 #[test]
 fn sessions_across_container_restarts_follow_the_persistence_promise() {
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let body = r#"[matrix]
 name = "container-sessions"
@@ -212,7 +215,7 @@ variant = "graceful"
     let (code, text, results) = common::run_matrix(dir.path(), body);
     assert_eq!(code, Some(0), "{text}");
     let kept = |id: &str| {
-        let r = find(&results, id);
+        let r = common::find_cell(&results, id);
         let p = r
             .persistence
             .as_ref()
@@ -249,6 +252,7 @@ variant = "graceful"
 
 #[test]
 fn without_a_docker_engine_container_cells_are_errors_and_process_cells_run() {
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         r#"[matrix]
@@ -269,8 +273,11 @@ runtime = ["process", "container"]
     assert_eq!(out.status.code(), Some(3), "{text}");
     let run_dir = common::only_run_dir(&dir.path().join("out"));
     let results = cachegate::results::store::read_jsonl(&run_dir.join("results.jsonl")).unwrap();
-    assert_eq!(find(&results, "valkey@9.1/none").verdict, Verdict::Pass);
-    let c = find(&results, "valkey@9.1/none/container");
+    assert_eq!(
+        common::find_cell(&results, "valkey@9.1/none").verdict,
+        Verdict::Pass
+    );
+    let c = common::find_cell(&results, "valkey@9.1/none/container");
     assert_eq!(c.verdict, Verdict::Error);
     let why = c.infra_error.as_deref().unwrap();
     assert!(why.contains("unix:///nonexistent/docker.sock"), "{why}");
@@ -279,6 +286,7 @@ runtime = ["process", "container"]
 
 #[test]
 fn a_missing_override_image_is_an_error_naming_the_tag_not_a_hang() {
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let body = format!(
         r#"[matrix]
@@ -346,6 +354,7 @@ duration = "60s"
 
 #[test]
 fn ctrl_c_in_a_container_cell_removes_everything() {
+    let _shared = shared();
     let dir = tempfile::tempdir().unwrap();
     let (child, label) = start_long_container_run(dir.path());
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -361,6 +370,7 @@ fn ctrl_c_in_a_container_cell_removes_everything() {
 
 #[test]
 fn leftovers_of_a_killed_harness_are_removed_by_the_next_run() {
+    let _alone = RUNS.write().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let (mut child, label) = start_long_container_run(dir.path());
     child.kill().unwrap(); // SIGKILL: no chance to clean up

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cachegate::results::{CellResult, Verdict};
+use cachegate::results::Verdict;
 use cachegate::scenario::promise::Promise;
 
 const STACK_AND_SETTINGS: &str = r#"
@@ -21,13 +21,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 [settings.cached-db.CACHES.default]
 BACKEND = "django.core.cache.backends.redis.RedisCache"
 "#;
-
-fn find<'a>(results: &'a [CellResult], id: &str) -> &'a CellResult {
-    results
-        .iter()
-        .find(|r| r.cell_id == id)
-        .unwrap_or_else(|| panic!("no cell {id}"))
-}
 
 #[test]
 fn sessions_survive_restarts_as_the_mode_promises() {
@@ -62,7 +55,7 @@ variant = "to-aof"
     let (code, text, results) = common::run_matrix(dir.path(), &body);
     assert_eq!(code, Some(0), "{text}");
     let kept = |id: &str| {
-        let p = find(&results, id)
+        let p = common::find_cell(&results, id)
             .persistence
             .as_ref()
             .unwrap_or_else(|| panic!("{id}: no check"));
@@ -86,7 +79,7 @@ variant = "to-aof"
         }
     }
     // Turning AOF on in the config loads only the (not yet existing) AOF: dump.rdb is ignored.
-    let changed = find(&results, "valkey@9.1/rdb/django-5.2/cache/to-aof")
+    let changed = common::find_cell(&results, "valkey@9.1/rdb/django-5.2/cache/to-aof")
         .persistence
         .as_ref()
         .unwrap();
@@ -126,7 +119,7 @@ restart_persistence = "none"
     );
     let (code, text, results) = common::run_matrix(dir.path(), &body);
     assert_eq!(code, Some(0), "{text}");
-    let check = |id: &str| find(&results, id).persistence.clone().unwrap();
+    let check = |id: &str| common::find_cell(&results, id).persistence.clone().unwrap();
     let aof = check("redis@7.4/aof-always/django-5.2/cache");
     assert_eq!(aof.expected.promise, Promise::Lose, "{aof:?}");
     assert_eq!((aof.before, aof.kept), (6, 0), "{aof:?}");
@@ -154,7 +147,7 @@ restart = "kill"
     assert_eq!(code, Some(0), "{text}");
     for server in ["redis@6.2", "valkey@9.1"] {
         let check = |mode: &str| {
-            find(&results, &format!("{server}/{mode}"))
+            common::find_cell(&results, &format!("{server}/{mode}"))
                 .persistence
                 .clone()
                 .unwrap()
@@ -307,7 +300,7 @@ value_size = 4096
     );
     let (code, text, results) = common::run_matrix(dir.path(), &eviction);
     assert_eq!(code, Some(0), "{text}");
-    let noeviction = find(&results, "valkey@9.1/none/noeviction/django-5.2/cache")
+    let noeviction = common::find_cell(&results, "valkey@9.1/none/noeviction/django-5.2/cache")
         .eviction
         .clone()
         .unwrap();
@@ -323,7 +316,7 @@ value_size = 4096
     // Whether a new login is refused depends on catching used_memory above maxmemory (the fill
     // clients' buffers count while they write), so it is reported, not asserted.
     assert_eq!(noeviction.logins_after_tried, 5);
-    let volatile = find(&results, "valkey@9.1/none/volatile-lru/django-5.2/cache")
+    let volatile = common::find_cell(&results, "valkey@9.1/none/volatile-lru/django-5.2/cache")
         .eviction
         .clone()
         .unwrap();
@@ -356,7 +349,7 @@ value_size = 4096
     assert!(text.contains("new users failed at"), "{text}");
     // cached_db sessions live in the database too: volatile-lru may evict them from the cache,
     // but every user is still logged in.
-    let cached_db = find(
+    let cached_db = common::find_cell(
         &results,
         "valkey@9.1/none/volatile-lru/django-5.2/cached-db",
     )

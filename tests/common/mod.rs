@@ -132,3 +132,13 @@ pub fn run_matrix(dir: &Path, body: &str) -> (Option<i32>, String, Vec<CellResul
         read_jsonl(&run_dir.join("results.jsonl")).unwrap(),
     )
 }
+
+/// The result of cell `id` (first repeat), or a panic listing the cells there are.
+pub fn find_cell<'a>(results: &'a [CellResult], id: &str) -> &'a CellResult {
+    results.iter().find(|r| r.cell_id == id).unwrap_or_else(|| {
+        panic!(
+            "no cell {id} in {:?}",
+            results.iter().map(|r| &r.cell_id).collect::<Vec<_>>()
+        )
+    })
+}
