@@ -353,3 +353,90 @@ async fn get_only_after_a_fill_hits_and_without_a_fill_misses() {
     assert_eq!(decode(&miss.histogram).unwrap().len(), 4000);
     assert!(row(&empty, "get:hit").is_none());
 }
+
+/// The versions that come from other sources (an older redis-stack wheel with OpenSSL 1.1 beside
+/// it, Debian bookworm-backports, Debian trixie through its own loader) install through the real
+/// CLI, report their version, and serve a short cache-ops cell.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_7_2_8_0_and_valkey_8_0_install_and_serve_cache_ops() {
+    let dir = tempfile::tempdir().unwrap();
+    let servers = ["redis@7.2", "redis@8.0", "valkey@8.0"];
+    let mut args = vec!["servers", "install"];
+    args.extend(servers);
+    let (code, text) = run_cli(dir.path(), &args);
+    assert_eq!(code, Some(0), "{text}");
+    for (server, version) in [
+        ("redis@7.2", "7.2.4"),
+        ("redis@8.0", "8.0.2"),
+        ("valkey@8.0", "8.0.1"),
+    ] {
+        assert!(
+            text.contains(&format!("{server}: {version} ")),
+            "{server}: {text}"
+        );
+        check_sane_numbers(server).await;
+    }
+    // `servers list` shows every line ready, and at least 12 distinct minor lines.
+    let (code, list) = run_cli(dir.path(), &["servers", "list"]);
+    assert_eq!(code, Some(0), "{list}");
+    for server in servers {
+        let row = list
+            .lines()
+            .find(|l| l.starts_with(&format!("{server} ")))
+            .unwrap_or_else(|| panic!("no {server} in {list}"));
+        assert!(row.contains(" ready "), "{row}");
+    }
+    let lines: std::collections::BTreeSet<&str> = list
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|s| s.starts_with("redis@") || s.starts_with("valkey@"))
+        .collect();
+    assert!(lines.len() >= 12, "{lines:?}");
+}
+
+/// A Debian-archive install writes only into the cache: the system's apt lists and package
+/// cache are untouched, and the cache holds the binary and its libraries.
+#[test]
+fn a_debian_archive_install_stays_inside_the_cache() {
+    let listing = |dir: &str| -> Vec<(String, std::time::SystemTime)> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| {
+                        (
+                            e.file_name().to_string_lossy().into_owned(),
+                            e.metadata().and_then(|m| m.modified()).unwrap(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let system = [
+        "/var/lib/apt/lists",
+        "/var/cache/apt/archives",
+        "/var/lib/dpkg",
+    ];
+    let before: Vec<_> = system.iter().map(|d| listing(d)).collect();
+    let cache = tempfile::tempdir().unwrap();
+    let out = cachegate()
+        .args(["servers", "install", "valkey@8.0"])
+        .env("CACHEGATE_CACHE", cache.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let after: Vec<_> = system.iter().map(|d| listing(d)).collect();
+    assert_eq!(before, after, "the system's apt state changed");
+    let entry = cache.path().join("servers/valkey-8.0.1");
+    assert!(entry.join("bin/valkey-server").is_file());
+    assert!(entry.join("lib/libjemalloc.so.2").exists());
+    // Only the finished install is left: the private apt folder went with the staging dir.
+    let left: Vec<_> = std::fs::read_dir(cache.path().join("servers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(left, ["valkey-8.0.1"], "{left:?}");
+}

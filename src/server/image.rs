@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -190,12 +189,8 @@ fn root_files(server: &ProvisionedServer) -> Result<Vec<RootFile>, String> {
         source: server.binary.clone(),
         dest: format!("usr/local/bin/{}", server.family.binary_name()),
     }];
-    let mut ldd = Command::new("ldd");
-    ldd.arg(&server.binary);
-    if let Some(lib) = &server.lib_dir {
-        ldd.env("LD_LIBRARY_PATH", lib);
-    }
-    let out = ldd
+    let out = server
+        .list_libraries_command()
         .output()
         .map_err(|e| format!("cannot run ldd on {}: {e}", server.binary.display()))?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
@@ -225,9 +220,15 @@ fn parse_ldd(text: &str) -> Result<Vec<RootFile>, String> {
             if path == "not found" || path.is_empty() {
                 return Err(format!("ldd: library {soname} not found"));
             }
+            // A private loader lists itself as `/lib64/ld-linux-x86-64.so.2 => /its/path`: it
+            // goes where the binary's interpreter path points.
+            let dest = match soname.strip_prefix('/') {
+                Some(interpreter) => interpreter.to_string(),
+                None => format!("lib/x86_64-linux-gnu/{soname}"),
+            };
             files.push(RootFile {
                 source: PathBuf::from(path),
-                dest: format!("lib/x86_64-linux-gnu/{soname}"),
+                dest,
             });
         } else if line.starts_with('/') {
             let path = line.split(" (").next().unwrap_or("").trim();
@@ -339,6 +340,17 @@ mod tests {
             files[0].source,
             PathBuf::from("/c/redis/bin/../lib/libssl.so.1.1")
         );
+        // A private loader's `--list` names itself with its real path.
+        let private = parse_ldd(
+            "\tlibc.so.6 => /c/lib/libc.so.6 (0x7f)\n\
+             \t/lib64/ld-linux-x86-64.so.2 => /c/lib/ld-linux-x86-64.so.2 (0x7f)\n",
+        )
+        .unwrap();
+        assert_eq!(private[1].dest, "lib64/ld-linux-x86-64.so.2");
+        assert_eq!(
+            private[1].source,
+            PathBuf::from("/c/lib/ld-linux-x86-64.so.2")
+        );
         assert!(parse_ldd("\tlibfoo.so.1 => not found\n")
             .unwrap_err()
             .contains("libfoo.so.1"));
@@ -351,6 +363,7 @@ mod tests {
             version: "7.4.1".into(),
             binary: "/x".into(),
             lib_dir: None,
+            loader: None,
             source: String::new(),
         };
         let overrides = BTreeMap::from([

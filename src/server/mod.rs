@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod container;
 pub mod control;
+pub mod debian;
 pub mod image;
 pub mod process;
 pub mod provision;

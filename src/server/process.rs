@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use super::control;
@@ -131,11 +130,8 @@ impl ServerProcess {
             self.spec.config_text(self.port, &self.data_dir()),
         )
         .map_err(|e| Error::io("writing the server config", e))?;
-        let mut cmd = Command::new(&self.binary.binary);
+        let mut cmd = self.binary.command();
         cmd.arg(&config_path).current_dir(self.data_dir());
-        if let Some(lib) = &self.binary.lib_dir {
-            cmd.env("LD_LIBRARY_PATH", lib);
-        }
         let started = Instant::now();
         let child = ManagedChild::spawn(cmd, &self.log_path())
             .map_err(|e| self.fail(format!("cannot run {}: {e}", self.binary.binary.display())))?;

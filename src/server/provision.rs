@@ -12,6 +12,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use super::catalog::{CatalogEntry, LibsWheel, Source, CATALOG};
+use super::debian;
 use super::spec::{join_version, parse_version, Family, ServerRef};
 use crate::error::{Error, Result};
 
@@ -25,8 +26,59 @@ pub struct ProvisionedServer {
     /// Added to `LD_LIBRARY_PATH` when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lib_dir: Option<PathBuf>,
+    /// A private glibc loader the binary is run through (`LOADER --library-path LIB_DIR BINARY`),
+    /// for a binary built against a newer glibc than this OS has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loader: Option<PathBuf>,
     /// Where it came from, in words.
     pub source: String,
+}
+
+impl ProvisionedServer {
+    /// The command that runs this server (arguments are added by the caller): the binary with
+    /// its library folder, or its private loader with the binary as the program.
+    pub fn command(&self) -> Command {
+        match &self.loader {
+            Some(loader) => {
+                let mut cmd = Command::new(loader);
+                if let Some(lib) = &self.lib_dir {
+                    cmd.arg("--library-path").arg(lib);
+                }
+                cmd.arg(&self.binary);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new(&self.binary);
+                if let Some(lib) = &self.lib_dir {
+                    cmd.env("LD_LIBRARY_PATH", lib);
+                }
+                cmd
+            }
+        }
+    }
+
+    /// The command that lists the shared libraries the binary loads, in `ldd`'s format (the
+    /// private loader's `--list` when there is one: the system's would pick the wrong glibc).
+    pub fn list_libraries_command(&self) -> Command {
+        match &self.loader {
+            Some(loader) => {
+                let mut cmd = Command::new(loader);
+                if let Some(lib) = &self.lib_dir {
+                    cmd.arg("--library-path").arg(lib);
+                }
+                cmd.arg("--list").arg(&self.binary);
+                cmd
+            }
+            None => {
+                let mut cmd = Command::new("ldd");
+                cmd.arg(&self.binary);
+                if let Some(lib) = &self.lib_dir {
+                    cmd.env("LD_LIBRARY_PATH", lib);
+                }
+                cmd
+            }
+        }
+    }
 }
 
 pub struct Provisioner {
@@ -85,7 +137,7 @@ impl Provisioner {
     pub fn installed(&self, entry: &CatalogEntry) -> Option<PathBuf> {
         match entry.source {
             Source::Debian { path, .. } => Some(PathBuf::from(path)).filter(|p| p.exists()),
-            Source::Wheel(_) => {
+            Source::Wheel(_) | Source::DebArchive(_) => {
                 let bin = self
                     .entry_dir(entry)
                     .join("bin")
@@ -102,21 +154,22 @@ impl Provisioner {
             message,
         };
         if let Some(path) = self.user_paths.get(server) {
-            let lib_dir = None;
-            let version = verify(path, &lib_dir, server.family).map_err(fail)?;
+            let given = ProvisionedServer {
+                family: server.family,
+                version: String::new(),
+                binary: path.clone(),
+                lib_dir: None,
+                loader: None,
+                source: format!("user path {}", path.display()),
+            };
+            let version = verify(&given).map_err(fail)?;
             if !server.matches(&parse_version(&version).unwrap_or_default()) {
                 return Err(fail(format!(
                     "{} (from [server_paths]) reports version {version}",
                     path.display()
                 )));
             }
-            return Ok(ProvisionedServer {
-                family: server.family,
-                version,
-                binary: path.clone(),
-                lib_dir,
-                source: format!("user path {}", path.display()),
-            });
+            return Ok(ProvisionedServer { version, ..given });
         }
         let entry = Self::catalog_entry(server).ok_or_else(|| {
             let known: Vec<String> = CATALOG
@@ -147,6 +200,32 @@ impl Provisioner {
                     version: String::new(),
                     binary: path,
                     lib_dir: None,
+                    loader: None,
+                    source: entry.source.describe(),
+                }
+            }
+            Source::DebArchive(debs) => {
+                let dir = self.entry_dir(entry);
+                let bin = dir.join("bin").join(entry.family.binary_name());
+                if !bin.exists() {
+                    self.install_debs(entry, &dir).map_err(|m| {
+                        fail(format!(
+                            "{m}. Looked in {} and in Debian ({}). Check that apt-get can reach \
+                             the Debian mirror, or give a path in [server_paths]",
+                            dir.display(),
+                            debs.packages.join(" ")
+                        ))
+                    })?;
+                }
+                let lib = dir.join("lib");
+                ProvisionedServer {
+                    family: entry.family,
+                    version: String::new(),
+                    binary: bin,
+                    loader: debs
+                        .private_loader
+                        .then(|| lib.join("ld-linux-x86-64.so.2")),
+                    lib_dir: Some(lib),
                     source: entry.source.describe(),
                 }
             }
@@ -170,12 +249,12 @@ impl Provisioner {
                     version: String::new(),
                     binary: bin,
                     lib_dir,
+                    loader: None,
                     source: entry.source.describe(),
                 }
             }
         };
-        let version =
-            verify(&provisioned.binary, &provisioned.lib_dir, entry.family).map_err(fail)?;
+        let version = verify(&provisioned).map_err(fail)?;
         if version != entry.version {
             return Err(fail(format!(
                 "{} reports version {version}, the catalog expects {}",
@@ -221,6 +300,41 @@ impl Provisioner {
         match std::fs::rename(staging.path().join("stage"), dir) {
             Ok(()) => Ok(()),
             // Another process finished the same install first: use theirs.
+            Err(_) if dir.join("bin").join(entry.family.binary_name()).exists() => Ok(()),
+            Err(e) => Err(format!(
+                "cannot move the install into {}: {e}",
+                dir.display()
+            )),
+        }
+    }
+
+    /// Fetch the Debian packages with a private apt configuration, unpack them, and keep the
+    /// binary (`bin/`) and the libraries (`lib/`), atomically as for wheels.
+    fn install_debs(&self, entry: &CatalogEntry, dir: &Path) -> Result<(), String> {
+        let Source::DebArchive(debs) = &entry.source else {
+            unreachable!("install_debs is only called for Debian archive sources")
+        };
+        let parent = dir.parent().expect("entry dir has a parent");
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        let staging =
+            tempfile::tempdir_in(parent).map_err(|e| format!("cannot create a temp dir: {e}"))?;
+        let root = staging.path().join("root");
+        debian::fetch_and_unpack(debs.packages, staging.path(), &root)?;
+        let stage = staging.path().join("stage");
+        std::fs::create_dir_all(stage.join("bin")).map_err(|e| e.to_string())?;
+        let bin = stage.join("bin").join(entry.family.binary_name());
+        // The server is often a symlink to redis-check-rdb: copy the file it points to; the
+        // name it runs under (argv[0]) picks the server.
+        std::fs::copy(root.join(debs.member), &bin)
+            .map_err(|e| format!("{} is not in the packages: {e}", debs.member))?;
+        make_executable(&bin)?;
+        std::fs::rename(root.join("usr/lib/x86_64-linux-gnu"), stage.join("lib"))
+            .map_err(|e| format!("the packages hold no usr/lib/x86_64-linux-gnu: {e}"))?;
+        let note = format!("{}\n", entry.source.describe());
+        std::fs::write(stage.join("SOURCE"), note).map_err(|e| e.to_string())?;
+        match std::fs::rename(&stage, dir) {
+            Ok(()) => Ok(()),
             Err(_) if dir.join("bin").join(entry.family.binary_name()).exists() => Ok(()),
             Err(e) => Err(format!(
                 "cannot move the install into {}: {e}",
@@ -338,13 +452,11 @@ fn make_executable(path: &Path) -> Result<(), String> {
 }
 
 /// Run `BINARY --version` and return the version it reports (`v=7.4.1` → "7.4.1").
-pub fn verify(binary: &Path, lib_dir: &Option<PathBuf>, family: Family) -> Result<String, String> {
-    let mut cmd = Command::new(binary);
-    cmd.arg("--version");
-    if let Some(lib) = lib_dir {
-        cmd.env("LD_LIBRARY_PATH", lib);
-    }
-    let output = cmd
+pub fn verify(server: &ProvisionedServer) -> Result<String, String> {
+    let (binary, family) = (&server.binary, server.family);
+    let output = server
+        .command()
+        .arg("--version")
         .output()
         .map_err(|e| format!("cannot run {} --version: {e}", binary.display()))?;
     let text = String::from_utf8_lossy(&output.stdout).to_string()
