@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::config::matrix_file::{CellSelector, ExpectedOutcome, RuntimeKind};
 use crate::config::LoadedMatrix;
 use crate::error::{Error, Result};
-use crate::scenario::ScenarioConfig;
+use crate::scenario::{self, ScenarioConfig};
 use crate::server::{Persistence, ServerRef, ServerSettings, ServerSpec};
 use crate::stack::StackSpec;
 use crate::target::TargetSection;
@@ -101,6 +101,25 @@ pub struct Cell {
 pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
     let f = &m.file;
     let path = m.path.display();
+    let kind = m
+        .scenario
+        .kind
+        .as_ref()
+        .and_then(|k| scenario::kind_info(k.name()));
+    if kind.is_some_and(|k| k.needs_app)
+        && f.target.url.is_none()
+        && (f.axes.stack.is_empty() || f.axes.settings.is_empty())
+    {
+        return Err(Error::input_at(
+            &m.path,
+            &m.text,
+            f.scenario.span().start,
+            format!(
+                "{} on the bundled app needs `axes.stack` and `axes.settings` (or `[target] url`)",
+                kind.map_or("this scenario", |k| k.name)
+            ),
+        ));
+    }
     let mut axes_list = Vec::new();
     // Optional axes contribute one `None` when absent, so they do not empty the product.
     let optional = |values: Vec<String>| -> Vec<Option<String>> {

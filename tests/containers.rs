@@ -217,8 +217,9 @@ variant = "graceful"
     let kept = |id: &str| {
         let r = common::find_cell(&results, id);
         let p = r
-            .persistence
+            .check
             .as_ref()
+            .and_then(|c| c.persistence())
             .unwrap_or_else(|| panic!("{id}: no check: {}", r.verdict_reason));
         assert_eq!((p.before, p.unknown), (8, 0), "{id}: {p:?}");
         assert!(p.matches, "{id}: {p:?}");

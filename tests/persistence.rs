@@ -56,8 +56,9 @@ variant = "to-aof"
     assert_eq!(code, Some(0), "{text}");
     let kept = |id: &str| {
         let p = common::find_cell(&results, id)
-            .persistence
+            .check
             .as_ref()
+            .and_then(|c| c.persistence())
             .unwrap_or_else(|| panic!("{id}: no check"));
         assert_eq!((p.before, p.unknown), (8, 0), "{id}: {p:?}");
         assert!(p.matches, "{id}: {p:?}");
@@ -80,8 +81,9 @@ variant = "to-aof"
     }
     // Turning AOF on in the config loads only the (not yet existing) AOF: dump.rdb is ignored.
     let changed = common::find_cell(&results, "valkey@9.1/rdb/django-5.2/cache/to-aof")
-        .persistence
+        .check
         .as_ref()
+        .and_then(|c| c.persistence())
         .unwrap();
     assert_eq!(changed.restarted_with, "aof-everysec");
     assert_eq!(changed.expected.promise, Promise::Lose);
@@ -119,7 +121,14 @@ restart_persistence = "none"
     );
     let (code, text, results) = common::run_matrix(dir.path(), &body);
     assert_eq!(code, Some(0), "{text}");
-    let check = |id: &str| common::find_cell(&results, id).persistence.clone().unwrap();
+    let check = |id: &str| {
+        common::find_cell(&results, id)
+            .check
+            .as_ref()
+            .and_then(|c| c.persistence())
+            .cloned()
+            .unwrap()
+    };
     let aof = check("redis@7.4/aof-always/django-5.2/cache");
     assert_eq!(aof.expected.promise, Promise::Lose, "{aof:?}");
     assert_eq!((aof.before, aof.kept), (6, 0), "{aof:?}");
@@ -148,8 +157,10 @@ restart = "kill"
     for server in ["redis@6.2", "valkey@9.1"] {
         let check = |mode: &str| {
             common::find_cell(&results, &format!("{server}/{mode}"))
-                .persistence
-                .clone()
+                .check
+                .as_ref()
+                .and_then(|c| c.persistence())
+                .cloned()
                 .unwrap()
         };
         let always = check("aof-always");
@@ -212,7 +223,7 @@ logged_in_users = 4
     let (code, text, results) = common::run_matrix(dir.path(), &outage);
     assert_eq!(code, Some(0), "{text}");
     for r in &results {
-        let o = r.outage.as_ref().unwrap();
+        let o = r.check.as_ref().and_then(|c| c.outage()).unwrap();
         assert!((1.4..2.5).contains(&o.down_for_seconds), "{o:?}");
         // Both engines write the cache when they save a session: logins fail while redis is down.
         let login = o
@@ -301,8 +312,10 @@ value_size = 4096
     let (code, text, results) = common::run_matrix(dir.path(), &eviction);
     assert_eq!(code, Some(0), "{text}");
     let noeviction = common::find_cell(&results, "valkey@9.1/none/noeviction/django-5.2/cache")
-        .eviction
-        .clone()
+        .check
+        .as_ref()
+        .and_then(|c| c.eviction())
+        .cloned()
         .unwrap();
     assert_eq!(
         (noeviction.sessions_before, noeviction.sessions_kept),
@@ -317,8 +330,10 @@ value_size = 4096
     // clients' buffers count while they write), so it is reported, not asserted.
     assert_eq!(noeviction.logins_after_tried, 5);
     let volatile = common::find_cell(&results, "valkey@9.1/none/volatile-lru/django-5.2/cache")
-        .eviction
-        .clone()
+        .check
+        .as_ref()
+        .and_then(|c| c.eviction())
+        .cloned()
         .unwrap();
     assert_eq!(
         volatile.sessions_lost, 6,
@@ -327,7 +342,7 @@ value_size = 4096
     assert!(volatile.evicted_keys > 0);
     // New users are reported by the step they failed at: a refused login is not a failed read.
     for r in &results {
-        let e = r.eviction.as_ref().unwrap();
+        let e = r.check.as_ref().and_then(|c| c.eviction()).unwrap();
         let failed: u64 = e.failed_at.values().sum();
         assert!(failed <= e.logins_tried, "{e:?}");
         assert_eq!(
@@ -353,8 +368,10 @@ value_size = 4096
         &results,
         "valkey@9.1/none/volatile-lru/django-5.2/cached-db",
     )
-    .eviction
-    .clone()
+    .check
+    .as_ref()
+    .and_then(|c| c.eviction())
+    .cloned()
     .unwrap();
     assert_eq!(cached_db.expected.promise, Promise::Keep, "{cached_db:?}");
     assert_eq!(

@@ -258,20 +258,6 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
             }
         }
     }
-    use super::ScenarioKind::{CacheOps, Durability};
-    let needs_app = !matches!(scenario.kind, Some(CacheOps) | Some(Durability));
-    if needs_app
-        && file.target.url.is_none()
-        && (file.axes.stack.is_empty() || file.axes.settings.is_empty())
-    {
-        return Err(at(
-            file.scenario.span().start,
-            format!(
-                "{} on the bundled app needs `axes.stack` and `axes.settings` (or `[target] url`)",
-                scenario.kind.map_or("this scenario", |k| k.name())
-            ),
-        ));
-    }
     let mut labels = std::collections::BTreeSet::new();
     for variant in &file.axes.variant {
         let v = variant.get_ref();

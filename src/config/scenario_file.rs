@@ -20,27 +20,32 @@ pub enum RestartKind {
     Kill,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ScenarioKind {
-    CacheOps,
-    LoginFlow,
-    SessionPersistence,
-    Durability,
-    Outage,
-    Eviction,
-}
+/// A scenario kind's name as written (`kind = "cache-ops"`). Which names exist is the
+/// scenario registry's business (`scenario::KINDS`): it checks the name when it resolves.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ScenarioKind(String);
 
 impl ScenarioKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            ScenarioKind::CacheOps => "cache-ops",
-            ScenarioKind::LoginFlow => "login-flow",
-            ScenarioKind::SessionPersistence => "session-persistence",
-            ScenarioKind::Durability => "durability",
-            ScenarioKind::Outage => "outage",
-            ScenarioKind::Eviction => "eviction",
+    pub fn new(name: &str) -> ScenarioKind {
+        ScenarioKind(name.to_string())
+    }
+
+    pub fn name(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Written like a type name (`CacheOps` for `cache-ops`), as in cell listings.
+impl std::fmt::Debug for ScenarioKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for word in self.0.split('-') {
+            let mut chars = word.chars();
+            if let Some(first) = chars.next() {
+                write!(f, "{}{}", first.to_ascii_uppercase(), chars.as_str())?;
+            }
         }
+        Ok(())
     }
 }
 
@@ -146,59 +151,31 @@ pub struct ScenarioParams {
     pub logged_in_users: Option<u32>,
 }
 
-/// Fields that only some scenario kinds read: setting them for another kind is a mistake.
-const ONLY_FOR: &[(&str, &[ScenarioKind])] = {
-    use ScenarioKind::*;
-    &[
-        ("connections", &[CacheOps, Durability, Eviction]),
-        ("pipeline", &[CacheOps]),
-        ("ops", &[CacheOps]),
-        ("rate", &[CacheOps]),
-        ("warmup", &[CacheOps]),
-        ("keyspace", &[CacheOps, Eviction]),
-        ("fill", &[CacheOps]),
-        ("distribution", &[CacheOps]),
-        ("zipf_exponent", &[CacheOps]),
-        ("value_size", &[CacheOps, Durability, Eviction]),
-        ("ttl", &[CacheOps]),
-        ("seed", &[CacheOps]),
-        ("mix", &[CacheOps]),
-        (
-            "duration",
-            &[CacheOps, LoginFlow, Durability, Outage, Eviction],
-        ),
-        ("users", &[LoginFlow, SessionPersistence, Outage, Eviction]),
-        ("iterations", &[LoginFlow]),
-        ("reads", &[LoginFlow, Outage]),
-        ("hatch_rate", &[LoginFlow, Outage]),
-        ("restart", &[SessionPersistence, Durability]),
-        ("restart_delay", &[SessionPersistence, Durability]),
-        ("restart_persistence", &[SessionPersistence, Durability]),
-        ("down_at", &[Outage]),
-        ("down_for", &[Outage]),
-        ("recovery_timeout", &[Outage]),
-        ("expect_available", &[Outage]),
-        ("logged_in_users", &[Outage]),
-    ]
-};
-
 impl ScenarioParams {
-    /// Names of the fields that are set.
-    fn set_fields(&self) -> Vec<&'static str> {
-        let v = serde_json::to_value(self).expect("params serialize");
-        ONLY_FOR
-            .iter()
-            .map(|(name, _)| *name)
-            .filter(|name| v.get(name).is_some_and(|x| !x.is_null()))
-            .collect()
+    /// Fields every kind takes; each kind lists the others it reads (`scenario::Scenario::FIELDS`).
+    pub const ANY_KIND: &'static [&'static str] = &["op_timeout", "max_error_rate"];
+
+    /// As JSON, without the fields that only say where the parameters come from.
+    fn values(&self) -> serde_json::Map<String, serde_json::Value> {
+        let plain = ScenarioParams {
+            use_file: None,
+            label: None,
+            ..self.clone()
+        };
+        match serde_json::to_value(plain).expect("params serialize") {
+            serde_json::Value::Object(map) => map,
+            _ => unreachable!("params serialize to an object"),
+        }
     }
 
-    /// Reject fields that belong to another scenario kind.
-    pub fn check_applicable(&self, kind: ScenarioKind) -> Result<(), String> {
-        for field in self.set_fields() {
-            let owners = ONLY_FOR.iter().find(|(n, _)| *n == field).map(|(_, k)| *k);
-            if owners.is_some_and(|k| !k.contains(&kind)) {
-                return Err(format!("field `{field}` does not apply to {}", kind.name()));
+    /// Reject fields that `kind` does not read (`fields`, besides `ANY_KIND`).
+    pub fn check_applicable(&self, kind: &str, fields: &[&str]) -> Result<(), String> {
+        for (field, value) in self.values() {
+            if value.is_null() || field == "kind" || Self::ANY_KIND.contains(&field.as_str()) {
+                continue;
+            }
+            if !fields.contains(&field.as_str()) {
+                return Err(format!("field `{field}` does not apply to {kind}"));
             }
         }
         Ok(())
@@ -227,49 +204,19 @@ pub fn max_error_rate(value: Option<f64>) -> Result<f64, String> {
     }
 }
 
-macro_rules! overlay_fields {
-    ($base:expr, $top:expr, $($field:ident),*) => {
-        $( if $top.$field.is_some() { $base.$field = $top.$field.clone(); } )*
-    };
-}
-
 impl ScenarioParams {
     /// Fields set in `top` replace those in `self`.
     pub fn overlay(&self, top: &ScenarioParams) -> ScenarioParams {
-        let mut out = self.clone();
-        overlay_fields!(
-            out,
-            top,
-            kind,
-            connections,
-            pipeline,
-            duration,
-            ops,
-            warmup,
-            rate,
-            keyspace,
-            fill,
-            distribution,
-            zipf_exponent,
-            value_size,
-            ttl,
-            op_timeout,
-            max_error_rate,
-            seed,
-            mix,
-            users,
-            iterations,
-            reads,
-            hatch_rate,
-            restart,
-            restart_delay,
-            restart_persistence,
-            down_at,
-            down_for,
-            recovery_timeout,
-            expect_available,
-            logged_in_users
-        );
+        let mut merged = self.values();
+        for (field, value) in top.values() {
+            if !value.is_null() {
+                merged.insert(field, value);
+            }
+        }
+        let mut out: ScenarioParams =
+            serde_json::from_value(merged.into()).expect("params read back what they wrote");
+        out.use_file = self.use_file.clone();
+        out.label = self.label.clone();
         // A layer that sets how long to run replaces the other ways of saying it.
         if (top.ops.is_some() || top.iterations.is_some()) && top.duration.is_none() {
             out.duration = None;
@@ -304,5 +251,26 @@ mod tests {
             .unwrap_err()
             .contains("max_error_rate"));
         assert!(max_error_rate(Some(f64::NAN)).is_err());
+    }
+
+    #[test]
+    fn a_layer_replaces_only_the_fields_it_sets() {
+        let base: ScenarioParams = toml::from_str(
+            "kind = \"cache-ops\"\nconnections = 4\nops = 100\nmix = { get = 1 }\nlabel = \"x\"",
+        )
+        .unwrap();
+        let top: ScenarioParams =
+            toml::from_str("duration = \"2s\"\nrestart = \"kill\"\nttl = \"1m\"\nlabel = \"y\"")
+                .unwrap();
+        let out = base.overlay(&top);
+        assert_eq!(out.kind, Some(ScenarioKind::new("cache-ops")));
+        assert_eq!(out.connections, Some(4));
+        assert_eq!(out.mix, base.mix);
+        assert_eq!(out.duration, top.duration);
+        assert_eq!(out.ttl, top.ttl);
+        assert_eq!(out.restart, Some(RestartKind::Kill));
+        // `duration` replaces `ops`; the label is the base's own.
+        assert_eq!(out.ops, None);
+        assert_eq!(out.label.as_deref(), Some("x"));
     }
 }

@@ -20,21 +20,7 @@ pub struct GateOutcome {
 /// A metric's value in a cell, if the cell has it.
 pub fn value(metric: &Metric, r: &CellResult) -> Option<f64> {
     if CHECK_METRICS.contains(&metric.name.as_str()) {
-        return match metric.name.as_str() {
-            "lost" => r
-                .persistence
-                .as_ref()
-                .map(|p| p.lost as f64)
-                .or(r.eviction.as_ref().map(|e| e.sessions_lost as f64)),
-            "sessions_lost" => r
-                .persistence
-                .as_ref()
-                .filter(|p| p.subject == "sessions")
-                .map(|p| p.lost as f64)
-                .or(r.eviction.as_ref().map(|e| e.sessions_lost as f64)),
-            "logins_refused" => r.eviction.as_ref().map(|e| e.logins_refused as f64),
-            _ => r.outage.as_ref().map(|o| o.recovery_seconds),
-        };
+        return r.check.as_ref().and_then(|c| c.metric(&metric.name));
     }
     let op = r
         .ops

@@ -99,12 +99,10 @@ pub fn view(r: &CellResult, judgement: &Judgement) -> CellView {
     }
 }
 
-/// Which numbers head the row depends on what the cell is about:
-/// - eviction: the sessions beside the fill, which the check column states; the fill's
-///   throughput and refused writes are traffic the cell makes, not what it measures.
-/// - sessions across a restart: the lost sessions are the outcome (in the check column), not
-///   errors; only other failed requests count as errors.
-/// - everything else: all operations together.
+/// Which numbers head the row depends on what the cell is about, as its check says
+/// (`CheckView::shows_load`, `outcome_failures`): eviction shows none (the fill is traffic the
+/// cell makes, not what it measures); lost sessions across a restart are the outcome, not
+/// errors; everything else shows all operations together.
 fn headline(r: &CellResult) -> Headline {
     let Some(t) = r.total() else {
         return Headline::default();
@@ -112,74 +110,23 @@ fn headline(r: &CellResult) -> Headline {
     if r.verdict == Verdict::Error && t.ok == 0 {
         return Headline::default();
     }
-    if r.eviction.is_some() {
+    if r.check.as_ref().is_some_and(|c| !c.shows_load()) {
         return Headline::default();
     }
-    let lost_sessions = r
-        .persistence
-        .as_ref()
-        .filter(|p| p.subject == "sessions")
-        .map_or(0, |p| p.lost);
+    let outcome = r.check.as_ref().map_or(0, |c| c.outcome_failures());
     Headline {
         throughput: Some(t.throughput),
         p50_us: Some(t.waited().p50_us),
         p99_us: Some(t.waited().p99_us),
         p999_us: Some(t.waited().p999_us),
-        errors: Some(t.errors.saturating_sub(lost_sessions)),
+        errors: Some(t.errors.saturating_sub(outcome)),
         latency_with_failures: t.latency_with_failures.is_some(),
     }
 }
 
 /// One phrase for what a verification scenario found.
 pub fn check(r: &CellResult) -> String {
-    if let Some(p) = &r.persistence {
-        let note = if p.expected.not_separable.is_some() {
-            ", fsync not separable"
-        } else {
-            ""
-        };
-        return format!(
-            "{}/{} {} kept (expect {:?}{note})",
-            p.kept, p.before, p.subject, p.expected.promise
-        )
-        .to_lowercase();
-    }
-    if let Some(o) = &r.outage {
-        let failed: u64 = o.during.iter().map(|s| s.errors).sum();
-        let served: u64 = o.during.iter().map(|s| s.ok).sum();
-        let back = if o.recovered {
-            format!("login back in {:.2}s", o.recovery_seconds)
-        } else {
-            "did not recover".into()
-        };
-        let logged_in = o
-            .logged_in
-            .as_ref()
-            .map(|l| {
-                let d = &l.during;
-                format!(
-                    "; logged-in users while down: {} ok, {} logged out, {} failed",
-                    d.ok, d.logged_out, d.failed
-                )
-            })
-            .unwrap_or_default();
-        return format!(
-            "down {:.1}s: {served} ok, {failed} failed; {back}{logged_in}",
-            o.down_for_seconds
-        );
-    }
-    if let Some(e) = &r.eviction {
-        return format!(
-            "{}/{} sessions kept, new users failed at {}, {} evicted; fill {} written, {} refused",
-            e.sessions_kept,
-            e.sessions_before,
-            e.failed_during(),
-            e.evicted_keys,
-            e.fill_ok,
-            e.fill_errors
-        );
-    }
-    String::new()
+    r.check.as_ref().map(|c| c.summary()).unwrap_or_default()
 }
 
 /// A headline number, or "-" where none applies.

@@ -14,7 +14,8 @@ pub use latency::LatencySummary;
 pub use store::RunDir;
 
 /// Bumped when a field changes meaning or disappears; additions keep the version.
-pub const SCHEMA: &str = "cachegate.cell/1";
+/// 2: the verification fields `persistence`, `outage`, `eviction` became one tagged `check`.
+pub const SCHEMA: &str = "cachegate.cell/2";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -198,13 +199,10 @@ pub struct CellResult {
     /// CPU seconds (user + system) the harness process spent while the scenario ran.
     #[serde(default)]
     pub harness_cpu_seconds: f64,
-    /// session-persistence and durability: what survived the restart, against the promise.
+    /// Verification scenarios: what they found against what was promised, tagged by `kind`
+    /// (schema 1 had one field per kind instead: see `checks::upgrade_legacy`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub persistence: Option<checks::PersistenceCheck>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outage: Option<checks::OutageReport>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eviction: Option<checks::EvictionReport>,
+    pub check: Option<checks::Check>,
     /// The matrix's `[gates]`, recorded so gates can be checked from results alone.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gates: crate::config::gates::Gates,

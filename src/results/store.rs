@@ -279,11 +279,13 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<CellResult>> {
         if line.trim().is_empty() {
             continue;
         }
-        let result = serde_json::from_str(&line).map_err(|e| Error::Input {
+        let bad = |e: serde_json::Error| Error::Input {
             location: format!("{}:{}:{}", path.display(), i + 1, e.column()),
             message: format!("not a cell result: {e}"),
-        })?;
-        out.push(result);
+        };
+        let mut value = serde_json::from_str(&line).map_err(bad)?;
+        super::checks::upgrade_legacy(&mut value);
+        out.push(serde_json::from_value(value).map_err(bad)?);
     }
     Ok(out)
 }

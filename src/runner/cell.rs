@@ -139,9 +139,7 @@ fn new_result(cell: &Cell, ctx: &CellContext<'_>) -> CellResult {
         app_exceptions: vec![],
         http_status: Default::default(),
         harness_cpu_seconds: 0.0,
-        persistence: None,
-        outage: None,
-        eviction: None,
+        check: None,
         gates: cell.gates.clone(),
         cachegate_version: env!("CARGO_PKG_VERSION").to_string(),
         host: ctx.host.clone(),
@@ -260,9 +258,7 @@ pub async fn run_cell(
     result.errors = output.errors;
     result.timeline = output.timeline;
     result.http_status = output.http_status;
-    result.persistence = output.persistence;
-    result.outage = output.outage;
-    result.eviction = output.eviction;
+    result.check = output.check;
     if ctx.cancel.is_cancelled() {
         let reason = interrupted_reason(ctx, "before the cell finished");
         return infra(result, reason);

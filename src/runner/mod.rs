@@ -11,12 +11,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use crate::config::gates::CHECK_METRICS;
-use crate::config::{LoadedMatrix, ScenarioKind};
+use crate::config::LoadedMatrix;
 use crate::error::{Error, Result};
 use crate::host::HostInfo;
 use crate::matrix::{self, Cell};
 use crate::results::store::{PlannedCell, RunEnd, RunInfo, RunOutcome};
 use crate::results::{CellResult, RunDir};
+use crate::scenario;
 use crate::server::{ProvisionedServer, Provisioner};
 use crate::stack::{self, ProvisionedStack};
 
@@ -73,36 +74,23 @@ pub fn select_cells(matrices: &[LoadedMatrix], filters: &[String]) -> Result<Vec
     Ok(cells)
 }
 
-/// What a scenario kind measures: its operation (or step) names, `None` when they vary, and the
-/// verification metrics it reports. A gate on anything else could never be checked.
-fn produced_metrics(
-    kind: ScenarioKind,
-) -> (Option<&'static [&'static str]>, &'static [&'static str]) {
-    use crate::scenario::{durability, login_flow, session_persistence, workload};
-    match kind {
-        ScenarioKind::CacheOps => (Some(workload::OP_NAMES), &[]),
-        ScenarioKind::LoginFlow => (Some(login_flow::STEP_NAMES), &[]),
-        ScenarioKind::Outage => (Some(login_flow::STEP_NAMES), &["recovery_seconds"]),
-        ScenarioKind::SessionPersistence => {
-            (Some(session_persistence::STEPS), &["lost", "sessions_lost"])
-        }
-        ScenarioKind::Durability => (Some(durability::STEPS), &["lost"]),
-        ScenarioKind::Eviction => (None, &["lost", "sessions_lost", "logins_refused"]),
-    }
-}
-
 /// Every `[gates]` metric names something the matrix's scenario produces.
 fn check_gate_metrics(m: &LoadedMatrix) -> Result<()> {
-    let Some(kind) = m.scenario.kind else {
+    let Some(kind) = m
+        .scenario
+        .kind
+        .as_ref()
+        .and_then(|k| scenario::kind_info(k.name()))
+    else {
         return Ok(());
     };
-    let (ops, checks) = produced_metrics(kind);
+    let (ops, checks) = (kind.ops, kind.check_metrics);
     for metric in m.file.gates.keys() {
         let problem = if CHECK_METRICS.contains(&metric.name.as_str()) {
             (!checks.contains(&metric.name.as_str())).then(|| {
                 format!(
                     "{} reports {}",
-                    kind.name(),
+                    kind.name,
                     if checks.is_empty() {
                         "no verification metric".to_string()
                     } else {
@@ -115,7 +103,7 @@ fn check_gate_metrics(m: &LoadedMatrix) -> Result<()> {
                 (Some(op), Some(ops)) if op != "all" && !ops.contains(&op.as_str()) => {
                     Some(format!(
                         "{} measures the operations {} (and `all`)",
-                        kind.name(),
+                        kind.name,
                         ops.join(", ")
                     ))
                 }

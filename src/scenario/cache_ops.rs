@@ -723,6 +723,52 @@ fn window_notes(cfg: &CacheOpsConfig, window: f64, measured: u64) -> Vec<String>
 /// Open loop: the share of `rate` that counts as holding it.
 const RATE_HELD: f64 = 0.95;
 
+impl super::Scenario for CacheOpsConfig {
+    const KIND: &'static str = "cache-ops";
+    const FIELDS: &'static [&'static str] = &[
+        "connections",
+        "pipeline",
+        "ops",
+        "rate",
+        "warmup",
+        "keyspace",
+        "fill",
+        "distribution",
+        "zipf_exponent",
+        "value_size",
+        "ttl",
+        "seed",
+        "mix",
+        "duration",
+    ];
+    const NEEDS_APP: bool = false;
+    const OPS: Option<&'static [&'static str]> = Some(OP_NAMES);
+
+    fn from_params(p: &ScenarioParams) -> Result<Self, String> {
+        CacheOpsConfig::resolve(p)
+    }
+    fn planned_seconds(&self) -> u64 {
+        match self.length {
+            RunLength::Duration(d) => (d.0 + self.warmup.0).as_secs(),
+            RunLength::Ops(_) => 0,
+        }
+    }
+    fn connections(&self) -> u64 {
+        self.connections as u64
+    }
+    async fn run(&self, env: &mut super::CellEnv<'_>) -> ScenarioOutput {
+        let endpoint = env.server.endpoint();
+        run(
+            self,
+            &endpoint,
+            &env.key_prefix,
+            env.cancel.clone(),
+            env.progress.clone(),
+        )
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -188,3 +188,28 @@ pub async fn run(cfg: &DurabilityConfig, env: &mut CellEnv<'_>) -> ScenarioOutpu
     };
     finish(rec, timeline, start, check, restart.err(), before)
 }
+
+impl super::Scenario for DurabilityConfig {
+    const KIND: &'static str = "durability";
+    const FIELDS: &'static [&'static str] = &[
+        "connections",
+        "value_size",
+        "duration",
+        "restart",
+        "restart_delay",
+        "restart_persistence",
+    ];
+    const NEEDS_APP: bool = false;
+    const OPS: Option<&'static [&'static str]> = Some(STEPS);
+    const CHECK_METRICS: &'static [&'static str] = &["lost"];
+
+    fn from_params(p: &ScenarioParams) -> Result<Self, String> {
+        DurabilityConfig::resolve(p)
+    }
+    fn planned_seconds(&self) -> u64 {
+        self.duration.0.as_secs()
+    }
+    async fn run(&self, env: &mut CellEnv<'_>) -> ScenarioOutput {
+        run(self, env).await
+    }
+}

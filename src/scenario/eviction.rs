@@ -18,6 +18,7 @@ use super::promise::{self, Promise};
 use super::{CellEnv, ScenarioOutput};
 use crate::config::scenario_file::{OpMix, ScenarioParams, ValueSize};
 use crate::config::{HumanDuration, ScenarioKind};
+use crate::results::checks::Check;
 use crate::results::checks::EvictionReport;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -32,7 +33,7 @@ pub struct EvictionConfig {
 impl EvictionConfig {
     pub fn resolve(p: &ScenarioParams) -> Result<Self, String> {
         let mut fill = p.clone();
-        fill.kind = Some(ScenarioKind::CacheOps);
+        fill.kind = Some(ScenarioKind::new(<CacheOpsConfig as super::Scenario>::KIND));
         fill.users = None;
         fill.mix = Some(OpMix {
             set: 1,
@@ -165,7 +166,7 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         measured_seconds: started.elapsed().as_secs_f64(),
         passed: matches,
         reason,
-        eviction: Some(report),
+        check: Some(Check::Eviction(report)),
         ..fill_out
     }
 }
@@ -210,4 +211,29 @@ async fn evicted_keys(env: &CellEnv<'_>) -> u64 {
         .find_map(|l| l.strip_prefix("evicted_keys:"))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+impl super::Scenario for EvictionConfig {
+    const KIND: &'static str = "eviction";
+    const FIELDS: &'static [&'static str] =
+        &["connections", "keyspace", "value_size", "duration", "users"];
+    const NEEDS_APP: bool = true;
+    const OPS: Option<&'static [&'static str]> = None;
+    const CHECK_METRICS: &'static [&'static str] = &["lost", "sessions_lost", "logins_refused"];
+
+    fn from_params(p: &ScenarioParams) -> Result<Self, String> {
+        EvictionConfig::resolve(p)
+    }
+    fn planned_seconds(&self) -> u64 {
+        match self.fill.length {
+            cache_ops::RunLength::Duration(d) => d.0.as_secs(),
+            cache_ops::RunLength::Ops(_) => 0,
+        }
+    }
+    fn connections(&self) -> u64 {
+        self.fill.connections as u64
+    }
+    async fn run(&self, env: &mut CellEnv<'_>) -> ScenarioOutput {
+        run(self, env).await
+    }
 }

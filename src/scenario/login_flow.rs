@@ -543,3 +543,40 @@ fn summarize(flow: &Flow, cfg: &LoginFlowConfig, goose_error: Option<String>) ->
         ..Default::default()
     }
 }
+
+impl LoginFlowConfig {
+    /// Seconds the flow is planned to take (0: a number of iterations).
+    pub fn planned_seconds(&self) -> u64 {
+        match self.length {
+            FlowLength::Duration(d) => d.0.as_secs(),
+            FlowLength::Iterations(_) => 0,
+        }
+    }
+}
+
+impl super::Scenario for LoginFlowConfig {
+    const KIND: &'static str = "login-flow";
+    const FIELDS: &'static [&'static str] =
+        &["duration", "users", "iterations", "reads", "hatch_rate"];
+    const NEEDS_APP: bool = true;
+    const OPS: Option<&'static [&'static str]> = Some(STEP_NAMES);
+
+    fn from_params(p: &ScenarioParams) -> Result<Self, String> {
+        LoginFlowConfig::resolve(p)
+    }
+    fn planned_seconds(&self) -> u64 {
+        LoginFlowConfig::planned_seconds(self)
+    }
+    async fn run(&self, env: &mut super::CellEnv<'_>) -> ScenarioOutput {
+        let base = env.app_url.clone().expect("HTTP scenarios get an app");
+        run(
+            self,
+            &base,
+            env.target,
+            &env.user_tag,
+            env.cancel.clone(),
+            env.progress.clone(),
+        )
+        .await
+    }
+}

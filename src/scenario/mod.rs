@@ -1,5 +1,11 @@
-//! Scenarios: what load or verification a cell runs. Each kind resolves its parameters from
-//! `ScenarioParams` and produces a `ScenarioOutput` in the shared results model.
+//! Scenarios: what load or verification a cell runs. Each kind lives in its own file: its
+//! resolved configuration implements `Scenario` (parameters, whether it needs the app, planned
+//! length, connections, gate metrics, run) and produces a `ScenarioOutput`; a verification kind
+//! puts what it found in a `results::checks::Check`.
+//!
+//! Adding a kind: its file here (implementing `Scenario`), one line in `scenarios!` below, and,
+//! if it reports a check, its shape in `results/checks/` with one line in `checks!` there. New
+//! parameters are fields of `config::ScenarioParams`, where the file format is written down.
 
 pub mod browser;
 pub mod cache_ops;
@@ -12,15 +18,124 @@ pub mod resp;
 pub mod session_persistence;
 pub mod workload;
 
+use std::future::Future;
+
 use serde::Serialize;
 
 use crate::config::{ScenarioKind, ScenarioParams};
 use crate::results::{ErrorCount, OpCounts, OpStats, TimelinePoint};
 
-/// A scenario with all parameters resolved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum ScenarioConfig {
+/// One scenario kind, implemented by its resolved configuration in the kind's own file. A new
+/// kind implements this and is listed once in `scenarios!` below; what it found after the run
+/// goes in a `results::checks::Check` variant (its shape, gate metrics and report rows).
+pub trait Scenario: Sized {
+    /// Its `kind` in scenario files.
+    const KIND: &'static str;
+    /// The `ScenarioParams` fields it reads, besides those every kind takes
+    /// (`ScenarioParams::ANY_KIND`); the others are refused when set.
+    const FIELDS: &'static [&'static str];
+    /// Does it talk to a web app (bundled or external)?
+    const NEEDS_APP: bool;
+    /// The operation (or step) names it measures, `None` when they vary: a gate on another
+    /// operation could never be checked.
+    const OPS: Option<&'static [&'static str]>;
+    /// The verification metrics (`config::gates::CHECK_METRICS`) its check reports.
+    const CHECK_METRICS: &'static [&'static str] = &[];
+
+    /// Fill in defaults and check ranges.
+    fn from_params(p: &ScenarioParams) -> Result<Self, String>;
+    /// Seconds it is planned to take, for the progress bar (0: unknown).
+    fn planned_seconds(&self) -> u64 {
+        0
+    }
+    /// Connections it opens to the server at once, for the file-descriptor check.
+    fn connections(&self) -> u64 {
+        0
+    }
+    /// Run against a cell's server (and app).
+    fn run(&self, env: &mut CellEnv<'_>) -> impl Future<Output = ScenarioOutput>;
+}
+
+/// What the harness knows about a kind before any cell runs.
+#[derive(Debug)]
+pub struct KindInfo {
+    pub name: &'static str,
+    pub fields: &'static [&'static str],
+    pub needs_app: bool,
+    pub ops: Option<&'static [&'static str]>,
+    pub check_metrics: &'static [&'static str],
+}
+
+impl KindInfo {
+    const fn of<T: Scenario>() -> KindInfo {
+        KindInfo {
+            name: T::KIND,
+            fields: T::FIELDS,
+            needs_app: T::NEEDS_APP,
+            ops: T::OPS,
+            check_metrics: T::CHECK_METRICS,
+        }
+    }
+}
+
+/// The registry: each kind's variant and configuration type, once. Generates `ScenarioConfig`
+/// (a scenario with all parameters resolved) and `KINDS`.
+macro_rules! scenarios {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// A scenario with all parameters resolved.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(untagged)]
+        pub enum ScenarioConfig {
+            $($variant($ty)),*
+        }
+
+        /// Every scenario kind.
+        pub const KINDS: &[KindInfo] = &[$(KindInfo::of::<$ty>()),*];
+
+        impl ScenarioConfig {
+            fn from_kind(kind: &str, p: &ScenarioParams) -> Option<Result<Self, String>> {
+                $(
+                    if kind == <$ty as Scenario>::KIND {
+                        return Some(<$ty as Scenario>::from_params(p).map(ScenarioConfig::$variant));
+                    }
+                )*
+                None
+            }
+
+            pub fn info(&self) -> &'static KindInfo {
+                match self {
+                    $(ScenarioConfig::$variant(_) => {
+                        const INFO: KindInfo = KindInfo::of::<$ty>();
+                        &INFO
+                    })*
+                }
+            }
+
+            /// Seconds the scenario is planned to take, for the progress bar (0: unknown).
+            pub fn planned_seconds(&self) -> u64 {
+                match self {
+                    $(ScenarioConfig::$variant(c) => c.planned_seconds()),*
+                }
+            }
+
+            /// Connections the scenario opens to the server at once, for the file-descriptor check.
+            pub fn connections(&self) -> u64 {
+                match self {
+                    $(ScenarioConfig::$variant(c) => c.connections()),*
+                }
+            }
+
+            /// Run against a cell's server (and app).
+            pub async fn run(&self, env: &mut CellEnv<'_>) -> ScenarioOutput {
+                match self {
+                    $(ScenarioConfig::$variant(c) => c.run(env).await),*
+                }
+            }
+        }
+    };
+}
+
+scenarios! {
     CacheOps(cache_ops::CacheOpsConfig),
     LoginFlow(login_flow::LoginFlowConfig),
     SessionPersistence(session_persistence::SessionPersistenceConfig),
@@ -29,118 +144,35 @@ pub enum ScenarioConfig {
     Eviction(eviction::EvictionConfig),
 }
 
+/// A kind by its name in scenario files.
+pub fn kind_info(name: &str) -> Option<&'static KindInfo> {
+    KINDS.iter().find(|k| k.name == name)
+}
+
 impl ScenarioConfig {
     pub fn resolve(p: &ScenarioParams) -> Result<Self, String> {
-        if let Some(kind) = p.kind {
-            p.check_applicable(kind)?;
-        }
-        match p.kind {
-            Some(ScenarioKind::LoginFlow) => {
-                login_flow::LoginFlowConfig::resolve(p).map(ScenarioConfig::LoginFlow)
-            }
-            Some(ScenarioKind::CacheOps) => {
-                cache_ops::CacheOpsConfig::resolve(p).map(ScenarioConfig::CacheOps)
-            }
-            Some(ScenarioKind::SessionPersistence) => {
-                session_persistence::SessionPersistenceConfig::resolve(p)
-                    .map(ScenarioConfig::SessionPersistence)
-            }
-            Some(ScenarioKind::Durability) => {
-                durability::DurabilityConfig::resolve(p).map(ScenarioConfig::Durability)
-            }
-            Some(ScenarioKind::Outage) => {
-                outage::OutageConfig::resolve(p).map(ScenarioConfig::Outage)
-            }
-            Some(ScenarioKind::Eviction) => {
-                eviction::EvictionConfig::resolve(p).map(ScenarioConfig::Eviction)
-            }
-            None => Err("field `kind` missing".into()),
-        }
+        let Some(kind) = &p.kind else {
+            return Err("field `kind` missing".into());
+        };
+        let info = kind_info(kind.name()).ok_or_else(|| {
+            let known: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
+            format!(
+                "field `kind`: unknown scenario kind `{}` (known: {})",
+                kind.name(),
+                known.join(", ")
+            )
+        })?;
+        p.check_applicable(info.name, info.fields)?;
+        ScenarioConfig::from_kind(info.name, p).expect("every registered kind resolves")
     }
 
     pub fn kind(&self) -> ScenarioKind {
-        match self {
-            ScenarioConfig::CacheOps(_) => ScenarioKind::CacheOps,
-            ScenarioConfig::LoginFlow(_) => ScenarioKind::LoginFlow,
-            ScenarioConfig::SessionPersistence(_) => ScenarioKind::SessionPersistence,
-            ScenarioConfig::Durability(_) => ScenarioKind::Durability,
-            ScenarioConfig::Outage(_) => ScenarioKind::Outage,
-            ScenarioConfig::Eviction(_) => ScenarioKind::Eviction,
-        }
+        ScenarioKind::new(self.info().name)
     }
 
     /// Does this scenario talk to a web app (bundled or external)?
     pub fn needs_app(&self) -> bool {
-        !matches!(
-            self,
-            ScenarioConfig::CacheOps(_) | ScenarioConfig::Durability(_)
-        )
-    }
-
-    /// Seconds the scenario is planned to take, for the progress bar (0: unknown).
-    pub fn planned_seconds(&self) -> u64 {
-        match self {
-            ScenarioConfig::CacheOps(c) => match c.length {
-                cache_ops::RunLength::Duration(d) => (d.0 + c.warmup.0).as_secs(),
-                cache_ops::RunLength::Ops(_) => 0,
-            },
-            ScenarioConfig::LoginFlow(c) => match c.length {
-                login_flow::FlowLength::Duration(d) => d.0.as_secs(),
-                login_flow::FlowLength::Iterations(_) => 0,
-            },
-            ScenarioConfig::Outage(c) => match c.flow.length {
-                login_flow::FlowLength::Duration(d) => d.0.as_secs(),
-                login_flow::FlowLength::Iterations(_) => 0,
-            },
-            ScenarioConfig::Durability(c) => c.duration.0.as_secs(),
-            ScenarioConfig::Eviction(c) => match c.fill.length {
-                cache_ops::RunLength::Duration(d) => d.0.as_secs(),
-                cache_ops::RunLength::Ops(_) => 0,
-            },
-            ScenarioConfig::SessionPersistence(_) => 0,
-        }
-    }
-
-    /// Connections the scenario opens to the server at once, for the file-descriptor check.
-    pub fn connections(&self) -> u64 {
-        match self {
-            ScenarioConfig::CacheOps(c) => c.connections as u64,
-            ScenarioConfig::Eviction(c) => c.fill.connections as u64,
-            _ => 0,
-        }
-    }
-
-    /// Run against a cell's server (and app).
-    pub async fn run(&self, env: &mut CellEnv<'_>) -> ScenarioOutput {
-        match self {
-            ScenarioConfig::CacheOps(cfg) => {
-                let endpoint = env.server.endpoint();
-                cache_ops::run(
-                    cfg,
-                    &endpoint,
-                    &env.key_prefix,
-                    env.cancel.clone(),
-                    env.progress.clone(),
-                )
-                .await
-            }
-            ScenarioConfig::LoginFlow(cfg) => {
-                let base = env.app_url.clone().expect("HTTP scenarios get an app");
-                login_flow::run(
-                    cfg,
-                    &base,
-                    env.target,
-                    &env.user_tag,
-                    env.cancel.clone(),
-                    env.progress.clone(),
-                )
-                .await
-            }
-            ScenarioConfig::SessionPersistence(cfg) => session_persistence::run(cfg, env).await,
-            ScenarioConfig::Durability(cfg) => durability::run(cfg, env).await,
-            ScenarioConfig::Outage(cfg) => outage::run(cfg, env).await,
-            ScenarioConfig::Eviction(cfg) => eviction::run(cfg, env).await,
-        }
+        self.info().needs_app
     }
 }
 
@@ -174,7 +206,48 @@ pub struct ScenarioOutput {
     pub reason: String,
     /// HTTP responses by status code (HTTP scenarios).
     pub http_status: std::collections::BTreeMap<String, u64>,
-    pub persistence: Option<crate::results::checks::PersistenceCheck>,
-    pub outage: Option<crate::results::checks::OutageReport>,
-    pub eviction: Option<crate::results::checks::EvictionReport>,
+    /// What a verification scenario found, against what was promised.
+    pub check: Option<crate::results::checks::Check>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_name_and_reads_real_fields() {
+        let params = serde_json::to_value(ScenarioParams::default()).unwrap();
+        let real = params.as_object().unwrap();
+        let mut names = std::collections::BTreeSet::new();
+        for kind in KINDS {
+            assert!(names.insert(kind.name), "{} registered twice", kind.name);
+            for field in kind.fields {
+                assert!(
+                    real.contains_key(*field),
+                    "{}: no field `{field}`",
+                    kind.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn resolving_names_unknown_kinds_and_refuses_other_kinds_fields() {
+        let with = |kind: &str, users: Option<u32>| ScenarioParams {
+            kind: Some(ScenarioKind::new(kind)),
+            users,
+            ..Default::default()
+        };
+        let err = ScenarioConfig::resolve(&with("bogus", None)).unwrap_err();
+        assert!(err.contains("unknown scenario kind `bogus`"), "{err}");
+        assert!(err.contains("cache-ops"), "{err}");
+        assert_eq!(
+            ScenarioConfig::resolve(&with("cache-ops", Some(3))).unwrap_err(),
+            "field `users` does not apply to cache-ops"
+        );
+        let login = ScenarioConfig::resolve(&with("login-flow", Some(3))).unwrap();
+        assert_eq!(format!("{:?}", login.kind()), "LoginFlow");
+        assert!(login.needs_app());
+        assert_eq!(login.info().ops, Some(login_flow::STEP_NAMES));
+    }
 }

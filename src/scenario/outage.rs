@@ -19,7 +19,7 @@ use super::{CellEnv, ScenarioOutput};
 use crate::config::scenario_file::ScenarioParams;
 use crate::config::HumanDuration;
 use crate::results::checks::{
-    LoggedInUsers, OutageReport, ReadsInSecond, ReadsSeen, StepDuringOutage,
+    Check, LoggedInUsers, OutageReport, ReadsInSecond, ReadsSeen, StepDuringOutage,
 };
 use crate::server::StopKind;
 
@@ -180,7 +180,7 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
     } else {
         problems.join("; ")
     };
-    output.outage = Some(report);
+    output.check = Some(Check::Outage(report));
     output
 }
 
@@ -307,5 +307,33 @@ fn logged_in_users(reads: &[Read], users: u32, down: Duration, up: Duration) -> 
         during,
         after,
         per_second: per_second.into_values().collect(),
+    }
+}
+
+impl super::Scenario for OutageConfig {
+    const KIND: &'static str = "outage";
+    const FIELDS: &'static [&'static str] = &[
+        "duration",
+        "users",
+        "reads",
+        "hatch_rate",
+        "down_at",
+        "down_for",
+        "recovery_timeout",
+        "expect_available",
+        "logged_in_users",
+    ];
+    const NEEDS_APP: bool = true;
+    const OPS: Option<&'static [&'static str]> = Some(STEP_NAMES);
+    const CHECK_METRICS: &'static [&'static str] = &["recovery_seconds"];
+
+    fn from_params(p: &ScenarioParams) -> Result<Self, String> {
+        OutageConfig::resolve(p)
+    }
+    fn planned_seconds(&self) -> u64 {
+        self.flow.planned_seconds()
+    }
+    async fn run(&self, env: &mut CellEnv<'_>) -> ScenarioOutput {
+        run(self, env).await
     }
 }

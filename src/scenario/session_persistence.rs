@@ -13,7 +13,7 @@ use super::promise::{self, RestartKind};
 use super::{CellEnv, ScenarioOutput};
 use crate::config::scenario_file::{at_least_one, ScenarioParams};
 use crate::config::HumanDuration;
-use crate::results::checks::PersistenceCheck;
+use crate::results::checks::{Check, PersistenceCheck};
 use crate::results::recorder::{Recorder, Timeline};
 use crate::server::Persistence;
 
@@ -253,7 +253,23 @@ pub fn finish(
         measured_seconds: window,
         passed,
         reason,
-        persistence: Some(check),
+        check: Some(Check::Persistence(check)),
         ..Default::default()
+    }
+}
+
+impl super::Scenario for SessionPersistenceConfig {
+    const KIND: &'static str = "session-persistence";
+    const FIELDS: &'static [&'static str] =
+        &["users", "restart", "restart_delay", "restart_persistence"];
+    const NEEDS_APP: bool = true;
+    const OPS: Option<&'static [&'static str]> = Some(STEPS);
+    const CHECK_METRICS: &'static [&'static str] = &["lost", "sessions_lost"];
+
+    fn from_params(p: &ScenarioParams) -> Result<Self, String> {
+        SessionPersistenceConfig::resolve(p)
+    }
+    async fn run(&self, env: &mut CellEnv<'_>) -> ScenarioOutput {
+        run(self, env).await
     }
 }

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+mod checks;
+
 use super::charts::{self, Series};
 use super::model::CellView;
 use super::summary::Summary;
@@ -122,7 +124,7 @@ pub fn render(
     signatures(&mut h, summary);
     gates_and_baseline(&mut h, summary);
     charts_section(&mut h, results);
-    verification_tables(&mut h, results);
+    checks::sections(&mut h, results);
     cell_details(&mut h, results);
     environment(&mut h, results, info);
     h.push_str("</body></html>\n");
@@ -413,172 +415,6 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
             );
         }
     }
-}
-
-/// A section with one row per cell that carries `part` (one kind of verification report);
-/// nothing when no cell does. `row` gives the row's cells, `<td>`s, after the cell label.
-fn section_table<'a, T: 'a>(
-    h: &mut String,
-    title: &str,
-    headers: &[&str],
-    results: &'a [CellResult],
-    part: impl Fn(&'a CellResult) -> Option<&'a T>,
-    row: impl Fn(&T) -> String,
-) {
-    let rows: Vec<(&CellResult, &T)> = results
-        .iter()
-        .filter_map(|r| part(r).map(|p| (r, p)))
-        .collect();
-    if rows.is_empty() {
-        return;
-    }
-    let _ = write!(h, "<h2>{title}</h2><table><tr><th>cell</th>");
-    for head in headers {
-        let _ = write!(h, "<th>{head}</th>");
-    }
-    h.push_str("<th>verdict</th></tr>");
-    for (r, p) in rows {
-        let _ = write!(
-            h,
-            "<tr><td>{}</td>{}<td>{}</td></tr>",
-            esc(&label(r)),
-            row(p),
-            verdict_badge(&vname(r.verdict))
-        );
-    }
-    h.push_str("</table>");
-}
-
-fn verification_tables(h: &mut String, results: &[CellResult]) {
-    section_table(
-        h,
-        "Persistence: expected vs observed",
-        &[
-            "subject", "restart", "before", "kept", "lost", "unknown", "expected", "observed",
-            "why",
-        ],
-        results,
-        |r| r.persistence.as_ref(),
-        |p| {
-            let delay = if p.delay_seconds > 0.0 {
-                format!(" after {:.1}s", p.delay_seconds)
-            } else {
-                String::new()
-            };
-            let changed = if p.restarted_with != p.persistence {
-                format!(" → {}", esc(&p.restarted_with))
-            } else {
-                String::new()
-            };
-            let window = p.lost_window_ms.map(|w| format!("<div class=\"muted\">lost writes acknowledged {:.0}…{:.0} ms from the stop</div>", w[0], w[1])).unwrap_or_default();
-            let note = p
-                .expected
-                .not_separable
-                .as_ref()
-                .map(|n| {
-                    format!(
-                        "<div class=\"muted\"><b>Not separable here:</b> {}</div>",
-                        esc(n)
-                    )
-                })
-                .unwrap_or_default();
-            format!(
-                "<td>{}</td><td>{:?}{delay}{changed}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{:?}</td><td>{:?}</td><td>{}{note}{window}</td>",
-                p.subject, p.restart, p.before, p.kept, p.lost, p.unknown, p.expected.promise, p.observed, esc(&p.expected.because)
-            )
-        },
-    );
-    section_table(
-        h,
-        "Outages",
-        &[
-            "down",
-            "while down (per step: ok/tried, slowest)",
-            "statuses while down",
-            "login works again after",
-            "users logged in before (ok / logged out / failed: while down; after)",
-        ],
-        results,
-        |r| r.outage.as_ref(),
-        |o| {
-            let steps: Vec<String> = o
-                .during
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{} {}/{} ({:.0} ms)",
-                        s.step,
-                        s.ok,
-                        s.ok + s.errors,
-                        s.max_latency_ms
-                    )
-                })
-                .collect();
-            let statuses: Vec<String> = o
-                .statuses_during
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect();
-            let back = if o.recovered {
-                format!("{:.2} s", o.recovery_seconds)
-            } else {
-                "did not recover".into()
-            };
-            let logged_in = o.logged_in.as_ref().map_or("-".into(), |l| {
-                let seen = |r: &crate::results::checks::ReadsSeen| {
-                    let statuses: Vec<String> = r
-                        .statuses
-                        .iter()
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect();
-                    format!(
-                        "{} / {} / {} ({})",
-                        r.ok,
-                        r.logged_out,
-                        r.failed,
-                        statuses.join(", ")
-                    )
-                };
-                let seconds: Vec<String> = l
-                    .per_second
-                    .iter()
-                    .map(|s| format!("{}s {}/{}/{}", s.second, s.ok, s.logged_out, s.failed))
-                    .collect();
-                format!(
-                    "{} users; while down: {}; after: {}<div class=\"muted\">per second: {}</div>",
-                    l.users,
-                    esc(&seen(&l.during)),
-                    esc(&seen(&l.after)),
-                    esc(&seconds.join(", "))
-                )
-            });
-            format!(
-                "<td>{:.1} s at {:.1} s</td><td>{}</td><td>{}</td><td>{back}</td><td>{logged_in}</td>",
-                o.down_for_seconds,
-                o.down_at_seconds,
-                esc(&steps.join(", ")),
-                esc(&statuses.join(", "))
-            )
-        },
-    );
-    section_table(
-        h,
-        "Eviction",
-        &[
-            "policy",
-            "maxmemory",
-            "sessions kept",
-            "new users failed at step (during · after the fill)",
-            "fill ok / errors",
-            "evicted keys",
-            "expected",
-        ],
-        results,
-        |r| r.eviction.as_ref(),
-        |e| {
-            format!("<td>{}</td><td>{}</td><td class=\"num\">{}/{}</td><td class=\"num\">{} · {}</td><td class=\"num\">{} / {}</td><td class=\"num\">{}</td><td>{:?}: {}</td>", esc(&e.policy), esc(&e.maxmemory), e.sessions_kept, e.sessions_before, e.failed_during(), e.failed_after(), e.fill_ok, e.fill_errors, e.evicted_keys, e.expected.promise, esc(&e.expected.because))
-        },
-    );
 }
 
 fn cell_details(h: &mut String, results: &[CellResult]) {
