@@ -265,3 +265,139 @@ fn matrix_expansion_and_filters() {
         "{redis7}"
     );
 }
+
+/// A copy of the fixture run with each result line passed through `edit` (None drops it).
+fn edited_run(
+    into: &Path,
+    name: &str,
+    edit: impl Fn(serde_json::Value) -> Option<serde_json::Value>,
+) -> PathBuf {
+    let dir = copy_run("run", into).path;
+    let renamed = into.join(name);
+    std::fs::rename(&dir, &renamed).unwrap();
+    let text = std::fs::read_to_string(renamed.join("results.jsonl")).unwrap();
+    let lines: Vec<String> = text
+        .lines()
+        .filter_map(|l| edit(serde_json::from_str(l).unwrap()))
+        .map(|v| v.to_string() + "\n")
+        .collect();
+    std::fs::write(renamed.join("results.jsonl"), lines.concat()).unwrap();
+    renamed
+}
+
+#[test]
+fn compare_fails_on_missing_broken_or_disjoint_cells_and_skips_changed_parameters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = copy_run("baseline", tmp.path()).path;
+    let compare = |current: &Path| cachegate(&[Path::new("compare"), &base, current]);
+    let is = |v: &serde_json::Value, id: &str| v["cell_id"] == id;
+
+    // The fixture itself compares every cell and finds no regression.
+    let same = edited_run(tmp.path(), "same", Some);
+    let (code, text) = compare(&same);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(!text.contains("COMPARISON FAILED"), "{text}");
+
+    // No cell in common: nothing was compared, which is not a pass.
+    let disjoint = edited_run(tmp.path(), "disjoint", |mut v| {
+        v["cell_id"] = format!("other/{}", v["cell_id"].as_str().unwrap()).into();
+        Some(v)
+    });
+    let (code, text) = compare(&disjoint);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("COMPARISON FAILED: nothing was compared"),
+        "{text}"
+    );
+    assert!(text.contains("MISSING        valkey@9.1/none"), "{text}");
+
+    // A cell the current run lost.
+    let lost = edited_run(tmp.path(), "lost", |v| {
+        (!is(&v, "valkey@9.1/none")).then_some(v)
+    });
+    let (code, text) = compare(&lost);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("COMPARISON FAILED: valkey@9.1/none is missing from the current run"),
+        "{text}"
+    );
+
+    // A cell that is ERROR in the current run (one of its three repeats broke).
+    let broken = edited_run(tmp.path(), "broken", |mut v| {
+        if is(&v, "valkey@9.1/none") && v["repeat"] == 1 {
+            v["verdict"] = "ERROR".into();
+            v["infra_error"] = "server valkey@9.1 failed: no PONG within 20s".into();
+        }
+        Some(v)
+    });
+    let (code, text) = compare(&broken);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "COMPARISON FAILED: valkey@9.1/none is ERROR in the current run: 1 of 3 repeats: \
+             server valkey@9.1 failed: no PONG within 20s"
+        ),
+        "{text}"
+    );
+
+    // The same cell id run with another op_timeout: reported, not judged, and not a failure
+    // (the other cells were compared). Its ten-fold throughput drop is not called a regression.
+    let changed = edited_run(tmp.path(), "changed", |mut v| {
+        if is(&v, "redis@6.2/none") {
+            v["scenario"]["op_timeout"] = "0s".into();
+            for op in v["ops"].as_array_mut().unwrap() {
+                op["throughput"] = (op["throughput"].as_f64().unwrap() / 10.0).into();
+            }
+        }
+        Some(v)
+    });
+    let (code, text) = compare(&changed);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(
+            "NOT COMPARABLE redis@6.2/none: parameters differ: op_timeout: \"1s\" vs \"0s\""
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("redis@6.2/none  throughput"), "{text}");
+    let md = std::fs::read_to_string(changed.join("summary.md")).unwrap();
+    assert!(md.contains("1 not comparable"), "{md}");
+}
+
+/// Cell ids, signatures and checks holding Markdown syntax stay inside their table cell in
+/// summary.md: every row keeps its 8 columns, nothing spills onto another line.
+#[test]
+fn markdown_metacharacters_in_values_do_not_break_summary_md() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hostile = "redis@7.4/none/a|b *x* `y`\nz";
+    let run = edited_run(tmp.path(), "hostile", |mut v| {
+        if v["cell_id"] == "redis@7.4/none/oom" {
+            v["cell_id"] = hostile.into();
+            v["errors"][0]["kind"] = "server | error `OOM`\n**".into();
+        }
+        Some(v)
+    });
+    let (code, text) = cachegate(&[Path::new("report"), &run]);
+    assert_eq!(code, Some(0), "{text}");
+    let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    let separators = |row: &str| {
+        let b = row.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    };
+    let rows: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+    assert_eq!(rows.len(), 2 + 12, "{md}");
+    for row in rows {
+        assert_eq!(separators(row), 9, "{row}");
+    }
+    assert!(
+        md.contains("| ``redis@7.4/none/a\\|b *x* `y` z`` | XFAIL |"),
+        "{md}"
+    );
+    // The signature keeps its line too.
+    assert!(
+        md.contains("- ``server \\| error `OOM` **: OOM command not allowed"),
+        "{md}"
+    );
+}

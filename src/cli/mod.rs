@@ -188,9 +188,13 @@ fn print_gates_and_deltas(summary: &report::summary::Summary) {
         println!("against the baseline:");
         for d in deltas {
             let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.1}"));
+            if let Some(note) = &d.note {
+                println!("  {:<14} {}: {note}", d.status.label(), d.cell_id);
+                continue;
+            }
             println!(
-                "  {:<11} {}  {}: {} -> {} ({}, tolerance {:.1}%)",
-                format!("{:?}", d.status).to_uppercase(),
+                "  {:<14} {}  {}: {} -> {} ({}, tolerance {:.1}%)",
+                d.status.label(),
                 d.cell_id,
                 d.metric,
                 f(d.baseline),
@@ -199,6 +203,9 @@ fn print_gates_and_deltas(summary: &report::summary::Summary) {
                     .map_or("-".to_string(), |c| format!("{:+.1}%", c * 100.0)),
                 d.tolerance * 100.0
             );
+        }
+        for problem in crate::judge::comparison_problems(deltas) {
+            println!("  COMPARISON FAILED: {problem}");
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Comparison against a baseline run that tolerates noise: cells are compared by the median of
 //! their repeats, a change counts as a regression only beyond max(relative threshold, twice the
 //! run-to-run spread seen in either run), and cells whose spread is too large to judge a smaller
-//! change are UNSTABLE rather than failed.
+//! change are UNSTABLE rather than failed. A comparison that judged nothing, or whose current run
+//! lacks or broke a baseline cell, fails: silence is not a pass. Cells whose scenario parameters
+//! changed between the runs are NOT COMPARABLE and not judged.
 
 use serde::{Deserialize, Serialize};
 
@@ -20,8 +22,35 @@ pub enum Change {
     Unstable,
     /// Only in the current run.
     New,
-    /// Only in the baseline.
+    /// Only in the baseline: the current run lost a cell (fails the comparison).
     Missing,
+    /// ERROR in the current run: nothing to judge (fails the comparison).
+    Broken,
+    /// The two runs ran the cell with different scenario parameters, or the baseline has no
+    /// measurement of it: reported, not judged.
+    #[serde(rename = "NOT COMPARABLE")]
+    NotComparable,
+}
+
+impl Change {
+    /// As printed and serialized ("NOT COMPARABLE", "REGRESSION", ...).
+    pub fn label(self) -> &'static str {
+        match self {
+            Change::Ok => "OK",
+            Change::Improved => "IMPROVED",
+            Change::Regression => "REGRESSION",
+            Change::Unstable => "UNSTABLE",
+            Change::New => "NEW",
+            Change::Missing => "MISSING",
+            Change::Broken => "BROKEN",
+            Change::NotComparable => "NOT COMPARABLE",
+        }
+    }
+
+    /// Does this outcome fail the comparison?
+    pub fn fails(self) -> bool {
+        matches!(self, Change::Regression | Change::Missing | Change::Broken)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -37,6 +66,61 @@ pub struct Delta {
     /// The change needed to call a regression: max(threshold, 2 x noise).
     pub tolerance: f64,
     pub status: Change,
+    /// Why a cell was not judged: what broke it, or which parameters differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Delta {
+    /// A line about the whole cell (no metric judged).
+    fn cell(cell_id: &str, status: Change, note: Option<String>) -> Delta {
+        Delta {
+            cell_id: cell_id.to_string(),
+            metric: "-".into(),
+            baseline: None,
+            current: None,
+            change: None,
+            noise: 0.0,
+            tolerance: 0.0,
+            status,
+            note,
+        }
+    }
+
+    /// Was a metric actually judged on both runs?
+    pub fn judged(&self) -> bool {
+        self.baseline.is_some() && self.current.is_some() && self.status != Change::NotComparable
+    }
+}
+
+/// Did the comparison judge any metric on both runs?
+pub fn compared_anything(deltas: &[Delta]) -> bool {
+    deltas.iter().any(Delta::judged)
+}
+
+/// Why a comparison fails beyond its regressions: cells missing from or broken in the current
+/// run, and a comparison that judged nothing at all. Empty when only regressions (or nothing)
+/// count against it.
+pub fn comparison_problems(deltas: &[Delta]) -> Vec<String> {
+    let mut out: Vec<String> = deltas
+        .iter()
+        .filter_map(|d| match d.status {
+            Change::Missing => Some(format!("{} is missing from the current run", d.cell_id)),
+            Change::Broken => Some(format!(
+                "{} is ERROR in the current run: {}",
+                d.cell_id,
+                d.note.as_deref().unwrap_or("no measurement")
+            )),
+            _ => None,
+        })
+        .collect();
+    if !compared_anything(deltas) {
+        out.push(
+            "nothing was compared: no cell was measured with the same parameters in both runs"
+                .into(),
+        );
+    }
+    out
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -130,6 +214,45 @@ fn judge_change(
     }
 }
 
+/// Differences between two cells' scenario parameters, "path: baseline vs current".
+fn parameter_differences(base: &CellResult, cur: &CellResult) -> Vec<String> {
+    let mut out = Vec::new();
+    if base.scenario_kind != cur.scenario_kind {
+        out.push(format!(
+            "scenario: {} vs {}",
+            base.scenario_kind, cur.scenario_kind
+        ));
+        return out;
+    }
+    diff_json("", &base.scenario, &cur.scenario, &mut out);
+    out
+}
+
+fn diff_json(path: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                let null = Value::Null;
+                diff_json(
+                    &p,
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{path}: {a} vs {b}")),
+        _ => {}
+    }
+}
+
 /// Compare throughput and p99 (all operations) of every cell against the baseline.
 pub fn compare(
     baseline: &[CellResult],
@@ -148,12 +271,33 @@ pub fn compare(
     let mut out = Vec::new();
     for (id, runs) in &cur {
         let b = base.iter().find(|(bid, _)| bid == id).map(|(_, r)| r);
+        // A broken repeat leaves the cell without an honest measurement to compare.
+        let broken: Vec<&&CellResult> = runs.iter().filter(|r| r.infra_error.is_some()).collect();
+        if let Some(first) = broken.first() {
+            let cause = first.infra_error.as_deref().unwrap_or_default();
+            let note = if broken.len() == runs.len() {
+                cause.to_string()
+            } else {
+                format!("{} of {} repeats: {cause}", broken.len(), runs.len())
+            };
+            out.push(Delta::cell(id, Change::Broken, Some(note)));
+            continue;
+        }
+        if let Some(b) = b {
+            let Some(b_first) = b.iter().find(|r| r.infra_error.is_none()) else {
+                let note = "the baseline has no measurement of this cell (ERROR there)";
+                out.push(Delta::cell(id, Change::NotComparable, Some(note.into())));
+                continue;
+            };
+            let differences = parameter_differences(b_first, runs[0]);
+            if !differences.is_empty() {
+                let note = format!("parameters differ: {}", differences.join(", "));
+                out.push(Delta::cell(id, Change::NotComparable, Some(note)));
+                continue;
+            }
+        }
         for (metric, threshold) in &metrics {
-            let cv: Vec<f64> = runs
-                .iter()
-                .filter(|r| r.infra_error.is_none())
-                .filter_map(|r| value(metric, r))
-                .collect();
+            let cv: Vec<f64> = runs.iter().filter_map(|r| value(metric, r)).collect();
             if cv.is_empty() {
                 continue;
             }
@@ -168,6 +312,7 @@ pub fn compare(
                     noise: spread(&cv),
                     tolerance: *threshold,
                     status: Change::New,
+                    note: None,
                 });
                 continue;
             };
@@ -189,21 +334,13 @@ pub fn compare(
                 noise: j.noise,
                 tolerance: j.tolerance,
                 status: j.status,
+                note: None,
             });
         }
     }
     for (id, _) in &base {
         if !cur.iter().any(|(cid, _)| cid == id) {
-            out.push(Delta {
-                cell_id: id.clone(),
-                metric: "-".into(),
-                baseline: None,
-                current: None,
-                change: None,
-                noise: 0.0,
-                tolerance: 0.0,
-                status: Change::Missing,
-            });
+            out.push(Delta::cell(id, Change::Missing, None));
         }
     }
     out

@@ -11,7 +11,9 @@ use crate::exit_code::{EXPECTATION_FAILED, INFRA, OK};
 use crate::results::store::RunInfo;
 use crate::results::{CellResult, Verdict};
 
-pub use baseline::{compare, Change, CompareOptions, Delta};
+pub use baseline::{
+    compare, compared_anything, comparison_problems, Change, CompareOptions, Delta,
+};
 pub use thresholds::{check_gates, GateOutcome};
 
 /// The command a judgement is asked an exit code for.
@@ -21,7 +23,8 @@ pub enum Verb {
     Run,
     /// `cachegate report`: re-rendering; the outcome is in the outputs, the command succeeded.
     Report,
-    /// `cachegate compare`: only the comparison with the baseline counts.
+    /// `cachegate compare`: only the comparison with the baseline counts (a regression, a cell
+    /// missing or broken in the current run, or nothing compared at all).
     Compare,
 }
 
@@ -33,7 +36,8 @@ pub struct Judgement {
     pub comparison: Option<Vec<Delta>>,
     /// What `cachegate run` exits with: how the run ended when that decides it (a signal, a
     /// failure, no recorded end: 3); else 3 if a cell could not run; 1 if a cell missed its
-    /// expectation, a gate failed, or the baseline comparison found a regression; else 0.
+    /// expectation, a gate failed, or the baseline comparison failed (see `comparison_failed`);
+    /// else 0.
     pub run_exit_code: i32,
 }
 
@@ -53,7 +57,7 @@ pub fn judge(
         INFRA
     } else if results.iter().any(|r| r.verdict.is_unexpected())
         || j.gates.iter().any(|g| !g.passed)
-        || j.regressed()
+        || j.comparison_failed()
     {
         EXPECTATION_FAILED
     } else {
@@ -73,7 +77,7 @@ impl Judgement {
             Verb::Run => self.run_exit_code,
             Verb::Report => OK,
             Verb::Compare => {
-                if self.regressed() {
+                if self.comparison_failed() {
                     EXPECTATION_FAILED
                 } else {
                     OK
@@ -88,6 +92,21 @@ impl Judgement {
             .iter()
             .flatten()
             .any(|d| d.status == Change::Regression)
+    }
+
+    /// Why the baseline comparison fails besides regressions (missing or broken cells, nothing
+    /// compared); empty without a baseline.
+    pub fn comparison_problems(&self) -> Vec<String> {
+        self.comparison
+            .as_deref()
+            .map(comparison_problems)
+            .unwrap_or_default()
+    }
+
+    /// Did the baseline comparison fail: a regression, or any of `comparison_problems`?
+    pub fn comparison_failed(&self) -> bool {
+        self.comparison.iter().flatten().any(|d| d.status.fails())
+            || !self.comparison_problems().is_empty()
     }
 
     /// The gates `cell_id` failed (each cell shows its own).

@@ -1,5 +1,7 @@
 //! A Markdown summary for a CI job summary page: verdict counts, failing cells with their
-//! signatures, gates and regressions, and the result table.
+//! signatures, gates and regressions, and the result table. Every value from a run (cell ids,
+//! signatures, reasons) goes through `code` or `text`, so no `|`, backtick, `*` or newline in one
+//! can break a table or the page.
 
 use std::fmt::Write;
 
@@ -8,9 +10,48 @@ use super::summary::Summary;
 use super::table::fmt_us;
 use crate::judge::Change;
 
+/// `value` as an inline code span that is safe inside a table row: one line, `|` escaped (GFM
+/// splits cells on it even in code), fenced by more backticks than any run inside it.
+pub fn code(value: &str) -> String {
+    let one_line = value.replace(['\r', '\n'], " ").replace('|', "\\|");
+    let longest = one_line
+        .split(|c| c != '`')
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    let fence = "`".repeat(longest + 1);
+    // A span that starts or ends with a backtick needs a space so the fence is not extended.
+    let pad = if one_line.starts_with('`') || one_line.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    format!("{fence}{pad}{one_line}{pad}{fence}")
+}
+
+/// `value` as plain Markdown text: one line, every punctuation character that Markdown or
+/// inline HTML could read as syntax escaped.
+pub fn text(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\r' | '\n' => out.push(' '),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn render(s: &Summary, cells: &[CellView]) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "## cachegate run `{}`\n", s.run_id);
+    let _ = writeln!(out, "## cachegate run {}\n", code(&s.run_id));
     let counts: Vec<String> = s
         .verdicts
         .iter()
@@ -18,9 +59,9 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
         .collect();
     let _ = writeln!(out, "{} · exit code {}\n", counts.join(" · "), s.exit_code);
     if !s.complete {
-        let _ = writeln!(out, "**Incomplete run**: {}\n", s.run_end);
+        let _ = writeln!(out, "**Incomplete run**: {}\n", text(&s.run_end));
         if let Some(note) = super::summary::not_run_note(s) {
-            let _ = writeln!(out, "{note}\n");
+            let _ = writeln!(out, "{}\n", text(&note));
         }
     }
     if !s.signatures.is_empty() {
@@ -28,11 +69,15 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
         for g in &s.signatures {
             let _ = writeln!(
                 out,
-                "- `{}` — {} cell(s), {} hit(s): {}",
-                g.signature.replace('`', "'"),
+                "- {} — {} cell(s), {} hit(s): {}",
+                code(&g.signature),
                 g.cells.len(),
                 g.hits,
-                g.cells.join(", ")
+                g.cells
+                    .iter()
+                    .map(|c| text(c))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
         out.push('\n');
@@ -48,32 +93,50 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
         for g in failed_gates {
             let _ = writeln!(
                 out,
-                "- ❌ `{}` {} = {:.3}, needs {}",
-                g.cell_id, g.metric, g.value, g.condition
+                "- ❌ {} {} = {:.3}, needs {}",
+                code(&g.cell_id),
+                text(&g.metric),
+                g.value,
+                code(&g.condition)
             );
         }
         out.push('\n');
     }
     if let Some(cmp) = &s.comparison {
-        let bad: Vec<_> = cmp
+        let shown: Vec<_> = cmp
             .iter()
-            .filter(|d| matches!(d.status, Change::Regression | Change::Unstable))
+            .filter(|d| !matches!(d.status, Change::Ok | Change::Improved | Change::New))
             .collect();
+        let count = |c: Change| cmp.iter().filter(|d| d.status == c).count();
         let _ = writeln!(
             out,
-            "### Against the baseline: {} regression(s), {} unstable\n",
-            bad.iter()
-                .filter(|d| d.status == Change::Regression)
-                .count(),
-            bad.iter().filter(|d| d.status == Change::Unstable).count()
+            "### Against the baseline: {} regression(s), {} unstable, {} missing, {} broken, {} not comparable\n",
+            count(Change::Regression),
+            count(Change::Unstable),
+            count(Change::Missing),
+            count(Change::Broken),
+            count(Change::NotComparable),
         );
-        for d in bad {
+        if !crate::judge::compared_anything(cmp) {
+            let _ = writeln!(out, "- ❌ nothing was compared: no cell was measured with the same parameters in both runs");
+        }
+        for d in shown {
+            if let Some(note) = &d.note {
+                let _ = writeln!(
+                    out,
+                    "- {} {}: {}",
+                    d.status.label(),
+                    code(&d.cell_id),
+                    text(note)
+                );
+                continue;
+            }
             let _ = writeln!(
                 out,
-                "- {:?} `{}` {}: {} → {} ({:+.1}%, tolerance {:.1}%)",
-                d.status,
-                d.cell_id,
-                d.metric,
+                "- {} {} {}: {} → {} ({:+.1}%, tolerance {:.1}%)",
+                d.status.label(),
+                code(&d.cell_id),
+                text(&d.metric),
                 d.baseline.map_or("-".into(), |v| format!("{v:.1}")),
                 d.current.map_or("-".into(), |v| format!("{v:.1}")),
                 d.change.unwrap_or(0.0) * 100.0,
@@ -91,9 +154,9 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
         let _ = writeln!(out, "### App exceptions per cell\n");
         for c in with_exceptions {
             let name = super::model::run_name(&c.cell_id, c.repeat);
-            let _ = writeln!(out, "- `{name}`");
+            let _ = writeln!(out, "- {}", code(&name));
             for e in &c.exceptions {
-                let _ = writeln!(out, "  - `{}` × {}", e.signature.replace('`', "'"), e.count);
+                let _ = writeln!(out, "  - {} × {}", code(&e.signature), e.count);
             }
         }
         out.push('\n');
@@ -103,16 +166,42 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
         let h = &c.headline;
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} | {} | {} |",
-            c.name,
-            c.verdict_label(),
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            code(&c.name),
+            text(&c.verdict_label()),
             or_dash(h.throughput, |t| format!("{t:.0}")),
             or_dash(h.p50_us, fmt_us),
             or_dash(h.p99_us, fmt_us),
             or_dash(h.p999_us, fmt_us),
             or_dash(h.errors, |e| e.to_string()),
-            c.check.replace('|', "/")
+            text(&c.check)
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{code, text};
+
+    /// Count the `|` that end table cells: those not escaped by a backslash.
+    fn cell_separators(row: &str) -> usize {
+        let b = row.as_bytes();
+        (0..b.len())
+            .filter(|&i| b[i] == b'|' && (i == 0 || b[i - 1] != b'\\'))
+            .count()
+    }
+
+    #[test]
+    fn hostile_values_stay_inside_their_cell() {
+        let hostile = "a|b *bold* `tick` ``two``\nnext | line";
+        let row = format!("| {} | {} |", code(hostile), text(hostile));
+        assert_eq!(cell_separators(&row), 3, "{row}");
+        assert!(!row.contains('\n'));
+        // The code span is fenced by more backticks than the longest run inside it.
+        assert!(code(hostile).starts_with("```") && !code(hostile).starts_with("````"));
+        assert_eq!(code("`x`"), "`` `x` ``");
+        assert_eq!(code("plain/id"), "`plain/id`");
+        assert_eq!(text("*x* <b>"), "\\*x\\* &lt;b&gt;");
+    }
 }

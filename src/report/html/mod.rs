@@ -245,20 +245,17 @@ fn gates_and_baseline(h: &mut String, s: &Summary) {
         let _ = write!(h, "<h2>Against the baseline</h2><p class=\"muted\">Medians of repeats; a change is a regression only beyond max(threshold, 2 × run-to-run spread); cells whose repeats spread too much are UNSTABLE.</p><table><tr><th>cell</th><th>metric</th><th>baseline</th><th>current</th><th>change</th><th>noise</th><th>tolerance</th><th>status</th></tr>");
         for d in cmp {
             let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
-            let status = format!("{:?}", d.status).to_uppercase();
-            let class = if matches!(
-                d.status,
-                Change::Regression | Change::Improved | Change::Unstable
-            ) {
-                status.as_str()
-            } else {
-                ""
+            let status = d.status.label();
+            let class = match d.status {
+                Change::Improved | Change::Unstable => status,
+                c if c.fails() => "REGRESSION",
+                _ => "",
             };
             let _ = write!(
                 h,
                 "<tr class=\"{class}\"><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{:.1}%</td><td class=\"num\">{:.1}%</td><td>{status}</td></tr>",
                 esc(&d.cell_id),
-                esc(&d.metric),
+                esc(d.note.as_deref().unwrap_or(&d.metric)),
                 f(d.baseline),
                 f(d.current),
                 d.change.map_or("-".into(), |c| format!("{:+.1}%", c * 100.0)),
