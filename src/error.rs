@@ -20,11 +20,12 @@ pub enum Error {
     #[error("server {server} failed: {message}")]
     Server { server: String, message: String },
 
-    #[error("{context}: {source}")]
+    /// The OS error is part of the message and deliberately not a `source`: printing the
+    /// chain (`{:#}`) would repeat its "(os error N)".
+    #[error("{context}: {cause}")]
     Io {
         context: String,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -39,7 +40,7 @@ impl Error {
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             context: context.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -45,10 +45,49 @@ pub mod exit_code {
     }
 }
 
+/// Can this process start `n` more threads? Ask the OS before tokio does: tokio panics when a
+/// worker thread cannot be spawned, and then hangs joining the workers it already started
+/// (seen with `--threads 5000` under a process limit).
+fn can_start_threads(n: usize) -> std::io::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let release = std::sync::Arc::new(AtomicBool::new(false));
+    let mut started = Vec::with_capacity(n);
+    let mut failure = None;
+    for _ in 0..n {
+        let release = release.clone();
+        let spawned = std::thread::Builder::new().spawn(move || {
+            while !release.load(Ordering::Acquire) {
+                std::thread::park();
+            }
+        });
+        match spawned {
+            Ok(handle) => started.push(handle),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
+    release.store(true, Ordering::Release);
+    let count = started.len();
+    for handle in started {
+        handle.thread().unpark();
+        let _ = handle.join();
+    }
+    match failure {
+        None => Ok(()),
+        Some(e) => Err(std::io::Error::new(
+            e.kind(),
+            format!("the system allows only {count} more threads ({e})"),
+        )),
+    }
+}
+
 /// The async runtime that drives the load. With one thread it is tokio's current-thread
 /// scheduler: measured in the side-by-side benchmark (tests/bench/compare.rs), it spends less CPU
 /// per operation than the multi-thread scheduler with one worker.
 pub fn load_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    can_start_threads(threads)?;
     if threads <= 1 && std::env::var_os("CACHEGATE_MULTI_THREAD").is_none() {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()

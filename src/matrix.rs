@@ -97,10 +97,26 @@ pub struct Cell {
     pub gates: crate::config::gates::Gates,
 }
 
+/// An error in the `n`th `[[include]]`, placed at its `key` (or the include's start).
+fn include_error(m: &LoadedMatrix, n: usize, key: &str, message: String) -> Error {
+    let whole = 0..m.text.len();
+    let range = crate::config::table_range(&m.text, "[[include]]", n)
+        .or_else(|| {
+            crate::config::key_offset(&m.text, whole.clone(), "include").map(|o| o..m.text.len())
+        })
+        .unwrap_or(whole);
+    let offset = crate::config::key_offset(&m.text, range.clone(), key).unwrap_or(range.start);
+    Error::input_at(
+        &m.path,
+        &m.text,
+        offset,
+        format!("field `include.{key}`: {message}"),
+    )
+}
+
 /// All cells of a matrix, repeats included, in a stable order.
 pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
     let f = &m.file;
-    let path = m.path.display();
     let kind = m
         .scenario
         .kind
@@ -172,27 +188,31 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
             .into_iter()
             .filter(|axes| !f.exclude.iter().any(|sel| axes.matches(sel))),
     );
-    for inc in &f.include {
-        let server = inc
-            .server
-            .clone()
-            .ok_or_else(|| Error::Usage(format!("{path}: every [[include]] needs a `server`")))?;
+    for (n, inc) in f.include.iter().enumerate() {
+        let server = inc.server.clone().ok_or_else(|| {
+            include_error(m, n, "server", "every [[include]] needs a `server`".into())
+        })?;
         if let Some(v) = &inc.variant {
             if !variants.contains(&Some(v.clone())) {
-                return Err(Error::Usage(format!(
-                    "{path}: [[include]] names unknown variant `{v}`"
-                )));
+                return Err(include_error(
+                    m,
+                    n,
+                    "variant",
+                    format!("unknown variant `{v}`"),
+                ));
             }
         }
         // Include exists to add one-off combinations: any defined stack or settings will do,
         // not only those on the axes.
-        for (table, value, defined) in [
+        for (table, key, value, defined) in [
             (
                 "stacks",
+                "stack",
                 &inc.stack,
                 f.stacks.contains_key(inc.stack.as_deref().unwrap_or("")),
             ),
             (
+                "settings",
                 "settings",
                 &inc.settings,
                 f.settings
@@ -200,9 +220,12 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
             ),
         ] {
             if let (Some(name), false) = (value, defined) {
-                return Err(Error::Usage(format!(
-                    "{path}: [[include]] names `{name}`, but no [{table}.\"{name}\"] defines it"
-                )));
+                return Err(include_error(
+                    m,
+                    n,
+                    key,
+                    format!("`{name}` is not defined by any [{table}.\"{name}\"]"),
+                ));
             }
         }
         let axes = CellAxes {

@@ -342,12 +342,12 @@ fn check_rejects_what_run_would_reject_or_misread() {
         (
             GOOD.to_string() + "[[expect]]\nwhen = { persistence = \"aof-always\" }\nverdict = \"fail\"\n",
             ":11:10",
-            "`aof-always` is not on the matrix's persistence axis (none)",
+            "`aof-always` is not on the matrix's persistence axis or in an [[include]] (none)",
         ),
         (
             GOOD.to_string() + "[[expect]]\nwhen = { variant = \"p16\" }\nverdict = \"fail\"\n",
             ":11:10",
-            "`p16` is not on the matrix's variant axis (which is empty)",
+            "`p16` is not on the matrix's variant axis or in an [[include]] (which is empty)",
         ),
         (
             GOOD.to_string() + "[[expect]]\nwhen = { server = \"redis@6\" }\nverdict = \"pass\"\nsignature = \"OOM\"\n",

@@ -14,6 +14,22 @@ pub const EXIT_CODES: &str = "Exit codes:
   129  interrupted by SIGHUP, 130 by SIGINT (Ctrl-C), 143 by SIGTERM: everything started was
        stopped, the running cell recorded, the report written (a second signal hurries this)";
 
+/// The most load threads `--threads` accepts: more only contend with each other and the server
+/// for the CPUs, and each one is an OS thread the process may not be allowed to create.
+pub const MAX_THREADS: usize = 256;
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number of threads"))?;
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(format!(
+            "{n} threads: must be between 1 and {MAX_THREADS} (load threads beyond the CPUs only contend)"
+        ));
+    }
+    Ok(n)
+}
+
 #[derive(Parser)]
 #[command(name = "cachegate", version, about = "Load-testing and compatibility conformance harness for web-session and cache stacks", after_help = EXIT_CODES)]
 pub struct Cli {
@@ -48,7 +64,7 @@ pub enum Command {
         compare: CompareArgs,
         /// Threads driving the load (default: half the CPUs, at least 1, leaving the rest to the
         /// server under test; on 2 cores one thread beats two, see `cargo bench --bench compare`).
-        #[arg(long, env = "CACHEGATE_THREADS")]
+        #[arg(long, env = "CACHEGATE_THREADS", value_parser = parse_threads)]
         threads: Option<usize>,
     },
     /// Validate matrix files and list their cells without running anything.

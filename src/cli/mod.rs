@@ -82,8 +82,12 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             };
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = threads.unwrap_or(cpus / 2).max(1);
-            let runtime = crate::load_runtime(threads)
-                .with_context(|| format!("starting the async runtime with {threads} threads"))?;
+            // More threads than the system lets this process start is a --threads to lower.
+            let runtime = crate::load_runtime(threads).map_err(|e| {
+                Error::Usage(format!(
+                    "--threads {threads}: cannot start the load threads: {e}; lower --threads"
+                ))
+            })?;
             let interrupt = Interrupt::new();
             // Before any goose attack (see signals.rs) and before the run folder exists.
             signals::route_to(&interrupt).context("installing the signal handlers")?;

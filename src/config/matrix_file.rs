@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::scenario_file::ScenarioParams;
-use super::{bounds, key_offset, parse_toml_file, parse_toml_text, table_range};
+use super::{bounds, key_offset, parse_toml_file, parse_toml_text, read_text, table_range};
 use crate::error::{Error, Result};
 use crate::server::{Persistence, ServerRef, ServerSettings};
 use crate::stack::StackSpec;
@@ -191,8 +191,16 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
                 ),
             )
         })?;
-        let scenario_text = std::fs::read_to_string(&resolved)
-            .map_err(|e| Error::Usage(format!("cannot read {}: {e}", resolved.display())))?;
+        if resolved.is_dir() {
+            return Err(at(
+                use_file.span().start,
+                format!(
+                    "field `use`: `{}` is a folder, not a scenario file",
+                    resolved.display()
+                ),
+            ));
+        }
+        let scenario_text = read_text(&resolved)?;
         let from_file: ScenarioParams = parse_toml_text(&resolved, &scenario_text)?;
         check_bounds(
             &resolved,
@@ -462,26 +470,55 @@ fn check_expectations(path: &Path, text: &str, file: &MatrixFile) -> Result<()> 
         let range = table_range(text, "[[expect]]", n).unwrap_or(0..text.len());
         let w = &e.when;
         let mut missing: Option<(&str, String, Vec<String>)> = None;
+        // A value counts when an axis or an [[include]] puts it in the matrix.
+        let included = |f: fn(&CellSelector) -> Option<String>| {
+            file.include.iter().filter_map(f).collect::<Vec<_>>()
+        };
+        let servers: Vec<&ServerRef> = a
+            .server
+            .iter()
+            .chain(file.include.iter().filter_map(|i| i.server.as_ref()))
+            .collect();
         if let Some(server) = &w.server {
-            if !a
-                .server
+            if !servers
                 .iter()
                 .any(|s| s.family == server.family && server.matches(&s.version))
             {
-                let have = a.server.iter().map(|s| s.to_string()).collect();
+                let have = servers.iter().map(|s| s.to_string()).collect();
                 missing = Some(("server", server.to_string(), have));
             }
         }
         if let Some(p) = &w.persistence {
-            if !a.persistence.contains(p) {
-                let have = a.persistence.iter().map(|p| p.to_string()).collect();
+            let have: Vec<String> = a
+                .persistence
+                .iter()
+                .chain(file.include.iter().filter_map(|i| i.persistence.as_ref()))
+                .map(|p| p.to_string())
+                .collect();
+            if !have.contains(&p.to_string()) {
                 missing = missing.or(Some(("persistence", p.to_string(), have)));
             }
         }
+        let with = |mut axis: Vec<String>, more: Vec<String>| {
+            axis.extend(more);
+            axis
+        };
         for (axis, want, have) in [
-            ("policy", &w.policy, a.policy.clone()),
-            ("stack", &w.stack, names(&a.stack)),
-            ("settings", &w.settings, names(&a.settings)),
+            (
+                "policy",
+                &w.policy,
+                with(a.policy.clone(), included(|i| i.policy.clone())),
+            ),
+            (
+                "stack",
+                &w.stack,
+                with(names(&a.stack), included(|i| i.stack.clone())),
+            ),
+            (
+                "settings",
+                &w.settings,
+                with(names(&a.settings), included(|i| i.settings.clone())),
+            ),
             ("variant", &w.variant, variants.clone()),
         ] {
             if let Some(want) = want {
@@ -497,8 +534,8 @@ fn check_expectations(path: &Path, text: &str, file: &MatrixFile) -> Result<()> 
                 range,
                 axis,
                 format!(
-                    "field `expect.when.{axis}`: `{want}` is not on the matrix's {axis} axis ({}), \
-                     so this expectation would never apply",
+                    "field `expect.when.{axis}`: `{want}` is not on the matrix's {axis} axis or in \
+                     an [[include]] ({}), so this expectation would never apply",
                     if have.is_empty() { "which is empty".to_string() } else { have.join(", ") }
                 ),
             ));

@@ -21,10 +21,28 @@ pub use scenario_file::{ScenarioKind, ScenarioParams};
 
 /// Read and parse a TOML file, turning parse errors into `file:line:column: message`.
 pub fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let text = read_text(path)?;
     let value = parse_toml_text(path, &text)?;
     Ok((value, text))
+}
+
+/// A file's text. A file that is not UTF-8 is bad input placed at its first bad byte (TOML is
+/// UTF-8 by definition).
+pub fn read_text(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let bad = e.as_bytes()[valid];
+        let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).expect("valid up to here");
+        let field = field_at(prefix, valid).map_or(String::new(), |f| format!("field `{f}`: "));
+        Error::input_at(
+            path,
+            prefix,
+            valid,
+            format!("{field}not valid UTF-8 (byte 0x{bad:02x}); save the file as UTF-8"),
+        )
+    })
 }
 
 pub fn parse_toml_text<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T> {

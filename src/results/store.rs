@@ -270,19 +270,27 @@ fn open_append(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))
 }
 
+/// Every result in a `results.jsonl`. A line that is not UTF-8 or not a whole result (a writer
+/// killed mid-line, a hand edit) is bad input named by file, line and column.
 pub fn read_jsonl(path: &Path) -> Result<Vec<CellResult>> {
     let file = File::open(path)
         .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
+    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
         let line = line.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let at = |column: usize, message: String| Error::Input {
+            location: format!("{}:{}:{column}", path.display(), i + 1),
+            message,
+        };
+        let line = String::from_utf8(line).map_err(|e| {
+            let valid = e.utf8_error().valid_up_to();
+            let bad = e.as_bytes()[valid];
+            at(valid + 1, format!("not valid UTF-8 (byte 0x{bad:02x})"))
+        })?;
         if line.trim().is_empty() {
             continue;
         }
-        let bad = |e: serde_json::Error| Error::Input {
-            location: format!("{}:{}:{}", path.display(), i + 1, e.column()),
-            message: format!("not a cell result: {e}"),
-        };
+        let bad = |e: serde_json::Error| at(e.column(), format!("not a cell result: {e}"));
         let mut value = serde_json::from_str(&line).map_err(bad)?;
         super::checks::upgrade_legacy(&mut value);
         out.push(serde_json::from_value(value).map_err(bad)?);

@@ -1,0 +1,307 @@
+//! The fast tier on hostile input (issue 19.11, 16.3): values and files that must give a clear
+//! error naming file, line and field with exit 2 — never a panic, a hang or a wrong exit code.
+//! The real binary, no server: `cargo test --test fast_inputs`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{cachegate, output_text, run_cli};
+
+const GOOD: &str = r#"[matrix]
+name = "t"
+[axes]
+server = ["redis@6.2"]
+[scenario]
+kind = "cache-ops"
+connections = 2
+ops = 500
+warmup = "0s"
+"#;
+
+fn write(dir: &Path, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+/// `check FILE` in `dir`: it must exit 2 with `location` and every part of `message`.
+fn rejected(dir: &Path, file: &str, location: &str, message: &[&str]) -> String {
+    let (code, text) = run_cli(dir, &["check", file]);
+    assert_eq!(code, Some(2), "{file}: {text}");
+    assert!(
+        text.contains(&format!("{file}{location}: ")),
+        "{file}: {text}"
+    );
+    for m in message {
+        assert!(text.contains(m), "{file}: {m:?} not in {text}");
+    }
+    assert!(!text.contains("panicked"), "{text}");
+    text
+}
+
+#[test]
+fn thread_counts_out_of_range_are_usage_errors_and_in_range_ones_work() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.toml", GOOD);
+    for threads in ["5000", "0", "99999999999999999999999", "lots"] {
+        let started = Instant::now();
+        let (code, text) = run_cli(dir.path(), &["run", "--threads", threads, "m.toml"]);
+        assert_eq!(code, Some(2), "--threads {threads}: {text}");
+        assert!(text.contains("--threads"), "{text}");
+        assert!(!text.contains("panicked"), "{text}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+    let (_, text) = run_cli(dir.path(), &["run", "--threads", "5000", "m.toml"]);
+    assert!(text.contains("must be between 1 and 256"), "{text}");
+    // The environment variable goes through the same check.
+    let out = cachegate()
+        .args(["run", "m.toml"])
+        .env("CACHEGATE_THREADS", "5000")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", output_text(&out));
+    // The largest accepted count builds its runtime: the run gets as far as the filter (which
+    // matches nothing here, so nothing is started or written).
+    let (code, text) = run_cli(
+        dir.path(),
+        &[
+            "run",
+            "--threads",
+            "256",
+            "--filter",
+            "nothing-matches",
+            "m.toml",
+        ],
+    );
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains("matched none"), "{text}");
+    assert!(!dir.path().join("reports").exists());
+}
+
+#[test]
+fn files_that_are_not_utf8_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    // A Latin-1 byte in the matrix's name.
+    let mut bytes = GOOD.replace("name = \"t\"", "name = \"t~\"").into_bytes();
+    let at = bytes.iter().position(|b| *b == b'~').unwrap();
+    bytes[at] = 0xff;
+    write(dir.path(), "latin1.toml", &bytes);
+    rejected(
+        dir.path(),
+        "latin1.toml",
+        ":2:10",
+        &["field `matrix.name`", "not valid UTF-8 (byte 0xff)"],
+    );
+
+    // A `use`d scenario file that is not UTF-8, and a `use` naming a folder.
+    write(
+        dir.path(),
+        "bad-scenario.toml",
+        b"kind = \"cache-ops\"\nseed = 1 # \xfe\n",
+    );
+    std::fs::create_dir(dir.path().join("a-folder.toml")).unwrap();
+    for (use_file, location, message) in [
+        ("bad-scenario.toml", ":2:12", "not valid UTF-8 (byte 0xfe)"),
+        ("a-folder.toml", "", "is a folder, not a scenario file"),
+    ] {
+        let body = GOOD.replace("kind = \"cache-ops\"", &format!("use = \"{use_file}\""));
+        let name = format!("use-{use_file}");
+        write(dir.path(), &name, body);
+        let text = if location.is_empty() {
+            rejected(dir.path(), &name, ":6:7", &["field `use`", message])
+        } else {
+            let (code, text) = run_cli(dir.path(), &["check", &name]);
+            assert_eq!(code, Some(2), "{text}");
+            assert!(text.contains(&format!("{use_file}{location}: ")), "{text}");
+            assert!(text.contains(message), "{text}");
+            text
+        };
+        assert!(!text.contains("panicked"), "{text}");
+    }
+}
+
+#[test]
+fn include_errors_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let with_include = |include: &str| format!("{GOOD}[[include]]\n{include}\n");
+    let cases = [
+        (
+            "no-server.toml",
+            "persistence = \"rdb\"",
+            ":10:1",
+            "field `include.server`: every [[include]] needs a `server`",
+        ),
+        (
+            "variant.toml",
+            "server = \"redis@7.4\"\nvariant = \"p99\"",
+            ":12:1",
+            "field `include.variant`: unknown variant `p99`",
+        ),
+        (
+            "stack.toml",
+            "server = \"redis@7.4\"\nstack = \"nope\"",
+            ":12:1",
+            "field `include.stack`: `nope` is not defined by any [stacks.\"nope\"]",
+        ),
+    ];
+    for (name, include, location, message) in cases {
+        write(dir.path(), name, with_include(include));
+        rejected(dir.path(), name, location, &[message]);
+    }
+}
+
+/// Issue 16.3's check must not reject an `[[expect]]` whose values only an `[[include]]` adds.
+#[test]
+fn expectations_may_name_values_only_an_include_adds() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        "{GOOD}[[include]]\nserver = \"redis@7.4\"\npersistence = \"rdb\"\npolicy = \"allkeys-lru\"\n\
+         [[expect]]\nwhen = {{ server = \"redis@7.4\", persistence = \"rdb\", policy = \"allkeys-lru\" }}\n\
+         verdict = \"fail\"\n"
+    );
+    write(dir.path(), "m.toml", body);
+    let (code, text) = run_cli(dir.path(), &["check", "m.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("redis@7.4/rdb/allkeys-lru  [t #1] expect fail"),
+        "{text}"
+    );
+    assert!(
+        text.contains("redis@6.2/none  [t #1] expect pass"),
+        "{text}"
+    );
+    // A value on neither the axes nor an include is still refused.
+    let body = format!(
+        "{GOOD}[[include]]\nserver = \"redis@7.4\"\n[[expect]]\nwhen = {{ persistence = \"aof-always\" }}\nverdict = \"fail\"\n"
+    );
+    write(dir.path(), "typo.toml", body);
+    rejected(
+        dir.path(),
+        "typo.toml",
+        ":13:10",
+        &["`aof-always` is not on the matrix's persistence axis or in an [[include]] (none)"],
+    );
+}
+
+/// A copy of the fixture run whose results.jsonl is `edit`ed.
+fn fixture_run(dir: &Path, name: &str, edit: impl Fn(Vec<u8>) -> Vec<u8>) -> PathBuf {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run");
+    let run = dir.join(name);
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::copy(fixture.join("run.json"), run.join("run.json")).unwrap();
+    let results = std::fs::read(fixture.join("results.jsonl")).unwrap();
+    std::fs::write(run.join("results.jsonl"), edit(results)).unwrap();
+    run
+}
+
+#[test]
+fn broken_results_files_are_bad_input_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = fixture_run(dir.path(), "good", |b| b);
+    // Line 3 gets a byte that is not UTF-8; the last line is cut in half (a killed writer).
+    let not_utf8 = fixture_run(dir.path(), "not-utf8", |mut b| {
+        let third = b
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| **c == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 20;
+        b[third] = 0xff;
+        b
+    });
+    let truncated = fixture_run(dir.path(), "truncated", |mut b| {
+        let last = b[..b.len() - 1].iter().rposition(|c| *c == b'\n').unwrap();
+        b.truncate(last + 1 + (b.len() - last) / 2);
+        b
+    });
+    let lines = std::fs::read_to_string(good.join("results.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    for (run, location, message) in [
+        (&not_utf8, ":3:20".to_string(), "not valid UTF-8"),
+        (&truncated, format!(":{lines}:"), "not a cell result"),
+    ] {
+        let jsonl = run.join("results.jsonl").display().to_string();
+        let report = run_cli(dir.path(), &["report".as_ref(), run.as_os_str()]);
+        let compare = run_cli(
+            dir.path(),
+            &["compare".as_ref(), good.as_os_str(), run.as_os_str()],
+        );
+        let baseline = run_cli(
+            dir.path(),
+            &["compare".as_ref(), run.as_os_str(), good.as_os_str()],
+        );
+        for (code, text) in [report, compare, baseline] {
+            assert_eq!(code, Some(2), "{text}");
+            assert!(text.contains(&format!("{jsonl}{location}")), "{text}");
+            assert!(text.contains(message), "{text}");
+        }
+    }
+}
+
+/// An I/O error names its OS error once, not once per level of the error chain.
+#[test]
+fn os_errors_are_printed_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = fixture_run(dir.path(), "run", |b| b);
+    // summary.json cannot be written where a folder of that name is.
+    std::fs::create_dir(run.join("summary.json")).unwrap();
+    let (code, text) = run_cli(dir.path(), &["report".as_ref(), run.as_os_str()]);
+    assert_eq!(code, Some(3), "{text}");
+    assert!(text.contains("writing summary.json"), "{text}");
+    assert_eq!(text.matches("(os error").count(), 1, "{text}");
+}
+
+/// Under a process limit that leaves room for fewer threads than asked, `--threads` is a clear
+/// error (tokio itself would panic and hang). Needs root to run the binary as another user,
+/// since root is exempt from RLIMIT_NPROC.
+#[test]
+fn threads_beyond_the_process_limit_are_a_clear_error_not_a_panic() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to switch to an unprivileged user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let matrix = write(dir.path(), "m.toml", GOOD);
+    std::fs::set_permissions(&matrix, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let started = Instant::now();
+    let out = std::process::Command::new("prlimit")
+        .args([
+            "--nproc=8",
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+        ])
+        .arg(env!("CARGO_BIN_EXE_cachegate"))
+        .args([
+            "run",
+            "--threads",
+            "64",
+            "--filter",
+            "nothing-matches",
+            "m.toml",
+        ])
+        .current_dir(dir.path())
+        .env("HOME", dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let text = output_text(&out);
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("--threads 64: cannot start the load threads"),
+        "{text}"
+    );
+    assert!(text.contains("lower --threads"), "{text}");
+    assert!(!text.contains("panicked"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
