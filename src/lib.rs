@@ -17,6 +17,7 @@ pub mod report;
 pub mod results;
 pub mod runner;
 pub mod scenario;
+pub mod scratch;
 pub mod server;
 pub mod stack;
 pub mod target;

@@ -647,3 +647,96 @@ fn server_children(parent: u32) -> Vec<u32> {
     }
     pids
 }
+
+/// A server's private folder is 0700 with its config (which may hold a password) 0600. A killed
+/// harness cannot remove it; the next run's start does, and leaves a live harness's alone.
+#[test]
+fn temp_folders_of_a_killed_run_are_private_and_swept_by_the_next_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, server_pid, _) = start_long_run(dir.path());
+    let left = temp_folders(dir.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    let folder = dir.path().join(&left[0]);
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&folder), 0o700);
+    assert_eq!(mode(&folder.join("server.conf")), 0o600);
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let start = Instant::now();
+    while common::pid_alive(server_pid) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server outlived the harness"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        folder.exists(),
+        "SIGKILL runs no destructor: the folder stays"
+    );
+    // A folder whose owner is alive (this test process) is not the next run's to remove.
+    let me = cachegate::scratch::owner_id(std::process::id()).unwrap();
+    let live = format!("cachegate-server-{}-live01", me.replace(':', "."));
+    std::fs::create_dir(dir.path().join(&live)).unwrap();
+
+    let matrix = write(dir.path(), "short.toml", GOOD);
+    let out = cachegate()
+        .args(["run", "--no-progress", "--out"])
+        .arg(dir.path().join("out2"))
+        .arg(&matrix)
+        .env("TMPDIR", dir.path())
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{msg}");
+    assert!(
+        msg.contains("removed 1 temp folder(s) that killed runs left"),
+        "{msg}"
+    );
+    assert!(!folder.exists(), "{msg}");
+    assert_eq!(temp_folders(dir.path()), vec![live]);
+}
+
+/// `--out` on a read-only file system: a clear error naming the folder, the OS error once,
+/// exit 3 (README: output unwritable), and nothing written anywhere else.
+#[test]
+fn unwritable_out_folder_is_a_clear_error_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "m.toml", GOOD);
+    let readonly = dir.path().join("readonly");
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir(&readonly).unwrap();
+    std::fs::create_dir(&tmp).unwrap();
+    // A read-only mount in a private mount namespace: gone when the command ends, and read-only
+    // even for root (a chmod is not).
+    let out = std::process::Command::new("unshare")
+        .args(["--map-root-user", "--mount", "sh", "-c"])
+        .arg(r#"mount -t tmpfs -o ro tmpfs "$1" && exec "$2" run --no-progress --out "$1/out" m.toml"#)
+        .arg("sh")
+        .arg(&readonly)
+        .arg(env!("CARGO_BIN_EXE_cachegate"))
+        .env("TMPDIR", &tmp)
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{msg}");
+    assert!(
+        msg.contains(&format!("{}/out", readonly.display())),
+        "{msg}"
+    );
+    assert!(msg.contains("Read-only file system"), "{msg}");
+    assert_eq!(msg.matches("(os error").count(), 1, "{msg}");
+    let mut entries: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries, ["m.toml", "readonly", "tmp"]);
+    assert_eq!(std::fs::read_dir(&readonly).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
+}

@@ -1,6 +1,6 @@
 //! The dependency direction written in README's Layout section, kept by a test:
 //!
-//!   cli → runner → matrix → scenario → target → stack → server → report → judge → results → config → error/host/child/net
+//!   cli → runner → matrix → scenario → target → stack → server → report → judge → results → config → error/host/child/net/scratch
 //!
 //! A module may use modules to its right, never one to its left. Each `crate::` path in a source
 //! file (comments left out) is checked against the layer of the file's module; known exceptions
@@ -18,7 +18,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("error", 0),
     ("host", 0),
     ("child", 0),
-    ("net", 0), // free ports on 127.0.0.1
+    ("net", 0),     // free ports on 127.0.0.1
+    ("scratch", 0), // the harness's temp folders and their owner
     ("config", 1),
     ("results", 2),
     ("judge", 3),

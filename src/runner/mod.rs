@@ -239,6 +239,14 @@ pub async fn run(
         cells.len()
     );
 
+    let swept = crate::scratch::sweep();
+    if !swept.is_empty() {
+        eprintln!(
+            "removed {} temp folder(s) that killed runs left in {}",
+            swept.len(),
+            std::env::temp_dir().display()
+        );
+    }
     let uses_containers = cells
         .iter()
         .any(|c| c.axes.runtime == crate::config::matrix_file::RuntimeKind::Container);

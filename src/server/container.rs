@@ -42,6 +42,7 @@ use super::runtime::{tail_lines, RunningServer, RuntimeIdentity, StopKind};
 use super::spec::ServerSpec;
 use crate::error::{Error, Result};
 use crate::net::free_port;
+use crate::scratch::{owner_alive, owner_id};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -152,7 +153,7 @@ impl ContainerLabels {
         ContainerLabels {
             run: run.to_string(),
             cell: cell.to_string(),
-            harness: harness_id(std::process::id()).unwrap_or_default(),
+            harness: owner_id(std::process::id()).unwrap_or_default(),
         }
     }
 
@@ -176,23 +177,6 @@ impl ContainerLabels {
         let unique: u32 = rand::random();
         format!("cachegate-{what}-{cell}-{unique:08x}")
     }
-}
-
-/// `pid:start-time`: a PID alone can be reused by an unrelated process after the harness died.
-fn harness_id(pid: u32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Field 22 (starttime) counts from after the command name, which may hold spaces.
-    let after = stat.rsplit_once(')')?.1;
-    let start = after.split_whitespace().nth(19)?;
-    Some(format!("{pid}:{start}"))
-}
-
-/// Is the harness that created something (by its label) still running?
-fn harness_alive(label: &str) -> bool {
-    let Some(pid) = label.split(':').next().and_then(|p| p.parse::<u32>().ok()) else {
-        return false;
-    };
-    harness_id(pid).as_deref() == Some(label)
 }
 
 /// Connect to the engine (DOCKER_HOST or the local socket) and check it answers.
@@ -663,7 +647,7 @@ pub async fn sweep(docker: &Docker, run: Option<&str>) -> Result<Swept> {
         }
         match run {
             Some(run) => labels.get(RUN_LABEL).map(String::as_str) == Some(run),
-            None => !harness_alive(labels.get(HARNESS_LABEL).map_or("", String::as_str)),
+            None => !owner_alive(labels.get(HARNESS_LABEL).map_or("", String::as_str)),
         }
     };
     let owner = HashMap::from([(
@@ -743,16 +727,5 @@ mod tests {
             .unwrap_err()
             .contains("runtime.container.memory"));
         assert!(parse_memory("5t").unwrap_err().contains("unit"));
-    }
-
-    #[test]
-    fn the_harness_id_tells_a_live_harness_from_a_reused_pid() {
-        let me = harness_id(std::process::id()).unwrap();
-        assert!(harness_alive(&me));
-        let (pid, start) = me.split_once(':').unwrap();
-        let other_start: u64 = start.parse::<u64>().unwrap() + 1;
-        assert!(!harness_alive(&format!("{pid}:{other_start}")));
-        assert!(!harness_alive("not-a-pid"));
-        assert!(!harness_alive(""));
     }
 }

@@ -32,9 +32,7 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Start a server in a fresh private temp dir.
     pub async fn start(spec: &ServerSpec, binary: &ProvisionedServer) -> Result<Self> {
-        let tempdir = tempfile::Builder::new()
-            .prefix("cachegate-server-")
-            .tempdir()
+        let tempdir = crate::scratch::temp_dir("server")
             .map_err(|e| Error::io("creating the server's temp dir", e))?;
         let mut server = ServerProcess {
             spec: spec.clone(),
@@ -125,9 +123,10 @@ impl ServerProcess {
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
         let config_path = self.workdir.join("server.conf");
-        std::fs::write(
+        // 0600: the config may hold `requirepass`.
+        crate::scratch::write_private(
             &config_path,
-            self.spec.config_text(self.port, &self.data_dir()),
+            &self.spec.config_text(self.port, &self.data_dir()),
         )
         .map_err(|e| Error::io("writing the server config", e))?;
         let mut cmd = self.binary.command();

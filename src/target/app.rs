@@ -47,9 +47,7 @@ impl AppProcess {
         settings: &serde_json::Value,
         workers: Workers,
     ) -> Result<AppProcess> {
-        let workdir = tempfile::Builder::new()
-            .prefix("cachegate-app-")
-            .tempdir()
+        let workdir = crate::scratch::temp_dir("app")
             .map_err(|e| Error::io("creating the app's temp dir", e))?;
         let db = workdir.path().join("db.sqlite3");
         std::fs::copy(stack.template_db(), &db)
