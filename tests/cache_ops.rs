@@ -147,6 +147,10 @@ async fn killing_the_server_mid_run_counts_errors() {
         "reconnects are refused: {kinds:?}"
     );
     assert!(out.reason.contains("failed"), "{}", out.reason);
+    // Each failure is timed: refused reconnects, lost connections and timeouts alike.
+    let all = out.ops.iter().find(|o| o.op == "all").unwrap();
+    let failed = all.failed_latency.as_ref().expect("failures are timed");
+    assert_eq!(failed.count, out.counts.errors);
 }
 
 /// In open-loop mode a stalled server must show in the percentiles: ops scheduled during the
@@ -439,4 +443,38 @@ fn a_debian_archive_install_stays_inside_the_cache() {
         .map(|e| e.file_name())
         .collect();
     assert_eq!(left, ["valkey-8.0.1"], "{left:?}");
+}
+
+/// Failed operations (here: OOM answers under noeviction) keep their latency in the failed
+/// histogram and in what users waited, per operation and in "all", as HTTP failures do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_operations_are_timed_like_successful_ones() {
+    let bin = provision("redis@7.4");
+    let mut spec = spec("redis@7.4", "none");
+    spec.settings.maxmemory = Some("2mb".into());
+    spec.settings.maxmemory_policy = Some("noeviction".into());
+    let proc = ServerProcess::start(&spec, &bin).await.unwrap();
+    let cfg = cache_ops_config(
+        "connections = 2\nops = 3000\nwarmup = \"0s\"\nkeyspace = 100000\nvalue_size = 8192\n\
+         mix = { set = 1 }\nmax_error_rate = 1.0",
+    );
+    let out = run_cache_ops(&cfg, &proc, "t:oom:").await;
+    let row = |op: &str| out.ops.iter().find(|o| o.op == op).unwrap();
+    let (set, all) = (row("set"), row("all"));
+    assert!(set.ok > 0 && set.errors > 1000, "{set:?}");
+    assert!(
+        out.errors.iter().any(|e| e.kind == "server error OOM"),
+        "{:?}",
+        out.errors
+    );
+    for o in [set, all] {
+        let failed = o.failed_latency.as_ref().expect("failures are timed");
+        assert_eq!(
+            failed.count, o.errors,
+            "{}: every failure has its latency",
+            o.op
+        );
+        assert!(failed.min_us > 0.0 && failed.p50_us <= failed.max_us);
+        assert_eq!(o.waited().count, o.ok + o.errors, "{}", o.op);
+    }
 }

@@ -187,8 +187,12 @@ impl Shard {
                         timeout.as_millis()
                     )
                 };
+                // Failures keep what they cost in the failed-latency histograms, as HTTP
+                // failures do: a user waited that long for nothing.
+                let latency_ns = latency.as_nanos() as u64;
                 for op in ops {
-                    self.rec.error(op.index(), LATE_REPLY.to_string(), late);
+                    self.rec
+                        .failed(op.index(), latency_ns, LATE_REPLY.to_string(), late);
                 }
                 None
             }
@@ -197,10 +201,12 @@ impl Shard {
                 for (op, reply) in ops.iter().zip(replies) {
                     if let Reply::Error(message) = reply {
                         let code = message.split_whitespace().next().unwrap_or("ERR");
-                        self.rec
-                            .error(op.index(), format!("server error {code}"), || {
-                                message.clone()
-                            });
+                        self.rec.failed(
+                            op.index(),
+                            latency_ns,
+                            format!("server error {code}"),
+                            || message.clone(),
+                        );
                     } else {
                         match (op, reply) {
                             (Op::Get, Reply::Nil) => self.rec.lookup(op.index(), latency_ns, false),
@@ -216,9 +222,10 @@ impl Shard {
             }
             Err(e) => {
                 let kind = classify(e);
+                let latency_ns = latency.as_nanos() as u64;
                 for op in ops {
                     self.rec
-                        .error(op.index(), kind.to_string(), || e.to_string());
+                        .failed(op.index(), latency_ns, kind.to_string(), || e.to_string());
                 }
                 Some(kind)
             }
@@ -797,6 +804,14 @@ mod tests {
         let (ops, errors) = shard.rec.summarize(1.0);
         let all = ops.iter().find(|o| o.op == "all").unwrap();
         assert!(all.latency.max_us <= 1_000_000.0, "{:?}", all.latency);
+        // The late pair is a failure, and what it cost is kept with the failures.
+        let failed = all.failed_latency.as_ref().expect("failures are timed");
+        assert_eq!(failed.count, 2);
+        assert!(
+            (1_099_000.0..=1_102_000.0).contains(&failed.max_us),
+            "{failed:?}"
+        );
+        assert_eq!(all.waited().count, 4);
         assert_eq!(errors[0].kind, LATE_REPLY);
         assert!(
             errors[0].example.contains("1100.0 ms"),
