@@ -97,6 +97,12 @@ fn check_rejects_bad_files_with_file_line_and_field() {
             "field `scenario.warmup`: bad duration `soon`",
         ),
         (
+            "noserver.toml",
+            GOOD.replace("\"redis@6.2\"", "\"redis@6.2\", \"none\""),
+            ":4:1",
+            "field `axes.server`: `none` runs no cache server, but scenario kind `cache-ops`",
+        ),
+        (
             "threads.toml",
             GOOD.to_string() + "[target]\nthreads = 0\n",
             ":11:11",

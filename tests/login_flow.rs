@@ -419,3 +419,41 @@ fn answered_on_one_connection(base_url: &str, n: usize) -> usize {
     }
     n
 }
+
+/// The login flow on the app alone (`server = "none"`) with Django's `db` and `file` session
+/// engines: the baselines a cache is compared with.
+#[test]
+fn db_and_file_session_baselines_run_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "baselines"
+[axes]
+server = ["none"]
+stack = ["django-5.2"]
+settings = ["db", "file"]
+{STACKS}
+[settings.db]
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.file]
+SESSION_ENGINE = "django.contrib.sessions.backends.file"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[scenario]
+kind = "login-flow"
+users = 4
+iterations = 2
+reads = 3
+"#
+    );
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(code, Some(0), "{text}");
+    for id in ["none/none/django-5.2/db", "none/none/django-5.2/file"] {
+        let r = common::find_cell(&results, id);
+        assert_eq!(r.verdict, Verdict::Pass, "{id}: {}", r.verdict_reason);
+        let total = r.total().unwrap();
+        assert_eq!(total.errors, 0, "{id}");
+        assert!(total.ok > 0, "{id}: nothing succeeded");
+        assert!(r.app_exceptions.is_empty(), "{id}: {:?}", r.app_exceptions);
+    }
+}

@@ -388,3 +388,48 @@ value_size = 4096
 fn report_html(dir: &std::path::Path) -> String {
     std::fs::read_to_string(common::only_run_dir(&dir.join("out")).join("index.html")).unwrap()
 }
+
+/// Baselines without a cache server (`server = "none"`): Django's `db` and `file` session engines
+/// keep every session through a "restart" by construction, and the promise says where from.
+#[test]
+fn without_a_server_db_and_file_sessions_are_kept_by_construction() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"[matrix]
+name = "baselines"
+[axes]
+server = ["none"]
+stack = ["django-5.2"]
+settings = ["db", "file"]
+[stacks."django-5.2"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*"]
+[settings.db]
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.file]
+SESSION_ENGINE = "django.contrib.sessions.backends.file"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[scenario]
+kind = "session-persistence"
+users = 6
+restart = "kill"
+"#;
+    let (code, text, results) = common::run_matrix(dir.path(), body);
+    assert_eq!(code, Some(0), "{text}");
+    for (id, source) in [
+        ("none/none/django-5.2/db", "django_session table"),
+        ("none/none/django-5.2/file", "SESSION_FILE_PATH"),
+    ] {
+        let r = common::find_cell(&results, id);
+        assert_eq!(r.verdict, Verdict::Pass, "{id}: {}", r.verdict_reason);
+        let p = r.check.as_ref().and_then(|c| c.persistence()).unwrap();
+        assert_eq!((p.before, p.kept, p.lost, p.unknown), (6, 6, 0, 0), "{id}");
+        assert_eq!(p.expected.promise, Promise::Keep);
+        assert!(p.expected.because.contains(source), "{id}: {p:?}");
+        let server = r.server.as_ref().unwrap();
+        assert_eq!(
+            (server.family.as_str(), server.identity.runtime.as_str()),
+            ("none", "none")
+        );
+    }
+}

@@ -266,6 +266,7 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
             }
         }
     }
+    check_no_server(path, &text, &file, scenario.kind.as_ref())?;
     let mut labels = std::collections::BTreeSet::new();
     for variant in &file.axes.variant {
         let v = variant.get_ref();
@@ -305,6 +306,50 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
         file,
         scenario,
     })
+}
+
+/// `none` on the server axis (or in an `[[include]]`) runs no cache server: scenarios that talk
+/// to the server itself have nothing to run against.
+fn check_no_server(
+    path: &Path,
+    text: &str,
+    file: &MatrixFile,
+    kind: Option<&super::ScenarioKind>,
+) -> Result<()> {
+    // The kinds that work on the server itself, over its protocol.
+    let Some(kind) = kind.filter(|k| ["cache-ops", "durability", "eviction"].contains(&k.name()))
+    else {
+        return Ok(());
+    };
+    let why = format!(
+        "`none` runs no cache server, but scenario kind `{}` works on the server itself; \
+         baselines without a server run login-flow, session-persistence or outage",
+        kind.name()
+    );
+    let none = |s: &ServerRef| s.family == crate::server::Family::NoServer;
+    if file.axes.server.iter().any(none) {
+        let range = super::table_range(text, "[axes]", 0).unwrap_or(0..text.len());
+        return Err(error_at(
+            path,
+            text,
+            range,
+            "server",
+            format!("field `axes.server`: {why}"),
+        ));
+    }
+    for (n, inc) in file.include.iter().enumerate() {
+        if inc.server.as_ref().is_some_and(none) {
+            let range = super::table_range(text, "[[include]]", n).unwrap_or(0..text.len());
+            return Err(error_at(
+                path,
+                text,
+                range,
+                "server",
+                format!("field `include.server`: {why}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An error at `key` inside `range` of `text` (or at the range's start if it cannot be found).

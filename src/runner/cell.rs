@@ -13,7 +13,8 @@ use crate::matrix::Cell;
 use crate::results::{CellResult, RunDir, ServerInfo, StackInfo, Verdict, SCHEMA};
 use crate::scenario::CellEnv;
 use crate::server::container::{ContainerLabels, ContainerServer};
-use crate::server::{ProvisionedServer, RunningServer, ServerProcess, StopKind};
+use crate::server::no_server::NoServer;
+use crate::server::{Family, ProvisionedServer, RunningServer, ServerProcess, StopKind};
 use crate::stack::ProvisionedStack;
 use crate::target::app::{AppProcess, Workers};
 use crate::target::{app_files, django_settings, exceptions};
@@ -290,6 +291,9 @@ async fn start_server(
     binary: &ProvisionedServer,
     ctx: &CellContext<'_>,
 ) -> crate::error::Result<Box<dyn RunningServer>> {
+    if binary.family == Family::NoServer {
+        return Ok(Box::new(NoServer::new(&cell.spec)));
+    }
     Ok(match cell.axes.runtime {
         RuntimeKind::Process => Box::new(ServerProcess::start(&cell.spec, binary).await?),
         RuntimeKind::Container => {

@@ -202,12 +202,31 @@ impl SessionStore {
             )),
             SessionStore::Elsewhere => Some(expectation(
                 Promise::Keep,
-                &format!("{session_engine} keeps sessions outside the cache"),
+                &format!("{session_engine} {}", elsewhere(session_engine)),
             )),
             SessionStore::Unknown => Some(expectation(
                 Promise::Either,
                 &format!("{session_engine} is not one of Django's session engines: where it keeps sessions is not known"),
             )),
+        }
+    }
+}
+
+/// Where `db`, `file` and `signed_cookies` keep sessions, with the docs' words: a cache server's
+/// restart, loss or absence (the server axis value `none`) cannot touch them.
+fn elsewhere(session_engine: &str) -> &'static str {
+    match session_engine.rsplit('.').next().unwrap_or_default() {
+        "db" => {
+            "keeps each session as a row of the django_session table in the database \
+                 (Django docs, \"Using database-backed sessions\"), never in the cache"
+        }
+        "file" => {
+            "keeps each session as a file in SESSION_FILE_PATH (Django docs, \"Using \
+                   file-based sessions\"), never in the cache"
+        }
+        _ => {
+            "keeps the session in the client's signed cookie (Django docs, \"Using cookie-based \
+              sessions\"), never in the cache"
         }
     }
 }

@@ -153,6 +153,16 @@ impl Provisioner {
             server: server.to_string(),
             message,
         };
+        if server.family == Family::NoServer {
+            return Ok(ProvisionedServer {
+                family: Family::NoServer,
+                version: String::new(),
+                binary: PathBuf::new(),
+                lib_dir: None,
+                loader: None,
+                source: "no cache server".into(),
+            });
+        }
         if let Some(path) = self.user_paths.get(server) {
             let given = ProvisionedServer {
                 family: server.family,

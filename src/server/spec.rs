@@ -11,15 +11,21 @@ use serde::{Deserialize, Serialize};
 pub enum Family {
     Redis,
     Valkey,
+    /// No cache server at all (`server = ["none"]`): baseline cells of the app with a session
+    /// engine that needs none (Django's `db` or `file`).
+    #[serde(rename = "none")]
+    NoServer,
 }
 
 impl Family {
+    /// The families of real servers.
     pub const ALL: [Family; 2] = [Family::Redis, Family::Valkey];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Redis => "redis",
             Family::Valkey => "valkey",
+            Family::NoServer => "none",
         }
     }
 
@@ -28,6 +34,7 @@ impl Family {
         match self {
             Family::Redis => "redis-server",
             Family::Valkey => "valkey-server",
+            Family::NoServer => "",
         }
     }
 }
@@ -48,9 +55,22 @@ impl ServerRef {
     }
 }
 
+impl ServerRef {
+    /// The server axis value `none`: no cache server.
+    pub fn no_server() -> Self {
+        ServerRef {
+            family: Family::NoServer,
+            version: vec![],
+        }
+    }
+}
+
 impl fmt::Display for ServerRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}@{}", self.family.name(), join_version(&self.version))
+        match self.family {
+            Family::NoServer => f.write_str("none"),
+            _ => write!(f, "{}@{}", self.family.name(), join_version(&self.version)),
+        }
     }
 }
 
@@ -66,8 +86,14 @@ pub fn parse_version(s: &str) -> Option<Vec<u32>> {
 impl FromStr for ServerRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
+        if s == "none" {
+            return Ok(ServerRef::no_server());
+        }
         let (family, version) = s.split_once('@').ok_or_else(|| {
-            format!("server `{s}` must be written family@version, e.g. redis@7.4")
+            format!(
+                "server `{s}` must be written family@version, e.g. redis@7.4, or `none` for \
+                 no cache server"
+            )
         })?;
         let family = match family {
             "redis" => Family::Redis,
@@ -358,6 +384,10 @@ mod tests {
             .unwrap_err()
             .contains("unknown server family"));
         assert!("redis".parse::<ServerRef>().is_err());
+        let none: ServerRef = "none".parse().unwrap();
+        assert_eq!(none.family, Family::NoServer);
+        assert_eq!(none.to_string(), "none");
+        assert!("none@1".parse::<ServerRef>().is_err());
     }
 
     #[test]

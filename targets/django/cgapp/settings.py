@@ -39,6 +39,10 @@ DATABASES = {
 }
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
+# File-backed sessions (SESSION_ENGINE "...backends.file") live beside the database, in the app's
+# private folder, never in the system's temp folder (Django's default).
+SESSION_FILE_PATH = os.path.join(os.path.dirname(DATABASES["default"]["NAME"]), "sessions")
+os.makedirs(SESSION_FILE_PATH, exist_ok=True)
 USE_TZ = True
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
