@@ -457,3 +457,157 @@ reads = 3
         assert!(r.app_exceptions.is_empty(), "{id}: {:?}", r.app_exceptions);
     }
 }
+
+/// Issue 16.4: Django answers `SessionInterrupted` with a 400 (an HTML page), not a 500, so it
+/// never reaches `got_request_exception`. The real trigger, as Django's message says: the user
+/// logs out in a concurrent request while another request of theirs is still running; when
+/// that one saves the session (SESSION_SAVE_EVERY_REQUEST), it is gone. The slow request is
+/// /me/ waiting on its default cache (a second server held by CLIENT PAUSE); the logout runs on
+/// the other gunicorn worker. The app must log it, and cachegate classify it with its status.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_interrupted_by_a_concurrent_logout_is_classified_with_its_400() {
+    use cachegate::server::ServerProcess;
+    let bin = common::provision("redis@6.2");
+    let sessions = ServerProcess::start(&common::spec("redis@6.2", "none"), &bin)
+        .await
+        .unwrap();
+    let slow_cache = ServerProcess::start(&common::spec("redis@6.2", "none"), &bin)
+        .await
+        .unwrap();
+    let cache = cachegate::server::provision::default_cache_dir();
+    let spec: cachegate::stack::StackSpec =
+        toml::from_str("python = \"3.11\"\npackages = [\"django==5.2.*\", \"redis==5.2.*\"]")
+            .unwrap();
+    let stack = tokio::task::spawn_blocking(move || {
+        cachegate::stack::provision("django-5.2", &spec, &cache)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let table: toml::Table = toml::from_str(&format!(
+        r#"SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+SESSION_CACHE_ALIAS = "sessions"
+SESSION_SAVE_EVERY_REQUEST = true
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = "{}"
+[CACHES.sessions]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = "{}"
+"#,
+        slow_cache.url(),
+        sessions.url()
+    ))
+    .unwrap();
+    let settings = cachegate::target::django_settings(&table, &sessions.url(), sessions.port());
+    let app_dir =
+        cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
+            .unwrap();
+    let mut app = cachegate::target::app::AppProcess::start(
+        &stack,
+        &app_dir,
+        &settings,
+        cachegate::target::app::Workers {
+            processes: 2,
+            threads: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let base = app.base_url();
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .no_proxy()
+        .build()
+        .unwrap();
+    let token = |v: serde_json::Value| v["csrftoken"].as_str().unwrap().to_string();
+    let csrf: serde_json::Value = http
+        .get(format!("{base}/csrf/"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let user = [("username", "interrupted"), ("password", "pw-1")];
+    let post = |path: &str, csrf: String| {
+        http.post(format!("{base}{path}"))
+            .header("X-CSRFToken", csrf)
+            .form(&user)
+            .send()
+    };
+    let registered = post("/register/", token(csrf)).await.unwrap();
+    assert_eq!(registered.status(), 201);
+    let login = post("/login/", token(registered.json().await.unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let csrf = token(login.json().await.unwrap());
+
+    // Pause the default cache's server for 5 s (CLIENT PAUSE answers at once; every other
+    // client's commands wait until it ends).
+    let redis_conn = |url: String| async move {
+        redis::Client::open(url)
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    };
+    let mut paused = redis_conn(slow_cache.url()).await;
+    let _: () = redis::cmd("CLIENT")
+        .arg("PAUSE")
+        .arg(5000)
+        .query_async(&mut paused)
+        .await
+        .unwrap();
+    // GETs the session server has answered: /me/ loading its session is one more.
+    let watch = redis_conn(sessions.url()).await;
+    let session_gets = || {
+        let mut conn = watch.clone();
+        async move {
+            let info: String = redis::cmd("INFO")
+                .arg("commandstats")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |n| n.parse::<u64>().unwrap())
+        }
+    };
+    let before = session_gets().await;
+    let me = tokio::spawn(http.get(format!("{base}/me/")).send());
+    let waiting = std::time::Instant::now();
+    while session_gets().await == before {
+        assert!(
+            waiting.elapsed().as_secs() < 4,
+            "/me/ never loaded its session"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // /me/ has its session and waits on the paused cache; log out meanwhile.
+    let logout = post("/logout/", csrf).await.unwrap();
+    assert_eq!(logout.status(), 200);
+    let me = me.await.unwrap().unwrap();
+    drop(watch);
+    assert_eq!(me.status(), 400, "{}", me.text().await.unwrap_or_default());
+
+    let log = app.log_text();
+    app.stop(None).await;
+    let found = cachegate::target::exceptions::from_log(&log, |_| "me");
+    let interrupted = found
+        .iter()
+        .find(|e| e.innermost_type == "django.contrib.sessions.exceptions.SessionInterrupted")
+        .unwrap_or_else(|| panic!("not classified: {found:?}\n{log}"));
+    assert!(
+        interrupted
+            .signature
+            .contains("The request's session was deleted before the request completed"),
+        "{interrupted:?}"
+    );
+    assert_eq!(interrupted.status, Some(400));
+    assert_eq!(interrupted.first_path, "/me/");
+    assert_eq!(interrupted.count, 1);
+}

@@ -1,5 +1,6 @@
-//! Failure classification: the app logs each unhandled exception as one JSON line
-//! (`CACHEGATE_EXCEPTION {...}`, see targets/django/cgapp/exceptions.py). These are grouped by
+//! Failure classification: the app logs each exception that ends a request — unhandled ones
+//! (500) and those Django answers with a 4xx itself, like `SessionInterrupted` (400) — as one
+//! JSON line (`CACHEGATE_EXCEPTION {...}`, see targets/django/cgapp/exceptions.py). These are grouped by
 //! signature (innermost cause type and first message line, with ports and addresses normalized
 //! so the same failure in two cells has the same signature).
 
@@ -25,6 +26,10 @@ pub struct AppException {
     /// The flow step of the first request it hit.
     pub first_step: String,
     pub first_path: String,
+    /// The HTTP status the app answered with (500 unhandled; 4xx when Django turned the
+    /// exception into a client error). Absent in results recorded before it was logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
     /// Requests it hit.
     pub count: u64,
 }
@@ -40,6 +45,8 @@ struct LogRecord {
     chain: Vec<String>,
     #[serde(default)]
     path: String,
+    #[serde(default)]
+    status: Option<u16>,
 }
 
 /// All exception signatures in an app log, most frequent first.
@@ -67,6 +74,7 @@ pub fn from_log(log: &str, step_of_path: impl Fn(&str) -> &'static str) -> Vec<A
                     chain: r.chain.iter().map(|c| normalize(c)).collect(),
                     first_step: step_of_path(&r.path).to_string(),
                     first_path: r.path,
+                    status: r.status,
                     count: 0,
                 }
             })

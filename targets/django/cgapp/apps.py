@@ -5,8 +5,7 @@ class CgappConfig(AppConfig):
     name = "cgapp"
 
     def ready(self):
-        from django.core.signals import got_request_exception
-
+        # After Django configured logging, so a LOGGING in the cell's settings cannot drop it.
         from . import exceptions
 
-        got_request_exception.connect(exceptions.log_exception)
+        exceptions.install()

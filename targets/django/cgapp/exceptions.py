@@ -1,11 +1,16 @@
-"""Logs every unhandled exception of a request as one JSON line on stderr.
+"""Logs every exception that ends a request as one JSON line on stderr.
 
-`got_request_exception` fires for exceptions raised anywhere in the request chain, including
-middleware (a session save in SessionMiddleware is where a broken cache backend usually fails),
-not only in views. cachegate reads these lines from the app log to classify failures by their
-innermost cause.
+`got_request_exception` fires for unhandled exceptions (answered 500) raised anywhere in the
+request chain, including middleware (a session save in SessionMiddleware is where a broken cache
+backend usually fails), not only in views. Exceptions Django answers with a 4xx itself —
+`SessionInterrupted` (400) when the session vanished from the cache during the request,
+`SuspiciousOperation`, `PermissionDenied` — never reach that signal; Django logs them with the
+exception attached to `django.request` / `django.security`, where `ClientErrorHandler` picks
+them up. cachegate reads these lines from the app log to classify failures by their innermost
+cause.
 """
 import json
+import logging
 import sys
 
 MARKER = "CACHEGATE_EXCEPTION "
@@ -45,10 +50,7 @@ def chain(exc):
     return out
 
 
-def log_exception(sender, request=None, **kwargs):
-    exc = sys.exc_info()[1]
-    if exc is None:
-        return
+def write_record(exc, request, status):
     root = innermost(exc)
     record = {
         "type": _name(exc),
@@ -58,6 +60,36 @@ def log_exception(sender, request=None, **kwargs):
         "chain": chain(exc),
         "method": getattr(request, "method", ""),
         "path": getattr(request, "path", ""),
+        "status": status,
     }
     sys.stderr.write(MARKER + json.dumps(record) + "\n")
     sys.stderr.flush()
+
+
+def log_exception(sender, request=None, **kwargs):
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return
+    # Unhandled: Django answers 500.
+    write_record(exc, request, 500)
+
+
+class ClientErrorHandler(logging.Handler):
+    """Records the exceptions Django answered with a 4xx (5xx ones come through the signal)."""
+
+    def emit(self, record):
+        status = getattr(record, "status_code", None)
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is None or not isinstance(status, int) or not 400 <= status < 500:
+            return
+        write_record(exc, getattr(record, "request", None), status)
+
+
+def install():
+    """Connect both: the signal for 500s, the handler for 4xx (on the loggers Django uses)."""
+    from django.core.signals import got_request_exception
+
+    got_request_exception.connect(log_exception)
+    handler = ClientErrorHandler()
+    for name in ("django.request", "django.security"):
+        logging.getLogger(name).addHandler(handler)
