@@ -746,3 +746,24 @@ fn unwritable_out_folder_is_a_clear_error_and_nothing_is_written() {
     assert_eq!(std::fs::read_dir(&readonly).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0);
 }
+
+/// Issue 14.7: a matrix kept outside the project runs a bundled scenario by name.
+#[test]
+fn a_matrix_outside_the_project_runs_a_bundled_scenario_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = GOOD.replace("kind = \"cache-ops\"", "use = \"cache-ops\"");
+    let (code, text, results) = common::run_matrix(dir.path(), &body);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].scenario_kind, "cache-ops");
+    assert_eq!(
+        results[0].counts.ok, 500,
+        "the matrix's `ops` overrides the bundled file"
+    );
+    // The bundled file's values are what ran where the matrix says nothing (its mix).
+    assert_eq!(
+        results[0].scenario["mix"]["get"], 80,
+        "{}",
+        results[0].scenario
+    );
+}

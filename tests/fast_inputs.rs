@@ -305,3 +305,40 @@ fn threads_beyond_the_process_limit_are_a_clear_error_not_a_panic() {
     assert!(!text.contains("panicked"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// Issue 14.7: a matrix outside the source tree uses the bundled scenarios by name; what it
+/// gets is exactly the scenario file, and an unknown name lists the bundled ones.
+#[test]
+fn bundled_scenarios_are_usable_by_name_from_anywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let matrix = |use_value: &str| {
+        format!("[matrix]\nname = \"b\"\n[axes]\nserver = [\"redis@6.2\"]\n[scenario]\nuse = \"{use_value}\"\n")
+    };
+    let by_name = write(dir.path(), "by-name.toml", matrix("cache-ops"));
+    let by_file = write(
+        dir.path(),
+        "by-file.toml",
+        matrix(&repo.join("scenarios/cache-ops.toml").display().to_string()),
+    );
+    let named = cachegate::config::load_matrix(&by_name).unwrap();
+    let filed = cachegate::config::load_matrix(&by_file).unwrap();
+    assert_eq!(named.scenario, filed.scenario);
+    let (code, text) = run_cli(dir.path(), &["check", "by-name.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("redis@6.2/none  [b #1] expect pass"),
+        "{text}"
+    );
+
+    write(dir.path(), "typo.toml", matrix("login-flw"));
+    rejected(
+        dir.path(),
+        "typo.toml",
+        ":6:7",
+        &[
+            "field `use`: no bundled scenario `login-flw`",
+            "cache-ops, durability, eviction, login-flow, outage, session-persistence",
+        ],
+    );
+}

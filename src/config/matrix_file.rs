@@ -182,25 +182,45 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
     let section = file.scenario.get_ref();
     let mut scenario = ScenarioParams::default();
     if let Some(use_file) = &section.use_file {
-        let resolved = resolve_use(path, use_file.get_ref()).ok_or_else(|| {
-            at(
-                use_file.span().start,
-                format!(
-                    "field `use`: scenario file `{}` not found next to the matrix or in the folder above it",
-                    use_file.get_ref().display()
-                ),
-            )
-        })?;
-        if resolved.is_dir() {
-            return Err(at(
-                use_file.span().start,
-                format!(
-                    "field `use`: `{}` is a folder, not a scenario file",
-                    resolved.display()
-                ),
-            ));
-        }
-        let scenario_text = read_text(&resolved)?;
+        let (resolved, scenario_text) = match super::bundled::as_name(use_file.get_ref()) {
+            Some(name) => {
+                let text = super::bundled::scenario(name).ok_or_else(|| {
+                    at(
+                        use_file.span().start,
+                        format!(
+                            "field `use`: no bundled scenario `{name}` (bundled: {}); a scenario \
+                             file is named by a path, e.g. `./{name}.toml`",
+                            super::bundled::names().join(", ")
+                        ),
+                    )
+                })?;
+                (super::bundled::location(name), text.to_string())
+            }
+            None => {
+                let resolved = resolve_use(path, use_file.get_ref()).ok_or_else(|| {
+                    at(
+                        use_file.span().start,
+                        format!(
+                            "field `use`: scenario file `{}` not found next to the matrix or in the \
+                             folder above it (bundled scenarios are used by name: {})",
+                            use_file.get_ref().display(),
+                            super::bundled::names().join(", ")
+                        ),
+                    )
+                })?;
+                if resolved.is_dir() {
+                    return Err(at(
+                        use_file.span().start,
+                        format!(
+                            "field `use`: `{}` is a folder, not a scenario file",
+                            resolved.display()
+                        ),
+                    ));
+                }
+                let text = read_text(&resolved)?;
+                (resolved, text)
+            }
+        };
         let from_file: ScenarioParams = parse_toml_text(&resolved, &scenario_text)?;
         check_bounds(
             &resolved,

@@ -2,6 +2,7 @@
 //! Every error names the file, line, column and field; unknown fields are rejected.
 
 pub mod bounds;
+pub mod bundled;
 pub mod gates;
 pub mod matrix_file;
 pub mod scenario_file;
