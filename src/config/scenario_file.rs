@@ -149,6 +149,8 @@ pub struct ScenarioParams {
     pub expect_available: Option<bool>,
     /// outage: users logged in before the server goes down, reading as themselves throughout.
     pub logged_in_users: Option<u32>,
+    /// server-upgrade: the server started on the data the cell's server wrote (`redis@7.4`).
+    pub to: Option<crate::server::ServerRef>,
 }
 
 impl ScenarioParams {

@@ -177,6 +177,34 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
             text(&c.check)
         );
     }
+    for g in super::model::grids(cells) {
+        let _ = writeln!(out, "\n### {} ({})\n", g.title, g.group);
+        let _ = writeln!(
+            out,
+            "| from ↓ to → | {} |\n|---|{}",
+            g.cols.join(" | "),
+            "---|".repeat(g.cols.len())
+        );
+        for row in &g.rows {
+            let runs: Vec<String> = g
+                .cols
+                .iter()
+                .map(|col| {
+                    let seen: Vec<String> = g
+                        .at(row, col)
+                        .iter()
+                        .map(|(text, verdict)| format!("{verdict}: {text}"))
+                        .collect();
+                    if seen.is_empty() {
+                        "-".to_string()
+                    } else {
+                        seen.join("; ").replace('|', "/")
+                    }
+                })
+                .collect();
+            let _ = writeln!(out, "| {row} | {} |", runs.join(" | "));
+        }
+    }
     out
 }
 

@@ -4,6 +4,7 @@
 //! HTML verdict matrix render these views, so they cannot disagree.
 
 use crate::judge::Judgement;
+use crate::results::checks::GridCell;
 use crate::results::{CellResult, Verdict};
 
 /// One cell run (a repeat is its own view).
@@ -25,6 +26,8 @@ pub struct CellView {
     pub reason: String,
     /// How the server ran: process, or container with image and network path.
     pub ran_as: String,
+    /// Its place in a transition grid (from × to), for checks about a transition.
+    pub grid: Option<GridCell>,
 }
 
 /// The numbers at the head of a cell's row; `None` where a number does not describe what the
@@ -96,7 +99,63 @@ pub fn view(r: &CellResult, judgement: &Judgement) -> CellView {
             .as_ref()
             .map(|s| s.identity.describe())
             .unwrap_or_default(),
+        grid: r.check.as_ref().and_then(|c| c.grid()),
     }
+}
+
+/// A transition table: `from` rows × `to` columns, each cell the outcomes (one per repeat)
+/// with their verdicts; rows and columns in the order the cells ran.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grid {
+    pub title: &'static str,
+    pub group: String,
+    pub rows: Vec<String>,
+    pub cols: Vec<String>,
+    pub cells: std::collections::BTreeMap<(String, String), Vec<(String, String)>>,
+}
+
+impl Grid {
+    /// (outcome, verdict label) of every run of `row` → `col`.
+    pub fn at(&self, row: &str, col: &str) -> &[(String, String)] {
+        self.cells
+            .get(&(row.to_string(), col.to_string()))
+            .map_or(&[], Vec::as_slice)
+    }
+}
+
+/// The transition grids of a run, one per title and group, in the order the cells ran.
+pub fn grids(cells: &[CellView]) -> Vec<Grid> {
+    let mut out: Vec<Grid> = Vec::new();
+    for (c, g) in cells.iter().filter_map(|c| c.grid.as_ref().map(|g| (c, g))) {
+        let i = match out
+            .iter()
+            .position(|x| x.title == g.title && x.group == g.group)
+        {
+            Some(i) => i,
+            None => {
+                out.push(Grid {
+                    title: g.title,
+                    group: g.group.clone(),
+                    rows: vec![],
+                    cols: vec![],
+                    cells: Default::default(),
+                });
+                out.len() - 1
+            }
+        };
+        let grid = &mut out[i];
+        if !grid.rows.contains(&g.row) {
+            grid.rows.push(g.row.clone());
+        }
+        if !grid.cols.contains(&g.col) {
+            grid.cols.push(g.col.clone());
+        }
+        grid.cells
+            .entry((g.row.clone(), g.col.clone()))
+            .or_default()
+            .push((g.text.clone(), c.verdict_label()));
+    }
+    out
 }
 
 /// Which numbers head the row depends on what the cell is about, as its check says

@@ -231,6 +231,7 @@ pub async fn run_cell(
         user_tag: ctx.user_tag.clone(),
         cancel: ctx.cancel.clone(),
         progress: done,
+        log_base: ctx.run_dir.path.join(log_base),
     };
     let output = cell.scenario.run(&mut env).await;
     progress.finish();
@@ -263,6 +264,9 @@ pub async fn run_cell(
     if ctx.cancel.is_cancelled() {
         let reason = interrupted_reason(ctx, "before the cell finished");
         return infra(result, reason);
+    }
+    if let Some(e) = output.infra_error {
+        return infra(result, e);
     }
     let (verdict, reason) = judge(cell, output.passed, output.reason, &result);
     result.verdict = verdict;

@@ -15,6 +15,7 @@ pub mod login_flow;
 pub mod outage;
 pub mod promise;
 pub mod resp;
+pub mod server_upgrade;
 pub mod session_persistence;
 pub mod workload;
 
@@ -142,6 +143,7 @@ scenarios! {
     Durability(durability::DurabilityConfig),
     Outage(outage::OutageConfig),
     Eviction(eviction::EvictionConfig),
+    ServerUpgrade(server_upgrade::ServerUpgradeConfig),
 }
 
 /// A kind by its name in scenario files.
@@ -191,6 +193,9 @@ pub struct CellEnv<'a> {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Operations done so far, for the progress display.
     pub progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The cell's log files without extension (`RUN/logs/NAME`), for scenarios that keep more
+    /// logs than the runner does (`NAME.log`: the server, `NAME.app.log`: the app).
+    pub log_base: std::path::PathBuf,
 }
 
 /// What a scenario measured, before it is wrapped into a `CellResult`.
@@ -208,6 +213,20 @@ pub struct ScenarioOutput {
     pub http_status: std::collections::BTreeMap<String, u64>,
     /// What a verification scenario found, against what was promised.
     pub check: Option<crate::results::checks::Check>,
+    /// Set when the scenario could not run to a verdict (a server it needs could not be
+    /// provisioned, say): the cell is an ERROR with this cause.
+    pub infra_error: Option<String>,
+}
+
+impl ScenarioOutput {
+    /// The output of a scenario that could not run, and why.
+    pub fn infra(message: String) -> ScenarioOutput {
+        ScenarioOutput {
+            reason: message.clone(),
+            infra_error: Some(message),
+            ..Default::default()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! A minimal RESP2 connection for the `cache-ops` hot loop: one task owns one socket, encodes a
-//! batch into a reused buffer, writes it once and parses the replies in place.
+//! batch into a reused buffer, writes it once and parses the replies in place. Verification
+//! scenarios that need the data itself (GET, HGETALL, SMEMBERS) use `query`, which keeps it.
 //!
 //! Why not the redis crate here: its `MultiplexedConnection` sends each request through a channel
 //! to a driver task and back through a oneshot. Measured on 2 cores against redis 7.0 with 50
@@ -127,6 +128,86 @@ impl RespConn {
     }
 }
 
+/// A whole reply with its data, for checks that compare what a server holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Status(String),
+    Integer(i64),
+    Bulk(Vec<u8>),
+    Array(Vec<Value>),
+    Nil,
+    Error(String),
+}
+
+impl RespConn {
+    /// Send one command and read its whole reply (not for hot loops: it allocates).
+    pub async fn query(&mut self, args: &[&[u8]]) -> io::Result<Value> {
+        debug_assert_eq!(self.queued, 0, "query after unsent pushes");
+        self.push(args);
+        self.queued = 0;
+        self.stream.write_all(&self.wbuf).await?;
+        self.wbuf.clear();
+        loop {
+            match parse_value(&self.rbuf[self.rstart..self.rend])? {
+                Some((value, used)) => {
+                    self.rstart += used;
+                    return Ok(value);
+                }
+                None => self.fill().await?,
+            }
+        }
+    }
+}
+
+/// Parse one whole reply from the start of `buf`: `Ok(None)` if it is not complete yet.
+fn parse_value(buf: &[u8]) -> io::Result<Option<(Value, usize)>> {
+    let Some(line_end) = find_crlf(buf) else {
+        return Ok(None);
+    };
+    let line = &buf[1..line_end];
+    let after = line_end + 2;
+    let bad = || io::Error::new(io::ErrorKind::InvalidData, "malformed RESP reply");
+    let number = || -> io::Result<i64> {
+        std::str::from_utf8(line)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(bad)
+    };
+    let text = || String::from_utf8_lossy(line).into_owned();
+    match buf.first() {
+        Some(b'+') => Ok(Some((Value::Status(text()), after))),
+        Some(b'-') => Ok(Some((Value::Error(text()), after))),
+        Some(b':') => Ok(Some((Value::Integer(number()?), after))),
+        Some(b'$') => {
+            let len = number()?;
+            if len < 0 {
+                return Ok(Some((Value::Nil, after)));
+            }
+            let end = after + len as usize;
+            Ok((buf.len() >= end + 2).then(|| (Value::Bulk(buf[after..end].to_vec()), end + 2)))
+        }
+        Some(b'*') => {
+            let n = number()?;
+            if n < 0 {
+                return Ok(Some((Value::Nil, after)));
+            }
+            let mut items = Vec::with_capacity(n as usize);
+            let mut used = after;
+            for _ in 0..n {
+                match parse_value(&buf[used..])? {
+                    Some((v, u)) => {
+                        items.push(v);
+                        used += u;
+                    }
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some((Value::Array(items), used)))
+        }
+        _ => Err(bad()),
+    }
+}
+
 /// Parse one reply from the start of `buf`: `Ok(None)` if it is not complete yet.
 fn parse(buf: &[u8]) -> io::Result<Option<(Reply, usize)>> {
     let Some(line_end) = find_crlf(buf) else {
@@ -206,5 +287,27 @@ mod tests {
         );
         assert_eq!(parse(b"+OK").unwrap(), None);
         assert!(parse(b"?what\r\n").is_err());
+    }
+
+    #[test]
+    fn values_keep_their_data() {
+        assert_eq!(
+            parse_value(b"$3\r\nabc\r\n").unwrap(),
+            Some((Value::Bulk(b"abc".to_vec()), 9))
+        );
+        assert_eq!(
+            parse_value(b"*2\r\n$1\r\na\r\n:1\r\n").unwrap(),
+            Some((
+                Value::Array(vec![Value::Bulk(b"a".to_vec()), Value::Integer(1)]),
+                15
+            ))
+        );
+        assert_eq!(parse_value(b"*2\r\n$1\r\na\r\n").unwrap(), None);
+        assert_eq!(parse_value(b"$3\r\nabc\r").unwrap(), None);
+        assert_eq!(parse_value(b"*-1\r\n").unwrap(), Some((Value::Nil, 5)));
+        assert_eq!(
+            parse_value(b"-ERR x\r\n").unwrap(),
+            Some((Value::Error("ERR x".into()), 8))
+        );
     }
 }

@@ -195,6 +195,16 @@ impl ServerProcess {
         self.spawn_and_wait().await
     }
 
+    /// Start `binary` as `spec` on the same port and data dir (an upgrade or downgrade in place).
+    pub async fn restart_as(&mut self, spec: ServerSpec, binary: &ProvisionedServer) -> Result<()> {
+        if self.is_running() {
+            self.stop(StopKind::Graceful).await?;
+        }
+        self.binary = binary.clone();
+        self.spec = spec;
+        self.spawn_and_wait().await
+    }
+
     /// Copy the server log somewhere that outlives the temp dir.
     pub fn save_log(&self, dest: &Path) -> std::io::Result<()> {
         if let Some(parent) = dest.parent() {
@@ -242,6 +252,14 @@ impl RunningServer for ServerProcess {
 
     async fn restart(&mut self, new_spec: Option<ServerSpec>) -> Result<()> {
         ServerProcess::restart(self, new_spec).await
+    }
+
+    fn can_switch_binary(&self) -> bool {
+        true
+    }
+
+    async fn restart_as(&mut self, spec: ServerSpec, binary: &ProvisionedServer) -> Result<()> {
+        ServerProcess::restart_as(self, spec, binary).await
     }
 
     async fn log_tail(&self, n: usize) -> Vec<String> {

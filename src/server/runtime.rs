@@ -9,6 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::provision::ProvisionedServer;
 use super::spec::ServerSpec;
 use crate::error::Result;
 
@@ -122,6 +123,25 @@ pub trait RunningServer: Send {
     /// Start again on the same port and data, optionally with a changed spec (another
     /// persistence config, say). Stops it gracefully first if it is still running.
     async fn restart(&mut self, new_spec: Option<ServerSpec>) -> Result<()>;
+
+    /// Can `restart_as` start another server binary on this server's data?
+    fn can_switch_binary(&self) -> bool {
+        false
+    }
+
+    /// Start another server (`binary`, a different version or family, run as `spec`) on the
+    /// same port and data: an upgrade or a downgrade in place. Stops this one gracefully first if
+    /// it is still running. Only where `can_switch_binary` says so.
+    async fn restart_as(&mut self, spec: ServerSpec, binary: &ProvisionedServer) -> Result<()> {
+        let _ = (spec, binary);
+        Err(crate::error::Error::Server {
+            server: self.spec().server.to_string(),
+            message: format!(
+                "the {} runtime cannot start another binary on this data",
+                self.identity().runtime
+            ),
+        })
+    }
 
     /// The last `n` lines of the server's log.
     async fn log_tail(&self, n: usize) -> Vec<String>;

@@ -1,14 +1,41 @@
-//! The verification sections: one table per kind of check (its rows come from the check itself,
-//! `results::checks::CheckView`), and a grid per group for checks about a transition.
+//! The verification sections: a grid per group for checks about a transition (from × to), and
+//! one table per kind of check (its rows come from the check itself, `CheckView`).
 
 use std::fmt::Write;
 
 use super::{esc, label, verdict_badge, vname};
+use crate::report::model::{self, CellView};
 use crate::results::checks::{Check, Field, Section};
 use crate::results::CellResult;
 
-/// Every section some cell's check belongs to, in the registry's order.
-pub(super) fn sections(h: &mut String, results: &[CellResult]) {
+/// Every transition grid, then every section some cell's check belongs to, in the registry's
+/// order.
+pub(super) fn sections(h: &mut String, results: &[CellResult], cells: &[CellView]) {
+    for g in model::grids(cells) {
+        let _ = write!(
+            h,
+            "<h2>{} ({})</h2><table><tr><th>from ↓ · to →</th>",
+            esc(g.title),
+            esc(&g.group)
+        );
+        for col in &g.cols {
+            let _ = write!(h, "<th>{}</th>", esc(col));
+        }
+        h.push_str("</tr>");
+        for row in &g.rows {
+            let _ = write!(h, "<tr><th>{}</th>", esc(row));
+            for col in &g.cols {
+                h.push_str("<td>");
+                for (text, verdict) in g.at(row, col) {
+                    let badge = verdict.split(',').next().unwrap_or(verdict);
+                    let _ = write!(h, "<div>{} {}</div>", verdict_badge(badge), esc(text));
+                }
+                h.push_str("</td>");
+            }
+            h.push_str("</tr>");
+        }
+        h.push_str("</table>");
+    }
     for section in Check::SECTIONS {
         table(h, section, results);
     }

@@ -124,7 +124,7 @@ pub fn render(
     signatures(&mut h, summary);
     gates_and_baseline(&mut h, summary);
     charts_section(&mut h, results);
-    checks::sections(&mut h, results);
+    checks::sections(&mut h, results, cells);
     cell_details(&mut h, results);
     environment(&mut h, results, info);
     h.push_str("</body></html>\n");

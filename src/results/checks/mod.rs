@@ -6,12 +6,14 @@
 pub mod eviction;
 pub mod outage;
 pub mod persistence;
+pub mod upgrade;
 
 use serde::{Deserialize, Serialize};
 
 pub use eviction::EvictionReport;
 pub use outage::{LoggedInUsers, OutageReport, ReadsInSecond, ReadsSeen, StepDuringOutage};
 pub use persistence::PersistenceCheck;
+pub use upgrade::UpgradeCheck;
 
 /// What should happen to data written before the restart (which mode promises what, and why:
 /// `scenario::promise`).
@@ -166,6 +168,7 @@ checks! {
     Persistence(PersistenceCheck) persistence,
     Outage(OutageReport) outage,
     Eviction(EvictionReport) eviction,
+    Upgrade(UpgradeCheck) upgrade,
 }
 
 /// `CheckView` without its constant, so `Check` can hand out any kind's view.
