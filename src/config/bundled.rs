@@ -17,6 +17,10 @@ const SCENARIOS: &[(&str, &str)] = &[
     ),
     ("outage", include_str!("../../scenarios/outage.toml")),
     (
+        "server-upgrade",
+        include_str!("../../scenarios/server-upgrade.toml"),
+    ),
+    (
         "session-persistence",
         include_str!("../../scenarios/session-persistence.toml"),
     ),
