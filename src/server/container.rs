@@ -41,7 +41,7 @@ use super::provision::ProvisionedServer;
 use super::runtime::{tail_lines, RunningServer, RuntimeIdentity, StopKind};
 use super::spec::ServerSpec;
 use crate::error::{Error, Result};
-use crate::net::free_port;
+use crate::net::free_server_port;
 use crate::scratch::{owner_alive, owner_id};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -273,7 +273,7 @@ impl ContainerServer {
         // loses the race is retried on a new port.
         let mut last_err = None;
         for _ in 0..3 {
-            server.port = free_port()?;
+            server.port = free_server_port(server.spec.is_cluster_node())?;
             match server.create_and_start().await {
                 Ok(()) => return Ok(server),
                 Err(e) if e.to_string().contains("Address already in use") => {
@@ -320,7 +320,7 @@ impl ContainerServer {
             .rsplit_once(':')
             .unwrap_or((self.image.tag.as_str(), "latest"));
         let mut request = GenericImage::new(repo, tag)
-            .with_cmd([CONFIG_PATH])
+            .with_cmd(std::iter::once(CONFIG_PATH).chain(self.spec.mode.args().iter().copied()))
             .with_copy_to(
                 CopyTargetOptions::new(CONFIG_PATH).with_mode(0o600),
                 self.config_text().into_bytes(),

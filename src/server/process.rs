@@ -12,7 +12,7 @@ use super::runtime::{tail_lines, Endpoint, RunningServer, RuntimeIdentity, StopK
 use super::spec::ServerSpec;
 use crate::child::ManagedChild;
 use crate::error::{Error, Result};
-use crate::net::free_port;
+use crate::net::free_server_port;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -49,7 +49,7 @@ impl ServerProcess {
         // so a start that fails with "Address already in use" is retried on a new port.
         let mut last_err = None;
         for _ in 0..3 {
-            server.port = free_port()?;
+            server.port = free_server_port(server.spec.is_cluster_node())?;
             match server.spawn_and_wait().await {
                 Ok(()) => return Ok(server),
                 Err(e) if server.log_text().contains("Address already in use") => {
@@ -130,7 +130,9 @@ impl ServerProcess {
         )
         .map_err(|e| Error::io("writing the server config", e))?;
         let mut cmd = self.binary.command();
-        cmd.arg(&config_path).current_dir(self.data_dir());
+        cmd.arg(&config_path)
+            .args(self.spec.mode.args())
+            .current_dir(self.data_dir());
         let started = Instant::now();
         let child = ManagedChild::spawn(cmd, &self.log_path())
             .map_err(|e| self.fail(format!("cannot run {}: {e}", self.binary.binary.display())))?;

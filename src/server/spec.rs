@@ -294,9 +294,43 @@ pub struct ServerSpec {
     pub persistence: Persistence,
     #[serde(flatten)]
     pub settings: ServerSettings,
+    /// A data server (the default) or a Sentinel (the same binary with `--sentinel`).
+    #[serde(default, skip_serializing_if = "ServerMode::is_server")]
+    pub mode: ServerMode,
+}
+
+/// How the binary runs: as a data server or as a Sentinel watching one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerMode {
+    #[default]
+    Server,
+    Sentinel,
+}
+
+impl ServerMode {
+    pub fn is_server(&self) -> bool {
+        *self == ServerMode::Server
+    }
+
+    /// Arguments after the config file path on the server's command line.
+    pub fn args(&self) -> &'static [&'static str] {
+        match self {
+            ServerMode::Server => &[],
+            ServerMode::Sentinel => &["--sentinel"],
+        }
+    }
 }
 
 impl ServerSpec {
+    /// Does this server run in cluster mode (so it needs its bus port free as well)?
+    pub fn is_cluster_node(&self) -> bool {
+        self.settings
+            .extra
+            .iter()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["cluster-enabled", "yes"])
+    }
+
     /// The server's config file text (the same format for every redis and valkey version),
     /// listening on 127.0.0.1.
     pub fn config_text(&self, port: u16, dir: &std::path::Path) -> String {
@@ -413,6 +447,7 @@ mod tests {
             server: "redis@7".parse().unwrap(),
             persistence: Persistence::none(),
             settings: ServerSettings::default(),
+            mode: ServerMode::Server,
         };
         let text = spec.config_text(1234, std::path::Path::new("/tmp/x"));
         assert!(text.contains("save \"\"\n"));

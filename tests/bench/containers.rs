@@ -69,7 +69,7 @@ async fn cachegate_ops(server: &dyn RunningServer, op: &str) -> f64 {
     let cfg = CacheOpsConfig::resolve(&params).unwrap();
     let out = cache_ops::run(
         &cfg,
-        &server.endpoint(),
+        cachegate::scenario::cluster::Target::Single(server.endpoint()),
         "bench:",
         CancellationToken::new(),
         Arc::new(AtomicU64::new(0)),
@@ -111,6 +111,7 @@ fn main() {
         server: server.parse().unwrap(),
         persistence: Persistence::none(),
         settings: ServerSettings::default(),
+        mode: Default::default(),
     };
     let has_reference = Command::new("redis-benchmark")
         .arg("--version")
