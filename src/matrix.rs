@@ -7,7 +7,7 @@ use crate::config::matrix_file::{CellSelector, ExpectedOutcome, RuntimeKind};
 use crate::config::LoadedMatrix;
 use crate::error::{Error, Result};
 use crate::scenario::{self, ScenarioConfig};
-use crate::server::{Persistence, ServerRef, ServerSettings, ServerSpec};
+use crate::server::{Persistence, ServerMode, ServerRef, ServerSettings, ServerSpec, Topology};
 use crate::stack::StackSpec;
 use crate::target::TargetSection;
 
@@ -17,6 +17,7 @@ pub struct CellAxes {
     pub server: ServerRef,
     pub persistence: Persistence,
     pub runtime: RuntimeKind,
+    pub topology: Topology,
     pub policy: Option<String>,
     pub stack: Option<String>,
     pub settings: Option<String>,
@@ -24,12 +25,15 @@ pub struct CellAxes {
 }
 
 impl CellAxes {
-    /// Stable id: `server/persistence[/runtime][/policy][/stack][/settings][/variant]`; the
-    /// default runtime is left out.
+    /// Stable id: `server/persistence[/runtime][/topology][/policy][/stack][/settings][/variant]`;
+    /// the default runtime and topology (process, standalone) are left out.
     pub fn id(&self) -> String {
         let mut parts = vec![self.server.to_string(), self.persistence.to_string()];
         if self.runtime != RuntimeKind::Process {
             parts.push(self.runtime.name().to_string());
+        }
+        if !self.topology.is_standalone() {
+            parts.push(self.topology.to_string());
         }
         parts.extend(
             [&self.policy, &self.stack, &self.settings, &self.variant]
@@ -46,6 +50,10 @@ impl CellAxes {
             ("persistence".to_string(), self.persistence.to_string()),
             ("runtime".to_string(), self.runtime.name().to_string()),
         ]);
+        // Left out when standalone, so results of runs before topologies read the same.
+        if !self.topology.is_standalone() {
+            m.insert("topology".into(), self.topology.to_string());
+        }
         for (k, v) in [
             ("policy", &self.policy),
             ("stack", &self.stack),
@@ -70,6 +78,7 @@ impl CellAxes {
                 .as_ref()
                 .is_none_or(|p| *p == self.persistence)
             && sel.runtime.is_none_or(|r| r == self.runtime)
+            && sel.topology.is_none_or(|t| t == self.topology)
             && same(&sel.policy, &self.policy)
             && same(&sel.stack, &self.stack)
             && same(&sel.settings, &self.settings)
@@ -168,6 +177,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
             server: server.clone(),
             persistence: Persistence::none(),
             runtime: RuntimeKind::Process,
+            topology: Topology::Standalone,
             policy: None,
             stack: None,
             settings: None,
@@ -178,6 +188,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
         a.persistence = p.clone()
     });
     combos = product(combos, &f.axes.runtime, |a, r| a.runtime = *r);
+    combos = product(combos, &f.axes.topology, |a, t| a.topology = *t);
     let policies = optional(f.axes.policy.clone());
     combos = product(combos, &policies, |a, p| a.policy = p.clone());
     combos = product(combos, &stacks, |a, s| a.stack = s.clone());
@@ -232,6 +243,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
             server,
             persistence: inc.persistence.clone().unwrap_or_else(Persistence::none),
             runtime: inc.runtime.unwrap_or(RuntimeKind::Process),
+            topology: inc.topology.unwrap_or_default(),
             policy: inc.policy.clone(),
             stack: inc.stack.clone().or_else(|| stacks[0].clone()),
             settings: inc.settings.clone().or_else(|| settings[0].clone()),
@@ -277,6 +289,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                             .or_else(|| f.server.maxmemory_policy.clone()),
                         ..f.server.clone()
                     },
+                    mode: ServerMode::Server,
                 },
                 scenario: scenario.clone(),
                 expected: expectation.map_or(ExpectedOutcome::Pass, |e| e.verdict),
@@ -330,13 +343,14 @@ pub fn filter_matches(cell: &Cell, terms: &[String]) -> Result<bool> {
                 match key {
                     "server" => sel.server = Some(value.parse().map_err(bad)?),
                     "persistence" => sel.persistence = Some(value.parse().map_err(bad)?),
+                    "topology" => sel.topology = Some(value.parse().map_err(bad)?),
                     "variant" => sel.variant = Some(value.to_string()),
                     "stack" => sel.stack = Some(value.to_string()),
                     "policy" => sel.policy = Some(value.to_string()),
                     "settings" => sel.settings = Some(value.to_string()),
                     other => {
                         return Err(Error::Usage(format!(
-                            "--filter {term}: unknown axis `{other}` (server, persistence, runtime, policy, stack, settings, variant)"
+                            "--filter {term}: unknown axis `{other}` (server, persistence, runtime, topology, policy, stack, settings, variant)"
                         )))
                     }
                 }

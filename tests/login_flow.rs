@@ -296,9 +296,9 @@ async fn external_target_with_json_bodies() {
     .unwrap();
     let settings = cachegate::target::django_settings(
         &table,
-        server.url().trim_end_matches('/'),
-        server.port(),
-    );
+        &cachegate::server::deployment::Addresses::standalone(&server),
+    )
+    .unwrap();
     let app_dir =
         cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
             .unwrap();

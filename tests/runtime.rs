@@ -119,7 +119,7 @@ async fn cache_ops_authenticates_and_reports_a_wrong_password() {
     proc.restart(Some(other)).await.unwrap();
     let out = cachegate::scenario::cache_ops::run(
         &cache_ops_config("connections = 1\nops = 5\nwarmup = \"0s\""),
-        &endpoint,
+        cachegate::scenario::cluster::Target::Single(endpoint.clone()),
         "t:auth:",
         Default::default(),
         Default::default(),

@@ -9,7 +9,7 @@ use toml::Spanned;
 use super::scenario_file::ScenarioParams;
 use super::{bounds, key_offset, parse_toml_file, parse_toml_text, read_text, table_range};
 use crate::error::{Error, Result};
-use crate::server::{Persistence, ServerRef, ServerSettings};
+use crate::server::{Persistence, ServerRef, ServerSettings, Topology};
 use crate::stack::StackSpec;
 use crate::target::TargetSection;
 
@@ -99,6 +99,10 @@ pub struct Axes {
     pub persistence: Vec<Persistence>,
     #[serde(default = "default_runtime")]
     pub runtime: Vec<RuntimeKind>,
+    /// How the cell's servers are arranged: `standalone` (default), `replica:N`, `sentinel`,
+    /// `cluster:M`, `cluster:M:R`.
+    #[serde(default = "default_topology")]
+    pub topology: Vec<Topology>,
     /// maxmemory-policy values (with `[server] maxmemory`), e.g. ["noeviction", "allkeys-lru"].
     #[serde(default)]
     pub policy: Vec<String>,
@@ -121,6 +125,10 @@ fn default_runtime() -> Vec<RuntimeKind> {
     vec![RuntimeKind::Process]
 }
 
+fn default_topology() -> Vec<Topology> {
+    vec![Topology::Standalone]
+}
+
 /// Picks cells by axis values; unset fields match anything. `server = "redis@6"` matches every
 /// redis 6.x on the server axis.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +140,8 @@ pub struct CellSelector {
     pub persistence: Option<Persistence>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime: Option<RuntimeKind>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<Topology>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -425,6 +435,7 @@ fn check_counts(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
     for (axis, len) in [
         ("persistence", a.persistence.len()),
         ("runtime", a.runtime.len()),
+        ("topology", a.topology.len()),
     ] {
         if len == 0 {
             return Err(error_at(
@@ -449,6 +460,10 @@ fn check_counts(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
             "persistence",
             a.persistence.iter().map(|p| p.to_string()).collect(),
         ),
+        (
+            "topology",
+            a.topology.iter().map(|t| t.to_string()).collect(),
+        ),
         ("policy", a.policy.clone()),
         ("stack", names(&a.stack)),
         ("settings", names(&a.settings)),
@@ -471,6 +486,7 @@ fn check_counts(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
         a.server.len(),
         a.persistence.len(),
         a.runtime.len(),
+        a.topology.len(),
         a.policy.len().max(1),
         a.stack.len().max(1),
         a.settings.len().max(1),

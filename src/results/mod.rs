@@ -148,6 +148,19 @@ pub struct ServerInfo {
     pub start_ms: f64,
     /// Saved server log, relative to the run folder.
     pub log: Option<String>,
+    /// Every node of a replica, Sentinel or cluster deployment (absent for one server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topology: Option<TopologyInfo>,
+}
+
+/// The nodes of a cell's deployment, for the report's topology table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopologyInfo {
+    /// `replica:1`, `sentinel`, `cluster:3`, ...
+    pub topology: String,
+    /// Milliseconds from the first node's start until the topology was formed.
+    pub formed_ms: f64,
+    pub nodes: Vec<crate::server::deployment::NodeInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,11 +10,15 @@ use super::progress::CellProgress;
 use crate::config::matrix_file::{ExpectedOutcome, RuntimeKind};
 use crate::host::HostInfo;
 use crate::matrix::Cell;
-use crate::results::{CellResult, RunDir, ServerInfo, StackInfo, Verdict, SCHEMA};
+use crate::results::{CellResult, RunDir, ServerInfo, StackInfo, TopologyInfo, Verdict, SCHEMA};
 use crate::scenario::CellEnv;
 use crate::server::container::{ContainerLabels, ContainerServer};
+use crate::server::deployment::Addresses;
 use crate::server::no_server::NoServer;
-use crate::server::{Family, ProvisionedServer, RunningServer, ServerProcess, StopKind};
+use crate::server::{
+    Deployment, Family, NodeStarter, ProvisionedServer, RunningServer, ServerProcess, ServerSpec,
+    StopKind,
+};
 use crate::stack::ProvisionedStack;
 use crate::target::app::{AppProcess, Workers};
 use crate::target::{app_files, django_settings, exceptions};
@@ -182,32 +186,44 @@ pub async fn run_cell(
             packages: s.packages.clone(),
         });
     }
-    let mut server = match start_server(cell, &binary, ctx).await {
-        Ok(s) => s,
+    let mut starter = RuntimeStarter {
+        cell,
+        binary: &binary,
+        run_id: ctx.run_dir.id(),
+    };
+    let mut deployment = match Deployment::start(cell.axes.topology, &cell.spec, &mut starter).await
+    {
+        Ok(d) => d,
         Err(e) => return infra(result, e.to_string()),
     };
     let log_base = &ctx.log_base;
+    let primary = &deployment.nodes[0].server;
     result.server = Some(ServerInfo {
         family: binary.family.name().to_string(),
         version: binary.version.clone(),
         source: binary.source.clone(),
         binary: binary.binary.display().to_string(),
         runtime: cell.axes.runtime.name().to_string(),
-        identity: server.identity(),
+        identity: primary.identity(),
         persistence: cell.spec.persistence.to_string(),
         config: cell.spec.settings.clone(),
-        start_ms: server.last_start_ms(),
+        start_ms: primary.last_start_ms(),
         log: Some(format!("{log_base}.log")),
+        topology: None,
     });
+    let addresses = deployment.addresses();
 
     let mut app = None;
     let app_url = if cell.scenario.needs_app() {
-        match start_app(cell, server.as_ref(), stack.as_ref(), &mut result).await {
+        match start_app(cell, &addresses, stack.as_ref(), &mut result).await {
             Ok((url, started)) => {
                 app = started;
                 Some(url)
             }
-            Err(e) => return infra(result, e),
+            Err(e) => {
+                let _ = deployment.remove().await;
+                return infra(result, e);
+            }
         }
     } else {
         None
@@ -222,8 +238,15 @@ pub async fn run_cell(
     let cpu_before = cpu_seconds();
     let done = Arc::new(AtomicU64::new(0));
     let progress = CellProgress::start(&ctx.label, &cell.scenario, ctx.progress, done.clone());
+    let topology = deployment.topology;
+    let (primary, others) = deployment
+        .nodes
+        .split_first_mut()
+        .expect("a deployment has a node");
     let mut env = CellEnv {
-        server: server.as_mut(),
+        server: primary.server.as_mut(),
+        others,
+        topology,
         app_url,
         target: &cell.target,
         session_engine,
@@ -243,15 +266,14 @@ pub async fn run_cell(
     }
     result.harness_cpu_seconds = cpu_seconds() - cpu_before;
 
-    let died = !server.is_running().await;
-    let stop = server.stop(StopKind::Graceful).await;
-    let _ = server
-        .save_log(&ctx.run_dir.path.join(format!("{log_base}.log")))
-        .await;
-    if died || !output.passed {
-        result.server_log_tail = server.log_tail(20).await;
-    }
-    let removed = server.remove().await;
+    let (died, stop, removed) = stop_deployment(
+        &mut deployment,
+        &ctx.run_dir.path,
+        log_base,
+        !output.passed,
+        &mut result,
+    )
+    .await;
 
     result.finished_at = chrono::Utc::now();
     result.measured_seconds = output.measured_seconds;
@@ -271,10 +293,15 @@ pub async fn run_cell(
     let (verdict, reason) = judge(cell, output.passed, output.reason, &result);
     result.verdict = verdict;
     result.verdict_reason = reason;
-    if died {
-        result
-            .verdict_reason
-            .push_str("; the server process exited during the run");
+    if !died.is_empty() {
+        result.verdict_reason.push_str(&format!(
+            "; {} exited during the run",
+            if topology.is_standalone() {
+                "the server process".to_string()
+            } else {
+                format!("a node ({died})")
+            }
+        ));
     }
     if let Err(e) = stop {
         result
@@ -289,29 +316,90 @@ pub async fn run_cell(
     result
 }
 
-/// Start the cell's server on the runtime its `runtime` axis names.
-async fn start_server(
-    cell: &Cell,
-    binary: &ProvisionedServer,
-    ctx: &CellContext<'_>,
-) -> crate::error::Result<Box<dyn RunningServer>> {
-    if binary.family == Family::NoServer {
-        return Ok(Box::new(NoServer::new(&cell.spec)));
-    }
-    Ok(match cell.axes.runtime {
-        RuntimeKind::Process => Box::new(ServerProcess::start(&cell.spec, binary).await?),
-        RuntimeKind::Container => {
-            let labels = ContainerLabels::new(&ctx.run_dir.id(), &cell.id);
-            Box::new(ContainerServer::start(&cell.spec, binary, &cell.container, labels).await?)
+/// Starts the cell's nodes on the runtime its `runtime` axis names.
+struct RuntimeStarter<'a> {
+    cell: &'a Cell,
+    binary: &'a ProvisionedServer,
+    run_id: String,
+}
+
+#[async_trait::async_trait]
+impl NodeStarter for RuntimeStarter<'_> {
+    async fn start(
+        &mut self,
+        spec: &ServerSpec,
+        _node: &str,
+    ) -> crate::error::Result<Box<dyn RunningServer>> {
+        if self.binary.family == Family::NoServer {
+            return Ok(Box::new(NoServer::new(spec)));
         }
-    })
+        Ok(match self.cell.axes.runtime {
+            RuntimeKind::Process => Box::new(ServerProcess::start(spec, self.binary).await?),
+            RuntimeKind::Container => {
+                let labels = ContainerLabels::new(&self.run_id, &self.cell.id);
+                Box::new(
+                    ContainerServer::start(spec, self.binary, &self.cell.container, labels).await?,
+                )
+            }
+        })
+    }
+}
+
+/// Stop every node gracefully, save each log in the run folder (the first node's as
+/// `BASE.log`, the others' as `BASE.NODE.log`), record the topology, and remove everything.
+/// Returns the nodes that had exited on their own, and the first stop and remove errors.
+async fn stop_deployment(
+    deployment: &mut Deployment,
+    run_path: &std::path::Path,
+    log_base: &str,
+    keep_tail: bool,
+    result: &mut CellResult,
+) -> (String, crate::error::Result<()>, crate::error::Result<()>) {
+    // One server: the result's server section already says everything.
+    let mut nodes = if deployment.topology.is_standalone() {
+        vec![Default::default(); deployment.nodes.len()]
+    } else {
+        deployment.describe().await
+    };
+    let mut died = Vec::new();
+    let mut stop = Ok(());
+    for (i, (node, info)) in deployment.nodes.iter_mut().zip(&mut nodes).enumerate() {
+        if !node.server.is_running().await {
+            died.push(node.name.clone());
+        }
+        let stopped = node.server.stop(StopKind::Graceful).await;
+        if stop.is_ok() {
+            stop = stopped;
+        }
+        let log = if i == 0 {
+            format!("{log_base}.log")
+        } else {
+            format!("{log_base}.{}.log", node.name)
+        };
+        let _ = node.server.save_log(&run_path.join(&log)).await;
+        info.log = Some(log);
+        if i == 0 && (!died.is_empty() || keep_tail) {
+            result.server_log_tail = node.server.log_tail(20).await;
+        }
+    }
+    if let Some(server) = result.server.as_mut() {
+        if !deployment.topology.is_standalone() {
+            server.topology = Some(TopologyInfo {
+                topology: deployment.topology.to_string(),
+                formed_ms: deployment.formed_ms,
+                nodes,
+            });
+        }
+    }
+    let removed = deployment.remove().await;
+    (died.join(", "), stop, removed)
 }
 
 /// The app's base URL: the external one, or the bundled app started on the cell's stack with the
 /// cell's settings (returned so the caller stops it).
 async fn start_app(
     cell: &Cell,
-    server: &dyn RunningServer,
+    addresses: &Addresses,
     stack: Option<&ProvisionedStack>,
     result: &mut CellResult,
 ) -> Result<(String, Option<AppProcess>), String> {
@@ -325,8 +413,7 @@ async fn start_app(
                 .app_settings
                 .as_ref()
                 .ok_or("the bundled app needs a settings axis")?;
-            let settings =
-                django_settings(table, server.url().trim_end_matches('/'), server.port());
+            let settings = django_settings(table, addresses)?;
             result.app_settings = Some(settings.clone());
             result.target = Some("bundled django app".into());
             let app_dir = app_files::install(&crate::server::provision::default_cache_dir())

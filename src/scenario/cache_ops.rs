@@ -16,7 +16,8 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::resp::{Endpoint, Reply, RespConn};
+use super::cluster::{Conn, Target};
+use super::resp::Reply;
 use super::workload::{Op, Workload, WorkloadSpec, OP_NAMES};
 use super::ScenarioOutput;
 use crate::config::scenario_file::{
@@ -132,7 +133,7 @@ struct Clock {
 /// Shared between the connections of one run.
 struct Shared {
     cfg: CacheOpsConfig,
-    endpoint: Endpoint,
+    target: Target,
     workload: WorkloadSpec,
     /// `ttl` in decimal seconds, as SET EX and EXPIRE send it.
     ttl: Option<Vec<u8>>,
@@ -238,10 +239,22 @@ const SHARDS_PER_THREAD: usize = 4;
 /// Connects in flight at once during setup.
 const CONNECTS_IN_FLIGHT: usize = 256;
 
-/// Run `cache-ops` against the server at `endpoint`.
+/// Where the cell's commands go: its server, or every shard of its cluster by hash slot.
+pub async fn target_of(env: &super::CellEnv<'_>) -> Result<Target, String> {
+    let endpoint = env.server.endpoint();
+    if !env.topology.is_cluster() {
+        return Ok(Target::Single(endpoint));
+    }
+    super::cluster::SlotMap::fetch(&endpoint)
+        .await
+        .map(Target::Cluster)
+        .map_err(|e| format!("reading the cluster's slot map: {e}"))
+}
+
+/// Run `cache-ops` against one server or a cluster.
 pub async fn run(
     cfg: &CacheOpsConfig,
-    endpoint: &Endpoint,
+    target: Target,
     key_prefix: &str,
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
@@ -265,7 +278,7 @@ pub async fn run(
     };
     let shared = Arc::new(Shared {
         cfg: cfg.clone(),
-        endpoint: endpoint.clone(),
+        target,
         workload,
         ttl: cfg
             .ttl
@@ -405,7 +418,7 @@ async fn drive_connection(
 
         let reply = send_batch(
             &mut conn,
-            &shared.endpoint,
+            &shared.target,
             timeout,
             batch,
             &mut workload,
@@ -458,13 +471,7 @@ const FILL_PIPELINE: u64 = 64;
 /// The fill phase, this connection's share: keys `index`, `index + connections`, ... below
 /// `keys`, SET in pipelined batches before the clock starts. Each key is counted in the "fill" row
 /// (ok with its batch's latency, or an error).
-async fn fill_share(
-    index: u32,
-    shared: &Shared,
-    conn: &mut Option<RespConn>,
-    keys: u64,
-    prefix: &str,
-) {
+async fn fill_share(index: u32, shared: &Shared, conn: &mut Option<Conn>, keys: u64, prefix: &str) {
     let cfg = &shared.cfg;
     let step = cfg.connections as u64;
     let mut workload = Workload::new(
@@ -531,12 +538,12 @@ async fn fill_share(
 
 /// Connect before the run starts, recording how long it took (or why it failed: the connection
 /// then retries in its first batch, where a failure counts against that batch's operations).
-async fn connect_for_setup(shared: &Shared) -> Option<RespConn> {
+async fn connect_for_setup(shared: &Shared) -> Option<Conn> {
     let _slot = shared.connect_slots.acquire().await.ok()?;
     // Generous: at thousands of connections the server accepts them one by one.
     let limit = shared.cfg.op_timeout.0.max(Duration::from_secs(10));
     let t0 = Instant::now();
-    let result = RespConn::connect(&shared.endpoint, limit).await;
+    let result = Conn::connect(&shared.target, limit).await;
     let mut setup = shared.setup.lock().expect("setup lock");
     match result {
         Ok(c) => {
@@ -554,8 +561,8 @@ async fn connect_for_setup(shared: &Shared) -> Option<RespConn> {
 /// The ops are drawn first so that a failed connect is still counted against each of them.
 #[allow(clippy::too_many_arguments)]
 async fn send_batch(
-    conn: &mut Option<RespConn>,
-    endpoint: &Endpoint,
+    conn: &mut Option<Conn>,
+    target: &Target,
     timeout: Duration,
     batch: usize,
     workload: &mut Workload,
@@ -567,7 +574,7 @@ async fn send_batch(
     ops.clear();
     ops.extend((0..batch).map(|_| workload.next_op()));
     if conn.is_none() {
-        *conn = Some(RespConn::connect(endpoint, timeout).await?);
+        *conn = Some(Conn::connect(target, timeout).await?);
     }
     let c = conn.as_mut().expect("connected above");
     for op in ops.iter() {
@@ -764,10 +771,18 @@ impl super::Scenario for CacheOpsConfig {
         self.connections as u64
     }
     async fn run(&self, env: &mut super::CellEnv<'_>) -> ScenarioOutput {
-        let endpoint = env.server.endpoint();
+        let target = match target_of(env).await {
+            Ok(t) => t,
+            Err(reason) => {
+                return ScenarioOutput {
+                    reason,
+                    ..Default::default()
+                }
+            }
+        };
         run(
             self,
-            &endpoint,
+            target,
             &env.key_prefix,
             env.cancel.clone(),
             env.progress.clone(),

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use super::browser::{Browser, SessionState};
 use super::cache_ops::{self, CacheOpsConfig};
+use super::cluster::Target;
 use super::promise::{self, Promise};
 use super::{CellEnv, ScenarioOutput};
 use crate::config::scenario_file::{OpMix, ScenarioParams, ValueSize};
@@ -88,7 +89,14 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         let progress: Arc<AtomicU64> = env.progress.clone();
         let fill_cfg = cfg.fill.clone();
         async move {
-            let out = cache_ops::run(&fill_cfg, &endpoint, &prefix, cancel, progress).await;
+            let out = cache_ops::run(
+                &fill_cfg,
+                Target::Single(endpoint.clone()),
+                &prefix,
+                cancel,
+                progress,
+            )
+            .await;
             done.cancel();
             out
         }

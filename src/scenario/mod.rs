@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod cache_ops;
+pub mod cluster;
 pub mod durability;
 pub mod eviction;
 pub mod login_flow;
@@ -181,7 +182,11 @@ impl ScenarioConfig {
 /// What a scenario works with: the cell's server (which it may stop and restart), the app's URL
 /// for HTTP scenarios, and the cell's identity.
 pub struct CellEnv<'a> {
+    /// The cell's server: the primary of a deployment (the first shard of a cluster).
     pub server: &'a mut dyn crate::server::RunningServer,
+    /// The deployment's other nodes (replicas, Sentinels, shards); empty for one server.
+    pub others: &'a mut [crate::server::Node],
+    pub topology: crate::server::Topology,
     pub app_url: Option<String>,
     pub target: &'a crate::target::TargetSection,
     /// The cell's Django SESSION_ENGINE (Django's default, db, when not set).

@@ -86,25 +86,100 @@ impl Default for Fields {
     }
 }
 
-/// The cell's Django settings as JSON for the app: `{server}` in any string becomes the cell's
-/// redis URL and `{port}` its port; a `CACHES` alias without `LOCATION` gets the server URL.
-pub fn django_settings(table: &toml::Table, server_url: &str, port: u16) -> serde_json::Value {
-    fn walk(v: &mut serde_json::Value, url: &str, port: &str) {
+/// The cell's Django settings as JSON for the app, with the deployment's addresses in place of
+/// placeholders. In any string: `{server}` (or `{primary}`) is the primary's redis URL, `{port}`
+/// its port, `{replica}` / `{replica:N}` the first / N-th replica's URL, `{sentinel_service}` the
+/// name the Sentinels know the primary by. A string that is only `{replicas}`, `{sentinels}` or
+/// `{cluster}` becomes a list: the replicas' URLs, the Sentinels as `["127.0.0.1", port]` pairs
+/// (django-redis's `SENTINELS`), every cluster node's URL. A `CACHES` alias without `LOCATION`
+/// gets the primary's URL. A placeholder naming a node the topology lacks is an error.
+pub fn django_settings(
+    table: &toml::Table,
+    at: &crate::server::deployment::Addresses,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    fn list(at: &crate::server::deployment::Addresses, name: &str) -> Option<Value> {
+        Some(match name {
+            "{replicas}" => Value::from(at.replicas.clone()),
+            "{sentinels}" => Value::from(
+                at.sentinels
+                    .iter()
+                    .map(|p| Value::from(vec![Value::from("127.0.0.1"), Value::from(*p)]))
+                    .collect::<Vec<_>>(),
+            ),
+            "{cluster}" => Value::from(at.cluster.clone()),
+            _ => return None,
+        })
+    }
+    fn text(s: &str, at: &crate::server::deployment::Addresses) -> Result<String, String> {
+        let mut out = s
+            .replace("{server}", &at.primary)
+            .replace("{primary}", &at.primary)
+            .replace("{port}", &at.port.to_string())
+            .replace(
+                "{sentinel_service}",
+                crate::server::topology::SENTINEL_SERVICE,
+            );
+        while let Some(start) = out.find("{replica") {
+            let end = start
+                + out[start..]
+                    .find('}')
+                    .ok_or_else(|| format!("unclosed placeholder in {s:?}"))?;
+            let n = match &out[start + 1..end] {
+                "replica" => 1,
+                other => other
+                    .strip_prefix("replica:")
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .ok_or_else(|| format!("unknown placeholder {} in {s:?}", &out[start..=end]))?,
+            };
+            let url = n
+                .checked_sub(1)
+                .and_then(|i| at.replicas.get(i))
+                .ok_or_else(|| {
+                    format!(
+                        "{} in {s:?}: the cell's topology has {} replica(s)",
+                        &out[start..=end],
+                        at.replicas.len()
+                    )
+                })?;
+            out.replace_range(start..=end, url);
+        }
+        for whole in ["{replicas}", "{sentinels}", "{cluster}"] {
+            if out.contains(whole) {
+                return Err(format!(
+                    "{whole} stands for a list: it must be the whole string, not part of {s:?}"
+                ));
+            }
+        }
+        Ok(out)
+    }
+    fn walk(v: &mut Value, at: &crate::server::deployment::Addresses) -> Result<(), String> {
         match v {
-            serde_json::Value::String(s) => *s = s.replace("{server}", url).replace("{port}", port),
-            serde_json::Value::Array(a) => a.iter_mut().for_each(|x| walk(x, url, port)),
-            serde_json::Value::Object(o) => o.values_mut().for_each(|x| walk(x, url, port)),
+            Value::String(s) => match list(at, s) {
+                Some(Value::Array(items)) if items.is_empty() => {
+                    return Err(format!(
+                        "{s} is empty: the cell's topology has no such nodes"
+                    ))
+                }
+                Some(items) => *v = items,
+                None => *s = text(s, at)?,
+            },
+            Value::Array(a) => a.iter_mut().try_for_each(|x| walk(x, at))?,
+            Value::Object(o) => o.values_mut().try_for_each(|x| walk(x, at))?,
             _ => {}
         }
+        Ok(())
     }
     let mut v = serde_json::to_value(table).expect("TOML tables convert to JSON");
-    walk(&mut v, server_url, &port.to_string());
+    walk(&mut v, at).map_err(|e| format!("settings: {e}"))?;
     if let Some(caches) = v.get_mut("CACHES").and_then(|c| c.as_object_mut()) {
         for alias in caches.values_mut().filter_map(|a| a.as_object_mut()) {
-            alias.entry("LOCATION").or_insert_with(|| server_url.into());
+            alias
+                .entry("LOCATION")
+                .or_insert_with(|| at.primary.clone().into());
         }
     }
-    v
+    Ok(v)
 }
 
 impl TargetSection {

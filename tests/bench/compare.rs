@@ -83,6 +83,7 @@ fn bench_spec() -> ServerSpec {
         server: SERVER.parse().unwrap(),
         persistence: Persistence::none(),
         settings: ServerSettings::default(),
+        mode: Default::default(),
     }
 }
 
@@ -153,7 +154,7 @@ async fn cachegate_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side
     let (c0, s0, t0) = (cpu(libc::RUSAGE_SELF), proc_cpu(pid), Instant::now());
     let out = cache_ops::run(
         &cfg,
-        &server.endpoint(),
+        cachegate::scenario::cluster::Target::Single(server.endpoint()),
         "bench:",
         CancellationToken::new(),
         Arc::new(AtomicU64::new(0)),
@@ -274,9 +275,9 @@ async fn http(bin: &ProvisionedServer) {
     .unwrap();
     let settings = cachegate::target::django_settings(
         &settings,
-        server.url().trim_end_matches('/'),
-        server.port(),
-    );
+        &cachegate::server::deployment::Addresses::standalone(&server),
+    )
+    .unwrap();
     let app_dir = cachegate::target::app_files::install(&cache).unwrap();
     // The bundled app as the matrices run it (sync workers: a new connection per request, for
     // both tools, and the load generator shares the 2 cores with the app), then with keep-alive
@@ -514,7 +515,7 @@ async fn turnaround(bin: &ProvisionedServer) {
         start_ms.push(server.last_start_ms);
         cache_ops::run(
             &cfg,
-            &server.endpoint(),
+            cachegate::scenario::cluster::Target::Single(server.endpoint()),
             "t:",
             CancellationToken::new(),
             Arc::new(AtomicU64::new(0)),
@@ -558,7 +559,7 @@ async fn memory(bin: &ProvisionedServer) {
     };
     let out = cache_ops::run(
         &cfg,
-        &server.endpoint(),
+        cachegate::scenario::cluster::Target::Single(server.endpoint()),
         "m:",
         CancellationToken::new(),
         Arc::new(AtomicU64::new(0)),
@@ -651,7 +652,7 @@ async fn sweep_cachegate(server: &ServerProcess, conns: u32, mix: &str) -> Sweep
     let c0 = cpu(libc::RUSAGE_SELF);
     let out = cache_ops::run(
         &cfg,
-        &server.endpoint(),
+        cachegate::scenario::cluster::Target::Single(server.endpoint()),
         "sweep:",
         CancellationToken::new(),
         Arc::new(AtomicU64::new(0)),

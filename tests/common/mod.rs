@@ -29,6 +29,7 @@ pub fn spec(server: &str, persistence: &str) -> ServerSpec {
         server: server.parse().unwrap(),
         persistence: persistence.parse::<Persistence>().unwrap(),
         settings: ServerSettings::default(),
+        mode: Default::default(),
     }
 }
 
@@ -46,7 +47,7 @@ pub async fn run_cache_ops(
 ) -> ScenarioOutput {
     cache_ops::run(
         cfg,
-        &server.endpoint(),
+        cachegate::scenario::cluster::Target::Single(server.endpoint()),
         prefix,
         CancellationToken::new(),
         Arc::new(AtomicU64::new(0)),
