@@ -500,7 +500,11 @@ LOCATION = "{}"
         sessions.url()
     ))
     .unwrap();
-    let settings = cachegate::target::django_settings(&table, &sessions.url(), sessions.port());
+    let settings = cachegate::target::django_settings(
+        &table,
+        &cachegate::server::deployment::Addresses::standalone(&sessions),
+    )
+    .unwrap();
     let app_dir =
         cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
             .unwrap();
