@@ -272,6 +272,21 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
         let id = axes.id();
         let scenario = ScenarioConfig::resolve(&params)
             .map_err(|e| Error::input_at(&m.path, &m.text, origin.0, format!("{}{e}", origin.1)))?;
+        let spec = ServerSpec {
+            server: axes.server.clone(),
+            persistence: axes.persistence.clone(),
+            settings: ServerSettings {
+                maxmemory_policy: axes
+                    .policy
+                    .clone()
+                    .or_else(|| f.server.maxmemory_policy.clone()),
+                ..f.server.clone()
+            },
+            mode: ServerMode::Server,
+        };
+        if let Err(misfit) = crate::scenario::fit::check(&spec, axes.runtime, &scenario) {
+            return Err(misfit_error(m, &misfit, origin.0));
+        }
         let expectation = f.expect.iter().rev().find(|e| axes.matches(&e.when));
         for repeat in 0..f.matrix.repeat {
             cells.push(Cell {
@@ -279,18 +294,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 id: id.clone(),
                 axes: axes.clone(),
                 repeat,
-                spec: ServerSpec {
-                    server: axes.server.clone(),
-                    persistence: axes.persistence.clone(),
-                    settings: ServerSettings {
-                        maxmemory_policy: axes
-                            .policy
-                            .clone()
-                            .or_else(|| f.server.maxmemory_policy.clone()),
-                        ..f.server.clone()
-                    },
-                    mode: ServerMode::Server,
-                },
+                spec: spec.clone(),
                 scenario: scenario.clone(),
                 expected: expectation.map_or(ExpectedOutcome::Pass, |e| e.verdict),
                 expect_reason: expectation.and_then(|e| e.reason.clone()),
@@ -307,6 +311,25 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
         }
     }
     Ok(cells)
+}
+
+/// A cell that does not fit its server family, placed at the field that put it there: the key in
+/// its table (`[axes]`, `[server]`), or the scenario table or variant that set it.
+fn misfit_error(m: &LoadedMatrix, misfit: &crate::scenario::fit::Misfit, origin: usize) -> Error {
+    let (table, key) = misfit.field.split_once('.').expect("fields are table.key");
+    let range = match table {
+        "axes" => crate::config::table_range(&m.text, "[axes]", 0),
+        "server" => crate::config::table_range(&m.text, "[server]", 0),
+        _ => Some(origin..m.text.len()),
+    }
+    .unwrap_or(origin..m.text.len());
+    let offset = crate::config::key_offset(&m.text, range.clone(), key).unwrap_or(range.start);
+    Error::input_at(
+        &m.path,
+        &m.text,
+        offset,
+        format!("field `{}`: {}", misfit.field, misfit.message),
+    )
 }
 
 /// Every combination of `combos` with each of `values`, in order.

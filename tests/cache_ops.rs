@@ -478,3 +478,69 @@ async fn failed_operations_are_timed_like_successful_ones() {
         assert_eq!(o.waited().count, o.ok + o.errors, "{}", o.op);
     }
 }
+
+/// memcached's `stats` counter `name`, over its text protocol.
+fn memcached_stat(port: u16, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"stats\r\n").unwrap();
+    let mut text = String::new();
+    let mut buf = [0u8; 4096];
+    while !text.ends_with("END\r\n") {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "memcached closed the connection");
+        text.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("STAT {name} ")))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// cache-ops over memcached's text protocol: the counts add up as on Redis, the histograms hold
+/// every op, and memcached itself counted the commands (its `stats`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memcached_numbers_add_up_and_reach_the_server() {
+    let server = "memcached@1.6";
+    let bin = provision(server);
+    assert_eq!(bin.version, "1.6.18");
+    let proc = ServerProcess::start(&spec(server, "none"), &bin)
+        .await
+        .unwrap();
+    let cfg = cache_ops_config(
+        "connections = 8\npipeline = 4\nops = 20000\nwarmup = \"200ms\"\nkeyspace = 500",
+    );
+    let out = run_cache_ops(&cfg, &proc, "t:mc:").await;
+    assert!(out.passed, "{}", out.reason);
+    assert_eq!(out.counts.errors, 0, "{:?}", out.errors);
+    assert_eq!(out.counts.ok, 20_000);
+    assert_eq!(
+        out.counts.sent,
+        out.counts.warmup + out.counts.ok + out.counts.errors
+    );
+    let row = |op: &str| out.ops.iter().find(|o| o.op == op).unwrap();
+    let per_op: u64 = out
+        .ops
+        .iter()
+        .filter(|o| is_operation_row(&o.op))
+        .map(|o| o.ok)
+        .sum();
+    assert_eq!(per_op, row("all").ok);
+    for o in out.ops.iter().filter(|o| is_operation_row(&o.op)) {
+        assert_eq!(decode(&o.histogram).unwrap().len(), o.ok, "{}", o.op);
+    }
+    // Lookups both hit and miss: SETs fill the keyspace as GETs read it.
+    assert!(row("get:hit").ok > 0 && row("get:miss").ok > 0);
+    // memcached saw every GET (a `get` each) and every SET (a `set`, plus an `add` per INCR).
+    let gets = memcached_stat(proc.port(), "cmd_get");
+    let sets = memcached_stat(proc.port(), "cmd_set");
+    let sent_gets = row("get").ok;
+    assert!(
+        gets >= sent_gets,
+        "{gets} gets at the server, {sent_gets} measured"
+    );
+    assert!(sets >= row("set").ok + row("incr").ok, "{sets}");
+    assert!(memcached_stat(proc.port(), "curr_items") > 100);
+}

@@ -103,6 +103,22 @@ fn check_rejects_bad_files_with_file_line_and_field() {
             "field `axes.server`: `none` runs no cache server, but scenario kind `cache-ops`",
         ),
         (
+            "memcached-rdb.toml",
+            GOOD.replace(
+                "\"redis@6.2\"]",
+                "\"memcached@1.6\"]\npersistence = [\"rdb\"]",
+            ),
+            ":5:1",
+            "field `axes.persistence`: memcached@1.6: memcached keeps everything in memory",
+        ),
+        (
+            "memcached-pass.toml",
+            GOOD.replace("\"redis@6.2\"]", "\"memcached@1.6\"]")
+                .replace("[scenario]", "[server]\nrequirepass = \"x\"\n[scenario]"),
+            ":6:1",
+            "field `server.requirepass`: memcached@1.6: memcached's text protocol has no password",
+        ),
+        (
             "threads.toml",
             GOOD.to_string() + "[target]\nthreads = 0\n",
             ":11:11",

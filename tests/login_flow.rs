@@ -615,3 +615,44 @@ LOCATION = "{}"
     assert_eq!(interrupted.first_path, "/me/");
     assert_eq!(interrupted.count, 1);
 }
+
+/// The login flow through Django's PyMemcacheCache on a real memcached: `{server}` is memcached's
+/// `127.0.0.1:PORT` (that sessions really live there shows in tests/persistence.rs: a restart
+/// loses them).
+#[test]
+fn login_flow_through_pymemcache_on_memcached() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"[matrix]
+name = "mc-login"
+[axes]
+server = ["memcached@1.6"]
+stack = ["django-5.2-mc"]
+settings = ["memcached"]
+[stacks."django-5.2-mc"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*", "pymemcache==4.*"]
+[settings.memcached]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.memcached.CACHES.default]
+BACKEND = "django.core.cache.backends.memcached.PyMemcacheCache"
+LOCATION = "{server}"
+[scenario]
+kind = "login-flow"
+users = 4
+iterations = 2
+reads = 3
+"#;
+    let (code, text, results) = common::run_matrix(dir.path(), body);
+    assert_eq!(code, Some(0), "{text}");
+    let r = common::find_cell(&results, "memcached@1.6/none/django-5.2-mc/memcached");
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.verdict_reason);
+    assert_eq!(r.total().unwrap().errors, 0);
+    let settings = r.app_settings.as_ref().unwrap();
+    let location = settings["CACHES"]["default"]["LOCATION"].as_str().unwrap();
+    assert!(
+        location.starts_with("127.0.0.1:") && !location.contains("redis://"),
+        "{location}"
+    );
+    assert!(r.app_exceptions.is_empty(), "{:?}", r.app_exceptions);
+}

@@ -433,3 +433,57 @@ restart = "kill"
         );
     }
 }
+
+/// memcached promises nothing across a restart: sessions in it are lost through a graceful
+/// restart and a SIGKILL alike, as the written promise says; cached_db keeps them in the database.
+#[test]
+fn memcached_loses_cache_sessions_on_any_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"[matrix]
+name = "mc-sessions"
+[axes]
+server = ["memcached@1.6"]
+stack = ["django-5.2-mc"]
+settings = ["cache", "cached-db"]
+[stacks."django-5.2-mc"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*", "pymemcache==4.*"]
+[settings.cache]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cache.CACHES.default]
+BACKEND = "django.core.cache.backends.memcached.PyMemcacheCache"
+[settings.cached-db]
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cached-db.CACHES.default]
+BACKEND = "django.core.cache.backends.memcached.PyMemcacheCache"
+LOCATION = "{server}"
+[scenario]
+kind = "session-persistence"
+users = 6
+[[axes.variant]]
+label = "graceful"
+restart = "graceful"
+[[axes.variant]]
+label = "kill"
+restart = "kill"
+"#;
+    let (code, text, results) = common::run_matrix(dir.path(), body);
+    assert_eq!(code, Some(0), "{text}");
+    for restart in ["graceful", "kill"] {
+        for (settings, kept, promise) in
+            [("cache", 0, Promise::Lose), ("cached-db", 6, Promise::Keep)]
+        {
+            let id = format!("memcached@1.6/none/django-5.2-mc/{settings}/{restart}");
+            let r = common::find_cell(&results, &id);
+            assert_eq!(r.verdict, Verdict::Pass, "{id}: {}", r.verdict_reason);
+            let p = r.check.as_ref().and_then(|c| c.persistence()).unwrap();
+            assert_eq!((p.before, p.kept, p.unknown), (6, kept, 0), "{id}: {p:?}");
+            assert_eq!(p.expected.promise, promise, "{id}");
+            if settings == "cache" {
+                assert!(p.expected.because.contains("in memory only"), "{p:?}");
+            }
+        }
+    }
+}

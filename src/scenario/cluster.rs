@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
+use super::memcache::MemcacheConn;
 use super::resp::{Endpoint, Reply, RespConn};
+use crate::server::Protocol;
 
 /// Hash slots of a Redis Cluster.
 const SLOTS: usize = 16384;
@@ -92,6 +94,7 @@ impl SlotMap {
                 self.nodes.push(Endpoint {
                     addr,
                     password: seed.password.clone(),
+                    protocol: seed.protocol,
                 });
                 self.nodes.len() - 1
             }
@@ -239,11 +242,16 @@ pub enum Target {
 pub enum Conn {
     Single(RespConn),
     Cluster(ClusterConn),
+    /// memcached's text protocol (`memcache.rs`).
+    Memcache(MemcacheConn),
 }
 
 impl Conn {
     pub async fn connect(target: &Target, timeout: Duration) -> io::Result<Conn> {
         Ok(match target {
+            Target::Single(e) if e.protocol == Protocol::Memcache => {
+                Conn::Memcache(MemcacheConn::connect(e, timeout).await?)
+            }
             Target::Single(e) => Conn::Single(RespConn::connect(e, timeout).await?),
             Target::Cluster(map) => {
                 Conn::Cluster(ClusterConn::connect(map.clone(), timeout).await?)
@@ -255,6 +263,7 @@ impl Conn {
         match self {
             Conn::Single(c) => c.push(args),
             Conn::Cluster(c) => c.push(args),
+            Conn::Memcache(c) => c.push(args),
         }
     }
 
@@ -262,6 +271,7 @@ impl Conn {
         match self {
             Conn::Single(c) => c.round_trip(out).await,
             Conn::Cluster(c) => c.round_trip(out).await,
+            Conn::Memcache(c) => c.round_trip(out).await,
         }
     }
 }

@@ -245,6 +245,22 @@ pub fn expect_sessions(
         .unwrap_or_else(|| expect(persistence, how, delay_secs, restart_with))
 }
 
+/// memcached writes nothing to disk (memcached.org: "an in-memory key-value store"; its wiki's
+/// "Warm restart" keeps items across a restart only with `-e` and a memory file, which cachegate
+/// does not pass): any restart, graceful or SIGKILL, starts empty. The session engine decides
+/// first, as for Redis.
+pub fn expect_sessions_in_memory_only(session_engine: &str) -> Expectation {
+    SessionStore::of(session_engine)
+        .decides(session_engine)
+        .unwrap_or_else(|| {
+            expectation(
+                Promise::Lose,
+                "memcached keeps items in memory only (memcached.org: \"in-memory key-value \
+                 store\"; warm restart needs -e, not used): a restarted server starts empty",
+            )
+        })
+}
+
 /// What a maxmemory policy means for sessions next to fill keys written without a TTL
 /// (redis.io "Key eviction": `noeviction` refuses writes; `volatile-*` evict only keys with an
 /// expire set; `allkeys-*` any key).
@@ -364,6 +380,11 @@ mod tests {
         assert_eq!(
             expect_sessions_under_eviction("redis_sessions.session", "volatile-lru").promise,
             Either
+        );
+        assert_eq!(expect_sessions_in_memory_only(&cache).promise, Lose);
+        assert_eq!(
+            expect_sessions_in_memory_only(&engine("cached_db")).promise,
+            Keep
         );
     }
 }

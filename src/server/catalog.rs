@@ -230,6 +230,14 @@ pub const CATALOG: &[CatalogEntry] = &[
             libs: None,
         }),
     },
+    CatalogEntry {
+        family: Family::Memcached,
+        version: "1.6.18",
+        source: Source::Debian {
+            package: "memcached",
+            path: "/usr/bin/memcached",
+        },
+    },
 ];
 
 impl Source {

@@ -64,3 +64,24 @@ pub fn shutdown(endpoint: Endpoint, how: StopKind) {
         &["SHUTDOWN", mode],
     );
 }
+
+/// memcached's `version` reply (`VERSION 1.6.18`): the readiness check of the text protocol.
+pub fn memcached_version(addr: SocketAddr) -> Option<String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .ok()?;
+    stream.write_all(b"version\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 128];
+    while !reply.ends_with(b"\r\n") {
+        let n = stream.read(&mut buf).ok()?;
+        if n == 0 {
+            return None;
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&reply)
+        .strip_prefix("VERSION ")
+        .map(|v| v.trim().to_string())
+}

@@ -18,5 +18,7 @@ pub use deployment::{Deployment, Node, NodeStarter, Role};
 pub use process::ServerProcess;
 pub use provision::{ProvisionedServer, Provisioner};
 pub use runtime::{Endpoint, RunningServer, RuntimeIdentity, StopKind};
-pub use spec::{Family, Fsync, Persistence, ServerMode, ServerRef, ServerSettings, ServerSpec};
+pub use spec::{
+    Family, Fsync, Persistence, Protocol, ServerMode, ServerRef, ServerSettings, ServerSpec,
+};
 pub use topology::Topology;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::control;
 use super::provision::ProvisionedServer;
 use super::runtime::{tail_lines, Endpoint, RunningServer, RuntimeIdentity, StopKind};
-use super::spec::ServerSpec;
+use super::spec::{Family, Protocol, ServerSpec};
 use crate::child::ManagedChild;
 use crate::error::{Error, Result};
 use crate::net::free_server_port;
@@ -66,10 +66,10 @@ impl ServerProcess {
     }
 
     pub fn url(&self) -> String {
-        match &self.spec.settings.requirepass {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/", self.port),
-            None => format!("redis://127.0.0.1:{}/", self.port),
-        }
+        self.spec
+            .server
+            .family
+            .url(self.port, self.spec.settings.requirepass.as_deref())
     }
 
     /// Address and password, for the harness's own load connections.
@@ -77,6 +77,7 @@ impl ServerProcess {
         Endpoint {
             addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
             password: self.spec.settings.requirepass.clone(),
+            protocol: self.spec.server.family.protocol(),
         }
     }
 
@@ -122,17 +123,20 @@ impl ServerProcess {
     }
 
     async fn spawn_and_wait(&mut self) -> Result<()> {
-        let config_path = self.workdir.join("server.conf");
-        // 0600: the config may hold `requirepass`.
-        crate::scratch::write_private(
-            &config_path,
-            &self.spec.config_text(self.port, &self.data_dir()),
-        )
-        .map_err(|e| Error::io("writing the server config", e))?;
         let mut cmd = self.binary.command();
-        cmd.arg(&config_path)
-            .args(self.spec.mode.args())
-            .current_dir(self.data_dir());
+        if self.spec.server.family == Family::Memcached {
+            cmd.args(self.spec.memcached_args(self.port));
+        } else {
+            let config_path = self.workdir.join("server.conf");
+            // 0600: the config may hold `requirepass`.
+            crate::scratch::write_private(
+                &config_path,
+                &self.spec.config_text(self.port, &self.data_dir()),
+            )
+            .map_err(|e| Error::io("writing the server config", e))?;
+            cmd.arg(&config_path).args(self.spec.mode.args());
+        }
+        cmd.current_dir(self.data_dir());
         let started = Instant::now();
         let child = ManagedChild::spawn(cmd, &self.log_path())
             .map_err(|e| self.fail(format!("cannot run {}: {e}", self.binary.binary.display())))?;
@@ -150,7 +154,11 @@ impl ServerProcess {
                 self.child = None;
                 return Err(self.fail(format!("exited during start-up; log: {tail}")));
             }
-            if control::ping(addr, password.as_deref()) {
+            let ready = match self.spec.server.family.protocol() {
+                Protocol::Resp => control::ping(addr, password.as_deref()),
+                Protocol::Memcache => control::memcached_version(addr).is_some(),
+            };
+            if ready {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
                 return Ok(());
             }
@@ -171,6 +179,10 @@ impl ServerProcess {
         match how {
             StopKind::Graceful => child.signal(libc::SIGTERM),
             StopKind::Kill => child.signal(libc::SIGKILL),
+            // memcached has no SHUTDOWN command (without -A) and nothing to save: SIGTERM.
+            StopKind::NoSave | StopKind::Save if endpoint.protocol == Protocol::Memcache => {
+                child.signal(libc::SIGTERM)
+            }
             StopKind::NoSave | StopKind::Save => {
                 control::shutdown(endpoint, how);
             }

@@ -464,6 +464,9 @@ fn make_executable(path: &Path) -> Result<(), String> {
 /// Run `BINARY --version` and return the version it reports (`v=7.4.1` → "7.4.1").
 pub fn verify(server: &ProvisionedServer) -> Result<String, String> {
     let (binary, family) = (&server.binary, server.family);
+    if family == Family::Memcached {
+        return verify_memcached(server);
+    }
     let output = server
         .command()
         .arg("--version")
@@ -488,6 +491,26 @@ pub fn verify(server: &ProvisionedServer) -> Result<String, String> {
             text.lines().next().unwrap_or("(no output)")
         )),
     }
+}
+
+/// `memcached -V` prints `memcached 1.6.18`.
+fn verify_memcached(server: &ProvisionedServer) -> Result<String, String> {
+    let output = server
+        .command()
+        .arg("-V")
+        .output()
+        .map_err(|e| format!("cannot run {} -V: {e}", server.binary.display()))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.strip_prefix("memcached ")
+        .map(|v| v.trim().to_string())
+        .filter(|v| output.status.success() && parse_version(v).is_some())
+        .ok_or_else(|| {
+            format!(
+                "{} -V did not report a memcached version: {}",
+                server.binary.display(),
+                text.lines().next().unwrap_or("(no output)")
+            )
+        })
 }
 
 /// Human-readable version of an entry's requested form, e.g. "redis@7.4".

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::provision::ProvisionedServer;
-use super::spec::ServerSpec;
+use super::spec::{Protocol, ServerSpec};
 use crate::error::Result;
 
 /// How a running server is brought down.
@@ -34,6 +34,7 @@ pub enum StopKind {
 pub struct Endpoint {
     pub addr: SocketAddr,
     pub password: Option<String>,
+    pub protocol: Protocol,
 }
 
 /// Which runtime ran a server and what identifies it there, for the report.
@@ -100,10 +101,10 @@ pub trait RunningServer: Send {
 
     /// The server's URL for clients, with the password if one is set.
     fn url(&self) -> String {
-        match &self.spec().settings.requirepass {
-            Some(pw) => format!("redis://:{pw}@127.0.0.1:{}/", self.port()),
-            None => format!("redis://127.0.0.1:{}/", self.port()),
-        }
+        let spec = self.spec();
+        spec.server
+            .family
+            .url(self.port(), spec.settings.requirepass.as_deref())
     }
 
     /// Address and password, for the harness's own connections.
@@ -111,6 +112,7 @@ pub trait RunningServer: Send {
         Endpoint {
             addr: SocketAddr::from(([127, 0, 0, 1], self.port())),
             password: self.spec().settings.requirepass.clone(),
+            protocol: self.spec().server.family.protocol(),
         }
     }
 

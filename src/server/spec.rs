@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 pub enum Family {
     Redis,
     Valkey,
+    /// memcached: no persistence, no AUTH in its text protocol, started with command-line
+    /// options instead of a config file.
+    Memcached,
     /// No cache server at all (`server = ["none"]`): baseline cells of the app with a session
     /// engine that needs none (Django's `db` or `file`).
     #[serde(rename = "none")]
@@ -19,12 +22,13 @@ pub enum Family {
 
 impl Family {
     /// The families of real servers.
-    pub const ALL: [Family; 2] = [Family::Redis, Family::Valkey];
+    pub const ALL: [Family; 3] = [Family::Redis, Family::Valkey, Family::Memcached];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Redis => "redis",
             Family::Valkey => "valkey",
+            Family::Memcached => "memcached",
             Family::NoServer => "none",
         }
     }
@@ -34,7 +38,44 @@ impl Family {
         match self {
             Family::Redis => "redis-server",
             Family::Valkey => "valkey-server",
+            Family::Memcached => "memcached",
             Family::NoServer => "",
+        }
+    }
+
+    /// The protocol its clients speak.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Family::Memcached => Protocol::Memcache,
+            _ => Protocol::Resp,
+        }
+    }
+
+    /// Does the server write anything to disk (RDB, AOF)? memcached keeps everything in memory.
+    pub fn persists(self) -> bool {
+        matches!(self, Family::Redis | Family::Valkey)
+    }
+}
+
+/// The wire protocol of a server family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Redis and Valkey: RESP.
+    Resp,
+    /// memcached's text protocol.
+    Memcache,
+}
+
+impl Family {
+    /// A client URL for the server at `port`, as Django settings' `{server}` takes it: a redis
+    /// URL, or memcached's `HOST:PORT`.
+    pub fn url(self, port: u16, password: Option<&str>) -> String {
+        match (self, password) {
+            (Family::Memcached, _) => format!("127.0.0.1:{port}"),
+            (Family::NoServer, _) => String::new(),
+            (_, Some(pw)) => format!("redis://:{pw}@127.0.0.1:{port}/"),
+            (_, None) => format!("redis://127.0.0.1:{port}/"),
         }
     }
 }
@@ -98,9 +139,11 @@ impl FromStr for ServerRef {
         let family = match family {
             "redis" => Family::Redis,
             "valkey" => Family::Valkey,
+            "memcached" => Family::Memcached,
             other => {
                 return Err(format!(
-                    "unknown server family `{other}` in `{s}`; known families: redis, valkey"
+                    "unknown server family `{other}` in `{s}`; known families: redis, valkey, \
+                     memcached (or `none` for no server)"
                 ))
             }
         };
@@ -337,6 +380,27 @@ impl ServerSpec {
         self.config_text_bound("127.0.0.1", port, dir)
     }
 
+    /// memcached's command line: it has no config file. `maxmemory` becomes `-m` (megabytes);
+    /// `extra` lines are split into further options.
+    pub fn memcached_args(&self, port: u16) -> Vec<String> {
+        let mut args: Vec<String> = ["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if let Some(mb) = self.settings.maxmemory.as_deref().and_then(megabytes) {
+            args.extend(["-m".to_string(), mb.to_string()]);
+        }
+        // memcached refuses to run as root unless told which user to be.
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            args.extend(["-u".to_string(), "root".to_string()]);
+        }
+        for line in &self.settings.extra {
+            args.extend(line.split_whitespace().map(str::to_string));
+        }
+        args
+    }
+
     /// The config text, listening on `bind` (a container's own interface, for bridge networks).
     pub fn config_text_bound(&self, bind: &str, port: u16, dir: &std::path::Path) -> String {
         let mut lines = vec![
@@ -372,6 +436,22 @@ impl ServerSpec {
         lines.extend(s.extra.iter().cloned());
         lines.join("\n") + "\n"
     }
+}
+
+/// A memory size as the servers write it (`64mb`, `1gb`, `512m`, bytes) in whole megabytes.
+pub fn megabytes(size: &str) -> Option<u64> {
+    let s = size.trim().to_ascii_lowercase();
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u64 = digits.parse().ok()?;
+    let unit = &s[digits.len()..];
+    let bytes = match unit {
+        "" | "b" => n,
+        "k" | "kb" => n * 1024,
+        "m" | "mb" => n * 1024 * 1024,
+        "g" | "gb" => n * 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    Some((bytes / (1024 * 1024)).max(1))
 }
 
 /// A value as the config parser (`sdssplitargs`) reads it back unchanged: inside double quotes,
@@ -422,6 +502,13 @@ mod tests {
         assert_eq!(none.family, Family::NoServer);
         assert_eq!(none.to_string(), "none");
         assert!("none@1".parse::<ServerRef>().is_err());
+        assert_eq!(
+            "memcached@1.6".parse::<ServerRef>().unwrap().family,
+            Family::Memcached
+        );
+        assert_eq!(megabytes("64mb"), Some(64));
+        assert_eq!(megabytes("1gb"), Some(1024));
+        assert_eq!(megabytes("lots"), None);
     }
 
     #[test]

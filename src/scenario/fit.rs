@@ -1,0 +1,96 @@
+//! What makes sense for which server family, checked when a matrix is expanded so that `check`
+//! refuses a cell that could only fail for a reason that is not the server's: memcached has no
+//! persistence modes, no SHUTDOWN SAVE/NOSAVE, no AUTH in its text protocol, no maxmemory
+//! policies, and no container image yet; scenarios that read the server over RESP (durability,
+//! eviction) do not run on it.
+
+use crate::config::matrix_file::RuntimeKind;
+use crate::server::{Family, ServerSpec};
+
+use super::promise::RestartKind;
+use super::ScenarioConfig;
+
+/// Why a cell does not fit its family: the matrix field to point at and the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Misfit {
+    /// `axes.persistence`, `server.requirepass`, `scenario.restart`, ...
+    pub field: &'static str,
+    pub message: String,
+}
+
+pub fn check(
+    spec: &ServerSpec,
+    runtime: RuntimeKind,
+    scenario: &ScenarioConfig,
+) -> Result<(), Misfit> {
+    if spec.server.family != Family::Memcached {
+        return Ok(());
+    }
+    let server = spec.server.to_string();
+    let misfit = |field: &'static str, why: String| {
+        Err(Misfit {
+            field,
+            message: format!("{server}: {why}"),
+        })
+    };
+    if spec.persistence.save_points.len() + usize::from(spec.persistence.aof.is_some()) > 0 {
+        return misfit(
+            "axes.persistence",
+            format!(
+                "memcached keeps everything in memory: persistence `{}` (RDB/AOF) does not \
+                 apply; only `none` (leave memcached out with an [[exclude]])",
+                spec.persistence
+            ),
+        );
+    }
+    if spec.settings.requirepass.is_some() {
+        return misfit(
+            "server.requirepass",
+            "memcached's text protocol has no password (AUTH)".into(),
+        );
+    }
+    if spec.settings.maxmemory_policy.is_some() {
+        return misfit(
+            "axes.policy",
+            "memcached has no maxmemory policies (it evicts by LRU per slab class)".into(),
+        );
+    }
+    if runtime == RuntimeKind::Container {
+        return misfit(
+            "axes.runtime",
+            "memcached runs as a process only (there is no cachegate image of it yet)".into(),
+        );
+    }
+    if matches!(
+        scenario,
+        ScenarioConfig::Durability(_) | ScenarioConfig::Eviction(_)
+    ) {
+        return misfit(
+            "scenario.kind",
+            format!(
+                "scenario kind `{}` is not supported on memcached (it reads the server over \
+                 RESP and measures persistence or maxmemory policies)",
+                scenario.info().name
+            ),
+        );
+    }
+    if let ScenarioConfig::SessionPersistence(c) = scenario {
+        if matches!(c.restart.restart, RestartKind::Nosave | RestartKind::Save) {
+            return misfit(
+                "scenario.restart",
+                format!(
+                    "restart `{}` is a Redis SHUTDOWN mode; memcached restarts `graceful` \
+                     (SIGTERM) or `kill`",
+                    format!("{:?}", c.restart.restart).to_lowercase()
+                ),
+            );
+        }
+        if c.restart.restart_persistence.is_some() {
+            return misfit(
+                "scenario.restart_persistence",
+                "memcached has no persistence config to restart with".into(),
+            );
+        }
+    }
+    Ok(())
+}
