@@ -347,7 +347,8 @@ fn check_no_server(
     kind: Option<&super::ScenarioKind>,
 ) -> Result<()> {
     // The kinds that work on the server itself, over its protocol.
-    let Some(kind) = kind.filter(|k| ["cache-ops", "durability", "eviction"].contains(&k.name()))
+    let Some(kind) = kind
+        .filter(|k| ["cache-ops", "durability", "eviction", "server-upgrade"].contains(&k.name()))
     else {
         return Ok(());
     };

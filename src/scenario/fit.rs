@@ -23,6 +23,17 @@ pub fn check(
     runtime: RuntimeKind,
     scenario: &ScenarioConfig,
 ) -> Result<(), Misfit> {
+    if let ScenarioConfig::ServerUpgrade(c) = scenario {
+        if c.to.family == Family::Memcached && spec.server.family != Family::Memcached {
+            return Err(Misfit {
+                field: "scenario.to",
+                message: format!(
+                    "{}: memcached cannot start on another server's data (it reads no files)",
+                    spec.server
+                ),
+            });
+        }
+    }
     if spec.server.family != Family::Memcached {
         return Ok(());
     }
@@ -63,13 +74,15 @@ pub fn check(
     }
     if matches!(
         scenario,
-        ScenarioConfig::Durability(_) | ScenarioConfig::Eviction(_)
+        ScenarioConfig::Durability(_)
+            | ScenarioConfig::Eviction(_)
+            | ScenarioConfig::ServerUpgrade(_)
     ) {
         return misfit(
             "scenario.kind",
             format!(
                 "scenario kind `{}` is not supported on memcached (it reads the server over \
-                 RESP and measures persistence or maxmemory policies)",
+                 RESP and measures persistence, maxmemory policies or data files)",
                 scenario.info().name
             ),
         );
