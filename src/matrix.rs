@@ -99,6 +99,8 @@ pub struct Cell {
     pub expect_signature: Option<String>,
     /// HTTP scenarios on the bundled app: the stack and the Django settings of this cell.
     pub stack: Option<(String, StackSpec)>,
+    /// Every stack the matrix defines, for scenarios that run a second one (stack-transition).
+    pub stacks: std::collections::BTreeMap<String, StackSpec>,
     pub app_settings: Option<toml::Table>,
     pub target: TargetSection,
     /// Container runtime options (used when `axes.runtime` is container).
@@ -303,6 +305,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                     .stack
                     .as_ref()
                     .map(|n| (n.clone(), f.stacks[n].clone())),
+                stacks: f.stacks.clone().into_iter().collect(),
                 app_settings: axes.settings.as_ref().map(|n| f.settings[n].clone()),
                 target: f.target.clone(),
                 container: f.runtime.container.clone(),

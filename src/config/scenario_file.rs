@@ -151,6 +151,8 @@ pub struct ScenarioParams {
     pub logged_in_users: Option<u32>,
     /// server-upgrade: the server started on the data the cell's server wrote (`redis@7.4`).
     pub to: Option<crate::server::ServerRef>,
+    /// stack-transition: the `[stacks]` entry that serves the users after the cell's stack.
+    pub to_stack: Option<String>,
 }
 
 impl ScenarioParams {

@@ -255,6 +255,13 @@ pub async fn run_cell(
         cancel: ctx.cancel.clone(),
         progress: done,
         log_base: ctx.run_dir.path.join(log_base),
+        app_settings: result.app_settings.clone(),
+        app_db: app.as_ref().map(AppProcess::db_path),
+        stacks: &cell.stacks,
+        stack: result
+            .stack
+            .as_ref()
+            .map(|s| format!("{} ({})", s.name, s.summary)),
     };
     let output = cell.scenario.run(&mut env).await;
     progress.finish();

@@ -67,6 +67,12 @@ impl Browser {
     }
 
     /// Is the session still valid?
+    /// Send the next requests to another app (another stack on the same server), keeping the
+    /// cookies: what a user sees when a deploy switches stacks under them.
+    pub fn switch_to(&mut self, base: &str) {
+        self.base = base.trim_end_matches('/').to_string();
+    }
+
     pub async fn check(&self) -> SessionState {
         self.read().await.0
     }

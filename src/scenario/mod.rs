@@ -20,6 +20,7 @@ pub mod promise;
 pub mod resp;
 pub mod server_upgrade;
 pub mod session_persistence;
+pub mod stack_transition;
 pub mod workload;
 
 use std::future::Future;
@@ -147,6 +148,7 @@ scenarios! {
     Outage(outage::OutageConfig),
     Eviction(eviction::EvictionConfig),
     ServerUpgrade(server_upgrade::ServerUpgradeConfig),
+    StackTransition(stack_transition::StackTransitionConfig),
 }
 
 /// A kind by its name in scenario files.
@@ -200,6 +202,14 @@ pub struct CellEnv<'a> {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Operations done so far, for the progress display.
     pub progress: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// The app's Django settings as sent, and its database: what a second app on another stack
+    /// needs to serve the same users (bundled app only).
+    pub app_settings: Option<serde_json::Value>,
+    pub app_db: Option<std::path::PathBuf>,
+    /// The cell's stack, "name (versions)".
+    pub stack: Option<String>,
+    /// The matrix's stacks by name.
+    pub stacks: &'a std::collections::BTreeMap<String, crate::stack::StackSpec>,
     /// The cell's log files without extension (`RUN/logs/NAME`), for scenarios that keep more
     /// logs than the runner does (`NAME.log`: the server, `NAME.app.log`: the app).
     pub log_base: std::path::PathBuf,

@@ -33,6 +33,7 @@ impl Workers {
 pub struct AppProcess {
     child: Option<ManagedChild>,
     port: u16,
+    db: PathBuf,
     workdir: tempfile::TempDir,
     /// Milliseconds from spawn to the first healthy answer.
     pub start_ms: f64,
@@ -47,11 +48,34 @@ impl AppProcess {
         settings: &serde_json::Value,
         workers: Workers,
     ) -> Result<AppProcess> {
+        Self::start_on(stack, app_dir, settings, workers, None).await
+    }
+
+    /// The database file the app uses (its accounts).
+    pub fn db_path(&self) -> PathBuf {
+        self.db.clone()
+    }
+
+    /// Start the app; with `db`, on another app's database (the same accounts) instead of a
+    /// fresh copy of the stack's template.
+    pub async fn start_on(
+        stack: &ProvisionedStack,
+        app_dir: &Path,
+        settings: &serde_json::Value,
+        workers: Workers,
+        db: Option<&Path>,
+    ) -> Result<AppProcess> {
         let workdir = crate::scratch::temp_dir("app")
             .map_err(|e| Error::io("creating the app's temp dir", e))?;
-        let db = workdir.path().join("db.sqlite3");
-        std::fs::copy(stack.template_db(), &db)
-            .map_err(|e| Error::io("copying the template database", e))?;
+        let db = match db {
+            Some(shared) => shared.to_path_buf(),
+            None => {
+                let db = workdir.path().join("db.sqlite3");
+                std::fs::copy(stack.template_db(), &db)
+                    .map_err(|e| Error::io("copying the template database", e))?;
+                db
+            }
+        };
         let port = free_port()?;
         let mut cmd = Command::new(stack.gunicorn());
         cmd.arg("--bind")
@@ -79,6 +103,7 @@ impl AppProcess {
         let mut app = AppProcess {
             child: Some(child),
             port,
+            db,
             workdir,
             start_ms: 0.0,
         };

@@ -6,6 +6,7 @@
 pub mod eviction;
 pub mod outage;
 pub mod persistence;
+pub mod stack_transition;
 pub mod upgrade;
 
 use serde::{Deserialize, Serialize};
@@ -169,6 +170,7 @@ checks! {
     Outage(OutageReport) outage,
     Eviction(EvictionReport) eviction,
     Upgrade(UpgradeCheck) upgrade,
+    StackTransition(stack_transition::StackTransitionCheck) stack_transition,
 }
 
 /// `CheckView` without its constant, so `Check` can hand out any kind's view.

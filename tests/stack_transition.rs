@@ -1,0 +1,94 @@
+//! `stack-transition` on real servers and the real app: users log in through one client stack
+//! (Django 5.2 + redis-py 5.2, or Django 4.2 + redis-py 4.6), a second app on the other stack
+//! takes over on the same redis and accounts, then both serve at once. The outcome is checked
+//! against the evidence (counts, the `to` app's log in the run folder), not against a known answer.
+
+mod common;
+
+use cachegate::results::Verdict;
+
+#[test]
+fn sessions_of_one_django_stack_read_through_another_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"[matrix]
+name = "stack-transition"
+[axes]
+server = ["redis@7.4"]
+stack = ["django-5.2", "django-4.2"]
+settings = ["cache"]
+[stacks."django-5.2"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*"]
+[stacks."django-4.2"]
+python = "3.11"
+packages = ["django==4.2.*", "redis==4.6.*"]
+[settings.cache]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cache.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+[scenario]
+kind = "stack-transition"
+users = 4
+[[axes.variant]]
+label = "to-5.2"
+to_stack = "django-5.2"
+[[axes.variant]]
+label = "to-4.2"
+to_stack = "django-4.2"
+[[exclude]]
+stack = "django-5.2"
+variant = "to-5.2"
+[[exclude]]
+stack = "django-4.2"
+variant = "to-4.2"
+"#;
+    let (_, text, results) = common::run_matrix(dir.path(), body);
+    assert_eq!(results.len(), 2, "{text}");
+    let run_dir = common::only_run_dir(&dir.path().join("out"));
+    for r in &results {
+        let id = &r.cell_id;
+        let c = r
+            .check
+            .as_ref()
+            .and_then(|c| c.stack_transition())
+            .unwrap_or_else(|| panic!("{id}: no check: {}", r.verdict_reason));
+        let (from, to) = (
+            r.axes["stack"].as_str(),
+            r.axes["variant"].trim_start_matches("to-"),
+        );
+        assert!(
+            c.from.starts_with(from) && c.to.starts_with(&format!("django-{to}")),
+            "{c:?}"
+        );
+        assert_eq!(
+            c.sessions.written, 4,
+            "{id}: every user logged in through `from`"
+        );
+        let s = &c.sessions;
+        assert_eq!(s.kept + s.lost + s.unknown, s.written, "{id}: {c:?}");
+        let m = &c.mixed_reads;
+        assert_eq!(m.written, 4 * 4, "{id}: {c:?}");
+        assert_eq!(m.kept + m.lost + m.unknown, m.written, "{id}: {c:?}");
+        let all_kept = s.kept == s.written && m.kept == m.written;
+        assert_eq!(
+            r.verdict == Verdict::Pass,
+            all_kept,
+            "{id}: {}",
+            r.verdict_reason
+        );
+        // The `to` app's log is kept, and its exceptions are what it logged.
+        let base = r.server.as_ref().unwrap().log.clone().unwrap();
+        let to_log = run_dir.join(base.trim_end_matches(".log").to_string() + ".to-app.log");
+        let log = std::fs::read_to_string(&to_log).unwrap();
+        for e in &c.to_exceptions {
+            let signature = e.rsplit_once(" (x").map_or(e.as_str(), |(s, _)| s);
+            assert!(
+                log.contains(signature.split(':').next().unwrap()),
+                "{id}: {e}"
+            );
+        }
+    }
+    let html = std::fs::read_to_string(run_dir.join("index.html")).unwrap();
+    assert!(html.contains("<h2>Client-stack transitions (sessions)</h2>"));
+}
