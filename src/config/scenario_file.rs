@@ -20,6 +20,20 @@ pub enum RestartKind {
     Kill,
 }
 
+/// What happens to the faulted node in an `outage`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultKind {
+    /// SIGKILL (the default), restarted after `down_for`.
+    #[default]
+    Kill,
+    /// A graceful stop, restarted after `down_for`.
+    Stop,
+    /// A replica stops replicating (`REPLICAOF NO ONE`) and keeps serving what it had; it is
+    /// attached to the primary again after `down_for` and resynchronises.
+    Detach,
+}
+
 /// A scenario kind's name as written (`kind = "cache-ops"`). Which names exist is the
 /// scenario registry's business (`scenario::KINDS`): it checks the name when it resolves.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,6 +163,11 @@ pub struct ScenarioParams {
     pub expect_available: Option<bool>,
     /// outage: users logged in before the server goes down, reading as themselves throughout.
     pub logged_in_users: Option<u32>,
+    /// outage: the node of the cell's topology that goes down (`primary`, the default;
+    /// `replica-1`, `sentinel-2`, `shard-2`, ...).
+    pub node: Option<String>,
+    /// outage: what happens to it (`kill`, the default; `stop`; `detach` for a replica).
+    pub fault: Option<FaultKind>,
     /// server-upgrade: the server started on the data the cell's server wrote (`redis@7.4`).
     pub to: Option<crate::server::ServerRef>,
     /// stack-transition: the `[stacks]` entry that serves the users after the cell's stack.

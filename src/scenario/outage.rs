@@ -16,12 +16,14 @@ use tokio_util::sync::CancellationToken;
 use super::browser::{Browser, SessionState};
 use super::login_flow::{self, Event, FlowLength, LoginFlowConfig, STEP_NAMES};
 use super::{CellEnv, ScenarioOutput};
-use crate::config::scenario_file::ScenarioParams;
+use crate::config::scenario_file::{FaultKind, ScenarioParams};
 use crate::config::HumanDuration;
 use crate::results::checks::{
     Check, LoggedInUsers, OutageReport, ReadsInSecond, ReadsSeen, StepDuringOutage,
 };
-use crate::server::StopKind;
+use crate::server::deployment::{query, Role};
+use crate::server::topology::SENTINEL_SERVICE;
+use crate::server::{Endpoint, RunningServer, StopKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutageConfig {
@@ -37,6 +39,9 @@ pub struct OutageConfig {
     pub expect_available: bool,
     /// Users logged in before the flow starts who keep reading as themselves (0: none).
     pub logged_in_users: u32,
+    /// The node that goes down (`primary`, or a node name of the cell's topology).
+    pub node: String,
+    pub fault: FaultKind,
 }
 
 /// Pause between one logged-in user's reads.
@@ -68,6 +73,8 @@ impl OutageConfig {
             recovery_timeout: p.recovery_timeout.unwrap_or(secs(10)),
             expect_available: p.expect_available.unwrap_or(false),
             logged_in_users: p.logged_in_users.unwrap_or(5),
+            node: p.node.clone().unwrap_or_else(|| "primary".into()),
+            fault: p.fault.unwrap_or_default(),
         })
     }
 }
@@ -91,17 +98,54 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
             ..Default::default()
         };
     }
+    // Where the Sentinels are, and the primary's port, before a node is borrowed for the fault.
+    let sentinels: Vec<Endpoint> = env
+        .others
+        .iter()
+        .filter(|n| n.role == Role::Sentinel)
+        .map(|n| n.server.endpoint())
+        .collect();
+    let primary_port = env.server.port();
+    let node_ports: Vec<(String, u16)> = env
+        .others
+        .iter()
+        .map(|n| (n.name.clone(), n.server.port()))
+        .collect();
+    let topology = env.topology;
+    let Some((server, role)) =
+        faulted_node(&mut *env.server, &mut *env.others, topology, &cfg.node)
+    else {
+        let mut names = vec!["primary".to_string()];
+        names.extend(node_ports.iter().map(|(n, _)| n.clone()));
+        return ScenarioOutput {
+            reason: format!(
+                "field `node`: the {topology} topology has no node `{}` (nodes: {})",
+                cfg.node,
+                names.join(", ")
+            ),
+            ..Default::default()
+        };
+    };
+    if cfg.fault == FaultKind::Detach && role != Role::Replica {
+        return ScenarioOutput {
+            reason: format!(
+                "field `fault`: `detach` stops a replica's replication, and `{}` is not a replica",
+                cfg.node
+            ),
+            ..Default::default()
+        };
+    }
+    let watch_failover = !sentinels.is_empty() && role == Role::Primary;
     let t0 = Instant::now();
-    let server = &mut *env.server;
     let fault = async {
         tokio::time::sleep(cfg.down_at.0).await;
-        let stopped = server.stop(StopKind::Kill).await;
-        // Stamped once the process is gone: from here on nothing can answer.
+        let stopped = inflict(server, cfg.fault).await;
+        // Stamped once the fault is in place: from here on the node does not serve as before.
         let down = t0.elapsed();
         tokio::time::sleep(cfg.down_for.0).await;
-        // Stamped when the restart begins: the server may answer before `restart` returns.
+        // Stamped when the repair begins: the node may answer before it returns.
         let up = t0.elapsed();
-        let up = server.restart(None).await.map(|_| up);
+        let up = repair(server, cfg.fault, primary_port).await.map(|_| up);
         (down, stopped.and(up))
     };
     let flow_done = CancellationToken::new();
@@ -124,7 +168,15 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
             .iter()
             .map(|b| keep_reading(b, t0, flow_done.clone())),
     );
-    let ((mut output, events), (down, up), reads) = tokio::join!(flow, fault, reads);
+    let failover = async {
+        if !watch_failover {
+            return None;
+        }
+        tokio::time::sleep(cfg.down_at.0).await;
+        watch_promotion(&sentinels, primary_port, t0, flow_done.clone()).await
+    };
+    let ((mut output, events), (down, up), reads, promoted) =
+        tokio::join!(flow, fault, reads, failover);
     let up = match up {
         Ok(up) => up,
         Err(e) => {
@@ -134,9 +186,29 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
         }
     };
     let mut report = analyze(&events, down, up, cfg.recovery_timeout.0);
+    if !topology.is_standalone() {
+        report.fault = Some(format!("{} {}", cfg.node, fault_verb(cfg.fault)));
+        report.logins_failed_seconds = logins_failed_for(&events, down);
+    }
+    if let Some((at, port)) = promoted {
+        report.failover_seconds = Some(at.saturating_sub(down).as_secs_f64());
+        report.promoted = Some(
+            node_ports
+                .iter()
+                .find(|(_, p)| *p == port)
+                .map_or(format!("port {port}"), |(n, _)| n.clone()),
+        );
+    }
+    let lost = reads
+        .iter()
+        .filter(|user| matches!(user.last().map(|r| &r.state), Some(SessionState::Lost(_))))
+        .count() as u64;
     let reads: Vec<Read> = reads.into_iter().flatten().collect();
-    report.logged_in =
-        (cfg.logged_in_users > 0).then(|| logged_in_users(&reads, cfg.logged_in_users, down, up));
+    report.logged_in = (cfg.logged_in_users > 0).then(|| {
+        let mut seen = logged_in_users(&reads, cfg.logged_in_users, down, up);
+        seen.sessions_lost = lost;
+        seen
+    });
     let mut problems = Vec::new();
     if !report.recovered {
         problems.push(format!(
@@ -231,6 +303,115 @@ fn analyze(
         recovery_seconds: recovery.unwrap_or(-1.0),
         recovered: recovery.is_some_and(|r| r <= recovery_timeout.as_secs_f64()),
         logged_in: None,
+        fault: None,
+        failover_seconds: None,
+        promoted: None,
+        logins_failed_seconds: 0.0,
+    }
+}
+
+/// The node `name` names, with the role it was started in: `primary` (or the first node's own
+/// name) is the cell's server.
+fn faulted_node<'e>(
+    server: &'e mut dyn RunningServer,
+    others: &'e mut [crate::server::Node],
+    topology: crate::server::Topology,
+    name: &str,
+) -> Option<(&'e mut dyn RunningServer, Role)> {
+    let first = if topology.is_cluster() {
+        "shard-1"
+    } else {
+        "primary"
+    };
+    if name == "primary" || name == first {
+        return Some((server, Role::Primary));
+    }
+    let node = others.iter_mut().find(|n| n.name == name)?;
+    Some((node.server.as_mut(), node.role))
+}
+
+async fn inflict(server: &mut dyn RunningServer, fault: FaultKind) -> crate::error::Result<()> {
+    match fault {
+        FaultKind::Kill => server.stop(StopKind::Kill).await,
+        FaultKind::Stop => server.stop(StopKind::Graceful).await,
+        FaultKind::Detach => replicaof(server, None).await,
+    }
+}
+
+async fn repair(
+    server: &mut dyn RunningServer,
+    fault: FaultKind,
+    primary_port: u16,
+) -> crate::error::Result<()> {
+    match fault {
+        FaultKind::Kill | FaultKind::Stop => server.restart(None).await,
+        FaultKind::Detach => replicaof(server, Some(primary_port)).await,
+    }
+}
+
+/// `REPLICAOF NO ONE`, or `REPLICAOF 127.0.0.1 PORT`.
+async fn replicaof(server: &dyn RunningServer, primary: Option<u16>) -> crate::error::Result<()> {
+    let mut cmd = redis::cmd("REPLICAOF");
+    match primary {
+        Some(port) => cmd.arg("127.0.0.1").arg(port),
+        None => cmd.arg("NO").arg("ONE"),
+    };
+    query::<()>(&server.endpoint(), &cmd)
+        .await
+        .map_err(|e| crate::error::Error::Server {
+            server: server.spec().server.to_string(),
+            message: format!("REPLICAOF: {e}"),
+        })
+}
+
+fn fault_verb(fault: FaultKind) -> &'static str {
+    match fault {
+        FaultKind::Kill => "killed",
+        FaultKind::Stop => "stopped",
+        FaultKind::Detach => "detached",
+    }
+}
+
+/// Poll the Sentinels until one names a primary other than `old`: when (since `t0`) and which
+/// port. None if the flow ends first.
+async fn watch_promotion(
+    sentinels: &[Endpoint],
+    old: u16,
+    t0: Instant,
+    done: CancellationToken,
+) -> Option<(Duration, u16)> {
+    while !done.is_cancelled() {
+        for s in sentinels {
+            let addr: redis::RedisResult<Vec<String>> = query(
+                s,
+                redis::cmd("SENTINEL")
+                    .arg("get-master-addr-by-name")
+                    .arg(SENTINEL_SERVICE),
+            )
+            .await;
+            let port = addr
+                .ok()
+                .and_then(|a| a.get(1).and_then(|p| p.parse::<u16>().ok()));
+            if let Some(port) = port.filter(|p| *p != old) {
+                return Some((t0.elapsed(), port));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
+/// From the first failed login that started after the fault to the end of the last one.
+fn logins_failed_for(events: &[Event], fault: Duration) -> f64 {
+    let failed: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.step == "login" && !e.ok && e.at.saturating_sub(e.latency) >= fault)
+        .collect();
+    let first = failed.iter().map(|e| e.at.saturating_sub(e.latency)).min();
+    let last = failed.iter().map(|e| e.at).max();
+    match (first, last) {
+        (Some(f), Some(l)) => (l - f).as_secs_f64(),
+        _ => 0.0,
     }
 }
 
@@ -307,6 +488,7 @@ fn logged_in_users(reads: &[Read], users: u32, down: Duration, up: Duration) -> 
         during,
         after,
         per_second: per_second.into_values().collect(),
+        sessions_lost: 0,
     }
 }
 
@@ -322,6 +504,8 @@ impl super::Scenario for OutageConfig {
         "recovery_timeout",
         "expect_available",
         "logged_in_users",
+        "node",
+        "fault",
     ];
     const NEEDS_APP: bool = true;
     const OPS: Option<&'static [&'static str]> = Some(STEP_NAMES);

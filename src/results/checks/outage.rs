@@ -32,6 +32,21 @@ pub struct OutageReport {
     /// Users logged in before the server went down, reading as themselves throughout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logged_in: Option<LoggedInUsers>,
+    /// The node that was faulted and how (`primary killed`, `replica-1 detached`), in a
+    /// topology; absent for one server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+    /// Sentinel topologies: seconds from the fault until the Sentinels named another primary
+    /// (absent: they did not within the flow, or there are no Sentinels).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover_seconds: Option<f64>,
+    /// The node the Sentinels promoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted: Option<String>,
+    /// Seconds from the first to the end of the last failed login that started after the
+    /// fault: how long logins failed (0: none did).
+    #[serde(default)]
+    pub logins_failed_seconds: f64,
 }
 
 /// What users who were already logged in got from authenticated reads around an outage.
@@ -44,6 +59,9 @@ pub struct LoggedInUsers {
     pub after: ReadsSeen,
     /// By second since the flow started (the server went down at `down_at_seconds`).
     pub per_second: Vec<ReadsInSecond>,
+    /// Users whose last read found them logged out: sessions lost by the fault.
+    #[serde(default)]
+    pub sessions_lost: u64,
 }
 
 /// Authenticated reads by what the user got.
@@ -100,8 +118,18 @@ impl CheckView for OutageReport {
                 )
             })
             .unwrap_or_default();
+        let what = self.fault.as_deref().unwrap_or("down");
+        let failover = match (self.failover_seconds, &self.promoted) {
+            (Some(s), Some(node)) => format!("; {node} promoted after {s:.2}s"),
+            _ => String::new(),
+        };
+        // Counted per user only since topologies: older results have no count to show.
+        let lost = match (&self.fault, &self.logged_in) {
+            (Some(_), Some(l)) => format!("; sessions lost: {} of {}", l.sessions_lost, l.users),
+            _ => String::new(),
+        };
         format!(
-            "down {:.1}s: {served} ok, {failed} failed; {back}{logged_in}",
+            "{what} {:.1}s: {served} ok, {failed} failed; {back}{failover}{logged_in}{lost}",
             self.down_for_seconds
         )
     }
@@ -129,11 +157,20 @@ impl CheckView for OutageReport {
             .iter()
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
-        let back = if self.recovered {
+        let mut back = if self.recovered {
             format!("{:.2} s", self.recovery_seconds)
         } else {
             "did not recover".into()
         };
+        if self.fault.is_some() {
+            back.push_str(&format!(
+                "; logins failed for {:.2} s",
+                self.logins_failed_seconds
+            ));
+        }
+        if let (Some(s), Some(node)) = (self.failover_seconds, &self.promoted) {
+            back.push_str(&format!("; {node} promoted {s:.2} s after the fault"));
+        }
         let logged_in = self.logged_in.as_ref().map_or(Field::text("-"), |l| {
             let seen = |r: &ReadsSeen| {
                 let statuses: Vec<String> = r
@@ -154,8 +191,12 @@ impl CheckView for OutageReport {
                 .iter()
                 .map(|s| format!("{}s {}/{}/{}", s.second, s.ok, s.logged_out, s.failed))
                 .collect();
+            let lost = match self.fault {
+                Some(_) => format!("; sessions lost: {}", l.sessions_lost),
+                None => String::new(),
+            };
             Field::text(format!(
-                "{} users; while down: {}; after: {}",
+                "{} users; while down: {}; after: {}{lost}",
                 l.users,
                 seen(&l.during),
                 seen(&l.after)
@@ -164,8 +205,12 @@ impl CheckView for OutageReport {
         });
         vec![
             Field::text(format!(
-                "{:.1} s at {:.1} s",
-                self.down_for_seconds, self.down_at_seconds
+                "{}{:.1} s at {:.1} s",
+                self.fault
+                    .as_ref()
+                    .map_or(String::new(), |f| format!("{f}: ")),
+                self.down_for_seconds,
+                self.down_at_seconds
             )),
             Field::text(steps.join(", ")),
             Field::text(statuses.join(", ")),
