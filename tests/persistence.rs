@@ -164,7 +164,10 @@ restart = "kill"
                 .unwrap()
         };
         let always = check("aof-always");
-        assert!(always.before > 1000, "{always:?}");
+        // Enough acknowledged writes that "none lost" means something. Not a speed check: with
+        // appendfsync always every write waits for an fsync, which under a loaded disk (other
+        // tests, other builds) was seen as slow as ~230 writes a second.
+        assert!(always.before >= 100, "{always:?}");
         assert_eq!(
             always.lost, 0,
             "AOF always keeps every acknowledged write through SIGKILL"
