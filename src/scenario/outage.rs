@@ -186,7 +186,8 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
         }
     };
     let mut report = analyze(&events, down, up, cfg.recovery_timeout.0);
-    if !topology.is_standalone() {
+    if let Some(promise) = super::promise::topology_promise(topology) {
+        report.promise = Some(promise.to_string());
         report.fault = Some(format!("{} {}", cfg.node, fault_verb(cfg.fault)));
         report.logins_failed_seconds = logins_failed_for(&events, down);
     }
@@ -304,6 +305,7 @@ fn analyze(
         recovered: recovery.is_some_and(|r| r <= recovery_timeout.as_secs_f64()),
         logged_in: None,
         fault: None,
+        promise: None,
         failover_seconds: None,
         promoted: None,
         logins_failed_seconds: 0.0,

@@ -284,6 +284,33 @@ pub fn expect_sessions_under_eviction(session_engine: &str, policy: &str) -> Exp
     }
 }
 
+/// What a topology promises about acknowledged writes and reads, from the Redis docs, shown
+/// with outage results on a topology.
+pub fn topology_promise(topology: crate::server::Topology) -> Option<&'static str> {
+    use crate::server::Topology;
+    Some(match topology {
+        Topology::Standalone => return None,
+        // https://redis.io/docs/latest/operate/oss_and_stack/management/replication/
+        Topology::Replicas(_) => {
+            "replication is asynchronous: a replica serves whatever it has received, so a read \
+             from it may miss a write the primary acknowledged (Redis docs, Replication)"
+        }
+        // https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
+        Topology::Sentinel { .. } => {
+            "Sentinel promotes a replica when a quorum sees the primary down; replication is \
+             asynchronous, so writes acknowledged by the old primary and not yet replicated are \
+             lost in the failover (WAIT narrows but does not close that window) (Redis docs, \
+             Sentinel: consistency under partitions)"
+        }
+        // https://redis.io/docs/latest/operate/oss_and_stack/reference/cluster-spec/
+        Topology::Cluster { .. } => {
+            "each key lives on the shard owning its hash slot; a shard's replica is promoted \
+             when its primary fails, losing writes it had not received (Redis Cluster \
+             specification: write safety)"
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

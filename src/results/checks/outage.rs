@@ -36,6 +36,9 @@ pub struct OutageReport {
     /// topology; absent for one server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// What the topology promises (with its source), for the reader of a topology cell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promise: Option<String>,
     /// Sentinel topologies: seconds from the fault until the Sentinels named another primary
     /// (absent: they did not within the flow, or there are no Sentinels).
     #[serde(default, skip_serializing_if = "Option::is_none")]
