@@ -286,6 +286,22 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
             },
             mode: ServerMode::Server,
         };
+        // Nodes of a topology find each other (and tell clients where the others are) by
+        // 127.0.0.1 addresses: on a bridge network those would be each container's own.
+        if !axes.topology.is_standalone()
+            && axes.runtime == RuntimeKind::Container
+            && f.runtime.container.network == crate::server::container::NetworkPath::Bridge
+        {
+            return Err(Error::input_file(
+                &m.path,
+                format!(
+                    "cell {id}: topology `{}` runs its containers on the host network (nodes and \
+                     clients reach each other at 127.0.0.1 addresses the servers hand out); \
+                     `[runtime.container] network = \"bridge\"` supports standalone cells only",
+                    axes.topology
+                ),
+            ));
+        }
         if let Err(misfit) = crate::scenario::fit::check(&spec, axes.runtime, &scenario) {
             return Err(misfit_error(m, &misfit, origin.0));
         }
@@ -436,6 +452,49 @@ kind = "cache-ops"
         );
         assert!(ids(&["runtime=container"]).is_empty());
         assert_eq!(ids(&["persistence=rdb", "6.2"]), ["redis@6.2/rdb"]);
+    }
+
+    #[test]
+    fn topologies_expand_into_ids_filters_and_refuse_bridge_containers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let body = |network: &str| {
+            format!(
+                "[matrix]\nname = \"t\"\n[axes]\nserver = [\"redis@7.4\"]\n\
+                 runtime = [\"process\", \"container\"]\n\
+                 topology = [\"standalone\", \"replica:2\", \"cluster:3:1\"]\n\
+                 [runtime.container]\nnetwork = \"{network}\"\n[scenario]\nkind = \"cache-ops\"\n"
+            )
+        };
+        std::fs::write(&path, body("host")).unwrap();
+        let cells = expand(&crate::config::load_matrix(&path).unwrap()).unwrap();
+        let ids: Vec<&str> = cells.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "redis@7.4/none",
+                "redis@7.4/none/replica:2",
+                "redis@7.4/none/cluster:3:1",
+                "redis@7.4/none/container",
+                "redis@7.4/none/container/replica:2",
+                "redis@7.4/none/container/cluster:3:1",
+            ]
+        );
+        let picked: Vec<&str> = cells
+            .iter()
+            .filter(|c| {
+                filter_matches(
+                    c,
+                    &["topology=replica:2".into(), "runtime=container".into()],
+                )
+                .unwrap()
+            })
+            .map(|c| c.id.as_str())
+            .collect();
+        assert_eq!(picked, ["redis@7.4/none/container/replica:2"]);
+        std::fs::write(&path, body("bridge")).unwrap();
+        let e = expand(&crate::config::load_matrix(&path).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("standalone cells only"), "{e}");
     }
 
     #[test]
