@@ -414,6 +414,44 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
     }
 }
 
+/// The nodes of a replica, Sentinel or cluster cell: roles as started and as reported at the end
+/// (a failover shows here), where each listened, what ran it, its log; and what was faulted.
+fn topology_table(h: &mut String, r: &CellResult) {
+    let Some(server) = r.server.as_ref() else {
+        return;
+    };
+    let Some(t) = server.topology.as_ref() else {
+        return;
+    };
+    let _ = write!(
+        h,
+        "<p>topology <b>{}</b> of {} {}, formed in {:.1} s</p>",
+        esc(&t.topology),
+        esc(&server.family),
+        esc(&server.version),
+        t.formed_ms / 1000.0
+    );
+    h.push_str("<table><tr><th>node</th><th>role</th><th>role at the end</th><th>port</th><th>ran as</th><th>log</th></tr>");
+    for n in &t.nodes {
+        let log = n.log.as_deref().unwrap_or("");
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"muted\">{}</td><td><a href=\"{}\">{}</a></td></tr>",
+            esc(&n.name),
+            esc(&n.role),
+            esc(n.role_at_end.as_deref().unwrap_or("-")),
+            n.port,
+            esc(&n.identity.describe()),
+            esc(log),
+            esc(log)
+        );
+    }
+    h.push_str("</table>");
+    if let Some(check) = &r.check {
+        let _ = write!(h, "<p>what happened: {}</p>", esc(&check.summary()));
+    }
+}
+
 fn cell_details(h: &mut String, results: &[CellResult]) {
     h.push_str("<h2>Cells</h2>");
     for r in results {
@@ -432,6 +470,7 @@ fn cell_details(h: &mut String, results: &[CellResult]) {
         if !ran_as.is_empty() {
             let _ = write!(h, "<p class=\"muted\">ran as: {}</p>", esc(&ran_as));
         }
+        topology_table(h, r);
         if !r.ops.is_empty() {
             h.push_str("<table><tr><th>operation</th><th>ok</th><th>errors</th><th>ops/s</th><th>p50</th><th>p90</th><th>p99</th><th>p99.9</th><th>max</th></tr>");
             for o in &r.ops {
