@@ -117,6 +117,16 @@ impl Recorder {
         self.errors.iter().sum()
     }
 
+    /// Totals for a scenario without a warm-up: everything sent was measured.
+    pub fn counts(&self) -> crate::results::OpCounts {
+        crate::results::OpCounts {
+            sent: self.ok_total() + self.error_total(),
+            ok: self.ok_total(),
+            errors: self.error_total(),
+            warmup: 0,
+        }
+    }
+
     /// Move to `second` (since the scenario started), handing the previous one to the timeline.
     /// Only forward: a recorder shared by several connections may see a slightly older second
     /// from one of them, which then counts in the current one.

@@ -471,12 +471,7 @@ pub async fn run(cfg: &ServerUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioOu
     let window = start.elapsed().as_secs_f64();
     let (ops, errors) = rec.summarize(window);
     ScenarioOutput {
-        counts: crate::results::OpCounts {
-            sent: rec.ok_total() + rec.error_total(),
-            ok: rec.ok_total(),
-            errors: rec.error_total(),
-            warmup: 0,
-        },
+        counts: rec.counts(),
         ops,
         errors,
         timeline: timeline.into_inner().expect("timeline lock").finish(),

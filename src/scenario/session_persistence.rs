@@ -242,14 +242,8 @@ pub fn finish(
         );
         (check.matches, summary)
     };
-    let counts = crate::results::OpCounts {
-        sent: rec.ok_total() + rec.error_total(),
-        ok: rec.ok_total(),
-        errors: rec.error_total(),
-        warmup: 0,
-    };
     ScenarioOutput {
-        counts,
+        counts: rec.counts(),
         ops,
         errors,
         timeline: timeline.into_inner().expect("timeline lock").finish(),
