@@ -6,13 +6,33 @@ use clap::{Parser, Subcommand};
 
 use crate::judge::CompareOptions;
 
-pub const EXIT_CODES: &str = "Exit codes:
+// Help texts as macros, so `concat!` can join them.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
   0    every cell met its expectation
   1    a cell did not meet its expectation (FAIL or XPASS)
   2    bad input: malformed matrix/scenario file or command-line usage
   3    infrastructure failure: a server could not be provisioned or started
   129  interrupted by SIGHUP, 130 by SIGINT (Ctrl-C), 143 by SIGTERM: everything started was
-       stopped, the running cell recorded, the report written (a second signal hurries this)";
+       stopped, the running cell recorded, the report written (a second signal hurries this)"
+    };
+}
+
+macro_rules! matrix_args {
+    () => {
+        "Matrices:
+  A path (it has a `/` or a `.`: ./mine.toml, matrices/quick.toml) is that file. A bare name
+  (quick, upgrade) is matrices/NAME.toml in the current folder if that file exists, else the
+  matrix of that name bundled into cachegate (`cachegate list` shows them)."
+    };
+}
+
+pub const EXIT_CODES: &str = exit_codes!();
+
+const MATRIX_ARGS: &str = matrix_args!();
+
+const RUN_HELP: &str = concat!(matrix_args!(), " With none: quick.\n\n", exit_codes!());
 
 /// The most load threads `--threads` accepts: more only contend with each other and the server
 /// for the CPUs, and each one is an OS thread the process may not be allowed to create.
@@ -42,10 +62,10 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Run matrices (default: matrices/quick.toml) and write a run folder under --out.
-    #[command(after_help = EXIT_CODES)]
+    /// Run matrices (default: quick) and write a run folder under --out.
+    #[command(after_help = RUN_HELP)]
     Run {
-        /// Matrix files to run.
+        /// Matrix files (a path) or bundled matrices (a bare name, see `cachegate list`).
         matrices: Vec<PathBuf>,
         /// Folder that receives the run folder.
         #[arg(long, default_value = "reports")]
@@ -67,8 +87,10 @@ pub enum Command {
         #[arg(long, env = "CACHEGATE_THREADS", value_parser = parse_threads)]
         threads: Option<usize>,
     },
-    /// Validate matrix files and list their cells without running anything.
+    /// Validate matrices and list their cells without running anything.
+    #[command(after_help = MATRIX_ARGS)]
     Check {
+        /// Matrix files (a path) or bundled matrices (a bare name, see `cachegate list`).
         #[arg(required = true)]
         matrices: Vec<PathBuf>,
         #[arg(long)]
@@ -94,6 +116,9 @@ pub enum Command {
         #[command(flatten)]
         compare: CompareArgs,
     },
+    /// The bundled matrices and scenarios, each with what it is for, and which are shadowed by
+    /// files in the current folder.
+    List,
     /// Server binaries: what is known, where each comes from, what is installed.
     Servers {
         #[command(subcommand)]

@@ -4,6 +4,7 @@
 
 mod args;
 mod images;
+mod list;
 mod signals;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use anyhow::Context;
 
 pub use args::{Cli, Command, CompareArgs, ImagesCommand, ServersCommand, EXIT_CODES};
 
-use crate::config::load_matrix;
+use crate::config::open_matrix;
 use crate::error::Error;
 use crate::exit_code;
 use crate::judge::Verb;
@@ -23,8 +24,9 @@ use crate::server::catalog::CATALOG;
 use crate::server::provision::short_ref;
 use crate::server::{Provisioner, ServerRef};
 
-/// The matrix `cachegate run` runs when given none.
-pub const DEFAULT_MATRIX: &str = "matrices/quick.toml";
+/// The matrix `cachegate run` runs when given none: `matrices/quick.toml` in the current folder
+/// if there is one (the source tree), else the bundled `quick`.
+pub const DEFAULT_MATRIX: &str = "quick";
 
 /// Carry out a parsed command line and return the process's exit code. Errors are printed here.
 pub fn run(cli: Cli) -> i32 {
@@ -72,7 +74,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             };
             let loaded = matrices
                 .iter()
-                .map(|m| load_matrix(m))
+                .map(|m| open_matrix(m))
                 .collect::<Result<Vec<_>, _>>()?;
             let opts = RunOptions {
                 out,
@@ -99,7 +101,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Check { matrices, filter } => {
             let loaded = matrices
                 .iter()
-                .map(|m| load_matrix(m))
+                .map(|m| open_matrix(m))
                 .collect::<Result<Vec<_>, _>>()?;
             let cells = runner::select_cells(&loaded, &filter)?;
             for cell in &cells {
@@ -140,6 +142,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         }
         Command::Servers { command } => servers(command),
         Command::Images { command } => images::run(command),
+        Command::List => list::run(),
     }
 }
 

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::bundled;
 use super::scenario_file::ScenarioParams;
-use super::{bounds, key_offset, parse_toml_file, parse_toml_text, read_text, table_range};
+use super::{bounds, key_offset, parse_toml_text, read_text, table_range};
 use crate::error::{Error, Result};
 use crate::server::{Persistence, ServerRef, ServerSettings, Topology};
 use crate::stack::StackSpec;
@@ -185,50 +186,101 @@ pub struct LoadedMatrix {
     pub scenario: ScenarioParams,
 }
 
+/// The matrix a command-line argument names. A path (it has a `/`, `\\` or `.`) is that file. A
+/// bare name is `matrices/NAME.toml` in the current folder when that file exists (files on disk
+/// win, so the source tree runs its own files), else the bundled matrix of that name.
+pub fn open_matrix(arg: &Path) -> Result<LoadedMatrix> {
+    let bundled_names = || bundled::names_of(bundled::Kind::Matrix).join(", ");
+    let Some(name) = bundled::as_name(arg) else {
+        return load_matrix(arg).map_err(|e| match e {
+            // A source-tree path typed outside the source tree: say how to get the bundled one.
+            Error::Usage(m) if !arg.exists() => {
+                let stem = arg.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let hint = match bundled::text(bundled::Kind::Matrix, stem) {
+                    Some(_) => format!("; `{stem}` (a bare name) runs the bundled matrix"),
+                    None => String::new(),
+                };
+                Error::Usage(format!("{m}{hint}"))
+            }
+            e => e,
+        });
+    };
+    let on_disk = Path::new(bundled::Kind::Matrix.folder()).join(format!("{name}.toml"));
+    if on_disk.is_file() {
+        return load_matrix(&on_disk);
+    }
+    match bundled::text(bundled::Kind::Matrix, name) {
+        Some(text) => load_matrix_text(bundled::path_of(bundled::Kind::Matrix, name), text.into()),
+        None => Err(Error::Usage(format!(
+            "no matrix `{name}`: no file {} here and no bundled matrix of that name (bundled: \
+             {}); a matrix file is named by a path, e.g. `./{name}.toml`",
+            on_disk.display(),
+            bundled_names()
+        ))),
+    }
+}
+
+/// A matrix file on disk.
 pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
-    let (file, text): (MatrixFile, String) = parse_toml_file(path)?;
+    let text = read_text(path)?;
+    load_matrix_text(path.to_path_buf(), text)
+}
+
+/// A matrix from its text; `path` is where it is (a file, or a path in the bundled tree, whose
+/// scenario files are then the bundled ones).
+fn load_matrix_text(path: PathBuf, text: String) -> Result<LoadedMatrix> {
+    let path = path.as_path();
+    let file: MatrixFile = parse_toml_text(path, &text)?;
     let at = |offset: usize, message: String| Error::input_at(path, &text, offset, message);
 
     let section = file.scenario.get_ref();
     let mut scenario = ScenarioParams::default();
     if let Some(use_file) = &section.use_file {
-        let (resolved, scenario_text) = match super::bundled::as_name(use_file.get_ref()) {
+        let (resolved, scenario_text) = match bundled::as_name(use_file.get_ref()) {
             Some(name) => {
-                let text = super::bundled::scenario(name).ok_or_else(|| {
+                let text = bundled::scenario(name).ok_or_else(|| {
                     at(
                         use_file.span().start,
                         format!(
                             "field `use`: no bundled scenario `{name}` (bundled: {}); a scenario \
                              file is named by a path, e.g. `./{name}.toml`",
-                            super::bundled::names().join(", ")
+                            bundled::names().join(", ")
                         ),
                     )
                 })?;
-                (super::bundled::location(name), text.to_string())
+                (bundled::location(name), text.to_string())
             }
             None => {
-                let resolved = resolve_use(path, use_file.get_ref()).ok_or_else(|| {
+                let not_found = || {
                     at(
                         use_file.span().start,
                         format!(
                             "field `use`: scenario file `{}` not found next to the matrix or in the \
                              folder above it (bundled scenarios are used by name: {})",
                             use_file.get_ref().display(),
-                            super::bundled::names().join(", ")
+                            bundled::names().join(", ")
                         ),
                     )
-                })?;
-                if resolved.is_dir() {
-                    return Err(at(
-                        use_file.span().start,
-                        format!(
-                            "field `use`: `{}` is a folder, not a scenario file",
-                            resolved.display()
-                        ),
-                    ));
+                };
+                if bundled::is_bundled(path) {
+                    // A bundled matrix sees only the bundled tree.
+                    let (resolved, text) =
+                        resolve_bundled_use(path, use_file.get_ref()).ok_or_else(not_found)?;
+                    (resolved, text.to_string())
+                } else {
+                    let resolved = resolve_use(path, use_file.get_ref()).ok_or_else(not_found)?;
+                    if resolved.is_dir() {
+                        return Err(at(
+                            use_file.span().start,
+                            format!(
+                                "field `use`: `{}` is a folder, not a scenario file",
+                                resolved.display()
+                            ),
+                        ));
+                    }
+                    let text = read_text(&resolved)?;
+                    (resolved, text)
                 }
-                let text = read_text(&resolved)?;
-                (resolved, text)
             }
         };
         let from_file: ScenarioParams = parse_toml_text(&resolved, &scenario_text)?;
@@ -640,13 +692,46 @@ fn check_expectations(path: &Path, text: &str, file: &MatrixFile) -> Result<()> 
 /// Scenario files are found next to the matrix or in the folder above it, so
 /// `use = "scenarios/cache-ops.toml"` works from `matrices/`.
 fn resolve_use(matrix: &Path, use_file: &Path) -> Option<PathBuf> {
-    if use_file.is_absolute() {
-        return use_file.exists().then(|| use_file.to_path_buf());
-    }
-    let dir = matrix.parent().unwrap_or(Path::new("."));
-    [Some(dir), dir.parent()]
+    use_candidates(matrix, use_file).find(|p| p.exists())
+}
+
+/// The same two places inside the bundled tree, for a bundled matrix.
+fn resolve_bundled_use(matrix: &Path, use_file: &Path) -> Option<(PathBuf, &'static str)> {
+    use_candidates(matrix, use_file).find_map(|p| bundled::at_path(&p))
+}
+
+/// Where a relative `use` path may be: next to the matrix, then in the folder above it.
+fn use_candidates(matrix: &Path, use_file: &Path) -> impl Iterator<Item = PathBuf> {
+    let dir = matrix.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let up = dir.parent().map(Path::to_path_buf);
+    let use_file = use_file.to_path_buf();
+    [Some(dir), up]
         .into_iter()
         .flatten()
-        .map(|d| d.join(use_file))
-        .find(|p| p.exists())
+        .map(move |d| d.join(&use_file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error in a bundled matrix is placed in the bundled tree, not in a file that does not
+    /// exist on disk; a `use` path that leaves the bundled tree finds nothing.
+    #[test]
+    fn errors_in_a_bundled_matrix_name_its_place_in_the_bundled_tree() {
+        let path = bundled::path_of(bundled::Kind::Matrix, "quick");
+        let good = bundled::text(bundled::Kind::Matrix, "quick").unwrap();
+        let loaded = load_matrix_text(path.clone(), good.to_string()).unwrap();
+        assert_eq!(loaded.path, Path::new("<bundled>/matrices/quick.toml"));
+        let broken = good.replace("connections = 20", "connections = \"many\"");
+        let e = load_matrix_text(path.clone(), broken)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("<bundled>/matrices/quick.toml:14:"), "{e}");
+        assert!(e.contains("connections"), "{e}");
+        let escaped = good.replace("scenarios/cache-ops.toml", "../../scenarios/cache-ops.toml");
+        let e = load_matrix_text(path, escaped).unwrap_err().to_string();
+        assert!(e.starts_with("<bundled>/matrices/quick.toml:13:"), "{e}");
+        assert!(e.contains("not found"), "{e}");
+    }
 }
