@@ -164,3 +164,347 @@ fn list_describes_every_bundled_file() {
         "{text}"
     );
 }
+
+// ---- JSON Schema of matrix and scenario files ----
+
+fn schema_text(of: &str) -> String {
+    let out = common::cachegate().args(["schema", of]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", common::output_text(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn schema(of: &str) -> serde_json::Value {
+    serde_json::from_str(&schema_text(of)).unwrap()
+}
+
+/// A TOML file as the JSON an editor's language server validates.
+fn toml_as_json(text: &str) -> serde_json::Value {
+    let value: toml::Value = toml::from_str(text).unwrap();
+    serde_json::to_value(value).unwrap()
+}
+
+fn schema_errors(validator: &jsonschema::Validator, instance: &serde_json::Value) -> Vec<String> {
+    validator
+        .iter_errors(instance)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+/// `schemas/*.schema.json` are what `cachegate schema` prints (the types they come from changed
+/// otherwise); `CACHEGATE_UPDATE_SCHEMAS=1` rewrites them.
+#[test]
+fn the_checked_in_schemas_are_current() {
+    for of in ["matrix", "scenario"] {
+        let path = repo().join(format!("schemas/{of}.schema.json"));
+        let generated = schema_text(of);
+        if std::env::var_os("CACHEGATE_UPDATE_SCHEMAS").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let checked_in = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            checked_in == generated,
+            "{} is stale: regenerate it with `CACHEGATE_UPDATE_SCHEMAS=1 cargo test --test \
+             fast_installed` (or `cachegate schema {of} > {}`) and review the diff",
+            path.display(),
+            path.display()
+        );
+        // Both are valid draft-07 schemas.
+        let value: serde_json::Value = serde_json::from_str(&generated).unwrap();
+        jsonschema::meta::validate(&value).unwrap();
+        assert_eq!(value["$schema"], "http://json-schema.org/draft-07/schema#");
+    }
+}
+
+/// Every bundled matrix and scenario, converted to JSON, is valid by its schema.
+#[test]
+fn every_bundled_matrix_and_scenario_validates_against_its_schema() {
+    for (folder, of) in [("matrices", "matrix"), ("scenarios", "scenario")] {
+        let validator = jsonschema::draft7::new(&schema(of)).unwrap();
+        let mut seen = 0;
+        for entry in std::fs::read_dir(repo().join(folder)).unwrap().flatten() {
+            let path = entry.path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let errors = schema_errors(&validator, &toml_as_json(&text));
+            assert!(errors.is_empty(), "{}: {errors:#?}", path.display());
+            seen += 1;
+        }
+        assert!(seen >= 7, "{folder}: {seen} files");
+    }
+}
+
+const BASE: &str = r#"[matrix]
+name = "s"
+[axes]
+server = ["redis@7.4"]
+[scenario]
+kind = "cache-ops"
+duration = "2s"
+"#;
+
+/// The schema and `cachegate check` agree: what one rejects the other rejects (unknown fields
+/// among them), and what one accepts the other accepts.
+#[test]
+fn the_schema_rejects_what_check_rejects() {
+    let validator = jsonschema::draft7::new(&schema("matrix")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let edit = |from: &str, to: &str| {
+        assert!(BASE.contains(from), "{from}");
+        BASE.replacen(from, to, 1)
+    };
+    let rejected = [
+        (
+            "unknown top-level table",
+            format!("{BASE}[colour]\nred = 1\n"),
+        ),
+        (
+            "unknown matrix field",
+            edit("name = \"s\"", "name = \"s\"\nnmae = \"t\""),
+        ),
+        ("unknown scenario field", format!("{BASE}conections = 4\n")),
+        ("missing axes.server", edit("server = [\"redis@7.4\"]", "")),
+        ("field another kind reads", format!("{BASE}users = 3\n")),
+        ("unknown kind", edit("cache-ops", "cache-opps")),
+        ("unknown family", edit("redis@7.4", "redix@7.4")),
+        ("four-part version", edit("redis@7.4", "redis@7.4.1.1")),
+        (
+            "zero save point",
+            edit(
+                "server = [\"redis@7.4\"]",
+                "server = [\"redis@7.4\"]\npersistence = [\"rdb:0/1\"]",
+            ),
+        ),
+        (
+            "unknown fsync",
+            edit(
+                "server = [\"redis@7.4\"]",
+                "server = [\"redis@7.4\"]\npersistence = [\"aof-sometimes\"]",
+            ),
+        ),
+        (
+            "topology out of range",
+            edit(
+                "server = [\"redis@7.4\"]",
+                "server = [\"redis@7.4\"]\ntopology = [\"replica:9\"]",
+            ),
+        ),
+        ("bad duration", edit("\"2s\"", "\"2 parsecs\"")),
+        ("label in [scenario]", format!("{BASE}label = \"x\"\n")),
+        (
+            "variant without label",
+            format!("{BASE}[[axes.variant]]\npipeline = 4\n"),
+        ),
+        (
+            "variant with kind",
+            format!("{BASE}[[axes.variant]]\nlabel = \"v\"\nkind = \"durability\"\n"),
+        ),
+        (
+            "unknown gate metric",
+            format!("{BASE}[gates]\n\"get.p98\" = \"< 2ms\"\n"),
+        ),
+        (
+            "bad condition",
+            format!("{BASE}[gates]\nerrors = \"about 0\"\n"),
+        ),
+        (
+            "unknown server setting",
+            format!("{BASE}[server]\nmaxmem = \"64mb\"\n"),
+        ),
+        ("zero workers", format!("{BASE}[target]\nworkers = 0\n")),
+        (
+            "stack without packages",
+            format!("{BASE}[stacks.s]\npython = \"3.11\"\n"),
+        ),
+        ("wrong type", edit("\"2s\"", "2")),
+    ];
+    for (what, text) in &rejected {
+        let errors = schema_errors(&validator, &toml_as_json(text));
+        assert!(!errors.is_empty(), "{what}: the schema accepts\n{text}");
+        write(dir.path(), "m.toml", text);
+        let (code, out) = run_cli(dir.path(), &["check", "m.toml"]);
+        assert_eq!(code, Some(2), "{what}: check accepts\n{text}\n{out}");
+    }
+    let accepted = [
+        ("the base", BASE.to_string()),
+        ("a bundled scenario by name", edit("kind = \"cache-ops\"", "use = \"cache-ops\"")),
+        ("durations", edit("duration = \"2s\"", "duration = \"1m 30s\"\nwarmup = \"500ms\"\nttl = \"1h\"")),
+        ("persistence and topology", edit("server = [\"redis@7.4\"]", "server = [\"redis@7\", \"valkey@9.1\"]\npersistence = [\"none\", \"rdb\", \"rdb:60/1,300/10+aof-everysec\", \"aof-no+rdb\"]\ntopology = [\"standalone\", \"cluster:3:1\", \"sentinel\"]")),
+        ("gates", format!("{BASE}[gates]\n\"get.p99\" = \"< 2ms\"\nthroughput = \"> 50_000/s\"\nerrors = \"== 0\"\n")),
+        ("variants", format!("{BASE}[[axes.variant]]\nlabel = \"p16\"\npipeline = 16\nvalue_size = [10, 100]\n")),
+        ("settings and stacks", format!("{BASE}[stacks.\"django-5.2\"]\npackages = [\"django==5.2.*\"]\n[settings.a]\nSESSION_ENGINE = \"x\"\n[settings.a.CACHES.default]\nBACKEND = \"y\"\n")),
+    ];
+    for (what, text) in &accepted {
+        let errors = schema_errors(&validator, &toml_as_json(text));
+        assert!(errors.is_empty(), "{what}: {errors:#?}\n{text}");
+        write(dir.path(), "m.toml", text);
+        let (code, out) = run_cli(dir.path(), &["check", "m.toml"]);
+        assert_eq!(code, Some(0), "{what}: check rejects\n{text}\n{out}");
+    }
+}
+
+/// A scenario file may not `use` another or carry a variant's `label`, as the loader says.
+#[test]
+fn the_scenario_schema_refuses_matrix_only_fields() {
+    let validator = jsonschema::draft7::new(&schema("scenario")).unwrap();
+    for (text, ok) in [
+        ("kind = \"login-flow\"\nusers = 4\n", true),
+        ("kind = \"login-flow\"\nuse = \"cache-ops\"\n", false),
+        ("kind = \"login-flow\"\nlabel = \"x\"\n", false),
+        ("kind = \"login-flow\"\npipeline = 4\n", false),
+        ("kind = \"cache-ops\"\npipeline = 4\n", true),
+    ] {
+        let errors = schema_errors(&validator, &toml_as_json(text));
+        assert_eq!(errors.is_empty(), ok, "{text}: {errors:?}");
+    }
+}
+
+/// The patterns of values parsed from strings accept exactly what their parsers accept, on
+/// samples of each grammar.
+#[test]
+fn string_patterns_agree_with_the_parsers() {
+    use cachegate::config::gates::{Condition, Metric};
+    use cachegate::config::HumanDuration;
+    use cachegate::server::{Persistence, ServerRef, Topology};
+    let matrix = schema("matrix");
+    let mut defs = matrix["definitions"].clone();
+    // A metric is a `[gates]` key: its pattern is the table's property pattern.
+    let gates = matrix["properties"]["gates"]["patternProperties"]
+        .as_object()
+        .unwrap();
+    let metric = gates.keys().next().unwrap();
+    defs["Metric"] = serde_json::json!({ "type": "string", "pattern": metric });
+    fn parses<T: std::str::FromStr>(s: &str) -> bool {
+        s.parse::<T>().is_ok()
+    }
+    /// A definition, its parser, and samples of both kinds.
+    type Grammar<'a> = (&'a str, fn(&str) -> bool, &'a [&'a str]);
+    let grammars: [Grammar; 6] = [
+        (
+            "Server",
+            parses::<ServerRef>,
+            &[
+                "redis@7",
+                "redis@7.4",
+                "valkey@9.1.2",
+                "memcached@1.6",
+                "none",
+                "redis@7.4.1.1",
+                "redis7",
+                "redis@",
+                "redis@x",
+                "keydb@6",
+                "None",
+            ],
+        ),
+        (
+            "Persistence",
+            parses::<Persistence>,
+            &[
+                "none",
+                "rdb",
+                "rdb:60/1",
+                "rdb:60/1,300/10",
+                "aof-always",
+                "aof-everysec",
+                "aof-no",
+                "rdb+aof-everysec",
+                "aof-no+rdb:1/1",
+                "rdb:0/1",
+                "rdb:60",
+                "aof",
+                "rdb+rdb",
+                "aof-no+aof-always",
+                "rdb+",
+                "",
+            ],
+        ),
+        (
+            "Topology",
+            parses::<Topology>,
+            &[
+                "standalone",
+                "replica:1",
+                "replica:5",
+                "replica:6",
+                "replica:0",
+                "sentinel",
+                "sentinel:3",
+                "sentinel:4",
+                "cluster:3",
+                "cluster:9:2",
+                "cluster:10",
+                "cluster:3:3",
+                "cluster",
+                "replica",
+            ],
+        ),
+        (
+            "Duration",
+            parses::<HumanDuration>,
+            &[
+                "0",
+                "5s",
+                "500ms",
+                "2m",
+                "1h 30m",
+                "1h30m",
+                "1.5s",
+                "10 s",
+                "3 days",
+                "2µs",
+                "5",
+                "s",
+                "5 parsecs",
+                "-1s",
+                "1.s",
+                "",
+            ],
+        ),
+        (
+            "Metric",
+            parses::<Metric>,
+            &[
+                "p99",
+                "get.p99",
+                "all.throughput",
+                "errors",
+                "lost",
+                "sessions_lost",
+                "recovery_seconds",
+                "set.failed_p99",
+                "get.lost",
+                "p98",
+                "get.",
+                "throughput.x",
+            ],
+        ),
+        (
+            "Condition",
+            parses::<Condition>,
+            &[
+                "< 2ms",
+                "<2ms",
+                "> 50000",
+                ">= 50_000/s",
+                "== 0",
+                "<= 1.5s",
+                "< 300us",
+                "< 300µs",
+                " < 2 ms ",
+                "about 5",
+                "< 2 parsecs",
+                "<",
+                "= 1",
+                "< 5m",
+            ],
+        ),
+    ];
+    for (name, parser, samples) in grammars {
+        let def = &defs[name];
+        assert!(def["pattern"].is_string(), "{name}: {def}");
+        let validator = jsonschema::draft7::new(def).unwrap();
+        for s in samples {
+            let by_schema = validator.is_valid(&serde_json::json!(s));
+            assert_eq!(by_schema, parser(s), "{name} `{s}`: schema {by_schema}");
+        }
+    }
+}

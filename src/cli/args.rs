@@ -119,6 +119,12 @@ pub enum Command {
     /// The bundled matrices and scenarios, each with what it is for, and which are shadowed by
     /// files in the current folder.
     List,
+    /// Print the JSON Schema of matrix files (default) or scenario files, for editors: point a
+    /// TOML language server at it (`#:schema` on a file's first line, or taplo's config).
+    Schema {
+        #[arg(value_enum, default_value = "matrix")]
+        of: super::schema::SchemaOf,
+    },
     /// Server binaries: what is known, where each comes from, what is installed.
     Servers {
         #[command(subcommand)]

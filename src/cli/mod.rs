@@ -5,6 +5,7 @@
 mod args;
 mod images;
 mod list;
+pub mod schema;
 mod signals;
 
 use std::path::PathBuf;
@@ -143,6 +144,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Servers { command } => servers(command),
         Command::Images { command } => images::run(command),
         Command::List => list::run(),
+        Command::Schema { of } => schema::run(of),
     }
 }
 

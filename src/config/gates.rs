@@ -64,6 +64,23 @@ impl FromStr for Metric {
     }
 }
 
+impl schemars::JsonSchema for Metric {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Metric".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        super::schema::pattern_string(
+            &format!(
+                r"^((.+\.)?({})|{})$",
+                OP_METRICS.join("|"),
+                CHECK_METRICS.join("|")
+            ),
+            "[OP.]p50|p90|p99|p999|max|mean|throughput|errors (and failed_/waited_ latencies), \
+             or a verification metric: lost, sessions_lost, logins_refused, recovery_seconds.",
+        )
+    }
+}
+
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.op {
@@ -169,6 +186,19 @@ impl FromStr for Condition {
             duration_us,
             text: t.to_string(),
         })
+    }
+}
+
+impl schemars::JsonSchema for Condition {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Condition".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        super::schema::pattern_string(
+            r"^\s*(<=|>=|==|<|>)\s*([0-9][0-9_]*(\.[0-9_]*)?|\.[0-9][0-9_]*)\s*(us|µs|ms|s)?\s*(/s)*\s*$",
+            "A comparison and a number, with a unit for latencies: \"< 2ms\", \"> 50000\", \
+             \"== 0\".",
+        )
     }
 }
 

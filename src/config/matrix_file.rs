@@ -14,7 +14,19 @@ use crate::server::{Persistence, ServerRef, ServerSettings, Topology};
 use crate::stack::StackSpec;
 use crate::target::TargetSection;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeKind {
     /// A local child process (the default; no Docker needed).
@@ -33,18 +45,21 @@ impl RuntimeKind {
 }
 
 /// `[runtime.*]`: options of each runtime.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeSection {
     #[serde(default)]
     pub container: crate::server::container::ContainerOptions,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixFile {
     pub matrix: MatrixMeta,
     pub axes: Axes,
+    /// The scenario every cell runs: a bundled one by name or a file (`use`), and fields that
+    /// override it.
+    #[schemars(with = "ScenarioParams")]
     pub scenario: Spanned<ScenarioParams>,
     /// Server settings applied to every cell.
     #[serde(default)]
@@ -61,6 +76,7 @@ pub struct MatrixFile {
     /// Django settings named on the `settings` axis, written as in settings.py
     /// (`CACHES`, `SESSION_ENGINE`, ...). `{server}` in a string is the cell's redis URL.
     #[serde(default)]
+    #[schemars(with = "BTreeMap<String, serde_json::Map<String, serde_json::Value>>")]
     pub settings: BTreeMap<String, toml::Table>,
     /// The web app for HTTP scenarios: the bundled app (default) or an external URL.
     #[serde(default)]
@@ -76,7 +92,7 @@ pub struct MatrixFile {
     pub gates: crate::config::gates::Gates,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MatrixMeta {
     pub name: String,
@@ -92,7 +108,7 @@ fn one() -> u32 {
 }
 
 /// The cross product of these is the matrix, minus `exclude`, plus `include`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Axes {
     pub server: Vec<ServerRef>,
@@ -109,12 +125,15 @@ pub struct Axes {
     pub policy: Vec<String>,
     /// Client stacks (names of `[stacks.NAME]`), for HTTP scenarios on the bundled app.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub stack: Vec<Spanned<String>>,
     /// Django settings sets (names of `[settings.NAME]`).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub settings: Vec<Spanned<String>>,
     /// Scenario parameter sets, each overriding `[scenario]`; each needs a `label`.
     #[serde(default)]
+    #[schemars(with = "Vec<ScenarioParams>")]
     pub variant: Vec<Spanned<ScenarioParams>>,
 }
 
@@ -132,7 +151,7 @@ fn default_topology() -> Vec<Topology> {
 
 /// Picks cells by axis values; unset fields match anything. `server = "redis@6"` matches every
 /// redis 6.x on the server axis.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CellSelector {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +172,7 @@ pub struct CellSelector {
     pub variant: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ExpectedOutcome {
     Pass,
@@ -161,7 +180,7 @@ pub enum ExpectedOutcome {
 }
 
 /// What a cell is expected to do; cells no `[[expect]]` matches are expected to pass.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Expectation {
     pub when: CellSelector,

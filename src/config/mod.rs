@@ -6,6 +6,7 @@ pub mod bundled;
 pub mod gates;
 pub mod matrix_file;
 pub mod scenario_file;
+pub mod schema;
 
 use std::fmt;
 use std::path::Path;
@@ -153,6 +154,30 @@ impl fmt::Display for HumanDuration {
 impl Serialize for HumanDuration {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)
+    }
+}
+
+/// humantime 2's units, as `parse_duration` accepts them.
+const DURATION_UNITS: &[&str] = &[
+    "nanos", "nsec", "ns", "usec", "us", "µs", "millis", "msec", "ms", "seconds", "second", "secs",
+    "sec", "s", "minutes", "minute", "mins", "min", "m", "hours", "hour", "hrs", "hr", "h", "days",
+    "day", "d", "weeks", "week", "wks", "wk", "w", "months", "month", "M", "years", "year", "yrs",
+    "yr", "y",
+];
+
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let mut units = DURATION_UNITS.to_vec();
+        // Longest first, so an alternation never stops at a prefix (`m` of `ms`).
+        units.sort_by_key(|u| std::cmp::Reverse(u.len()));
+        schema::pattern_string(
+            &format!(r"^(0|\s*([0-9]+(\.[0-9]+)?\s*({})\s*)+)$", units.join("|")),
+            "A duration: a number and a unit, repeatable: \"500ms\", \"30s\", \"2m\", \
+             \"1h 30m\".",
+        )
     }
 }
 

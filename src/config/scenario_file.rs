@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::HumanDuration;
 
 /// How the server goes down and comes back in a persistence scenario.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestartKind {
     Graceful,
@@ -21,7 +21,9 @@ pub enum RestartKind {
 }
 
 /// What happens to the faulted node in an `outage`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum FaultKind {
     /// SIGKILL (the default), restarted after `down_for`.
@@ -39,6 +41,16 @@ pub enum FaultKind {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct ScenarioKind(String);
+
+/// A string here; the schema generator (`config::schema`) lists the registry's kinds in it.
+impl schemars::JsonSchema for ScenarioKind {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ScenarioKind".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": "string" })
+    }
+}
 
 impl ScenarioKind {
     pub fn new(name: &str) -> ScenarioKind {
@@ -63,7 +75,7 @@ impl std::fmt::Debug for ScenarioKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyDistribution {
     Uniform,
@@ -71,7 +83,7 @@ pub enum KeyDistribution {
 }
 
 /// Relative weights of the operations in the `cache-ops` mix.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OpMix {
     #[serde(default)]
@@ -87,14 +99,14 @@ pub struct OpMix {
 }
 
 /// A value size: a fixed number of bytes, or `[min, max]` drawn uniformly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum ValueSize {
     Fixed(usize),
     Range([usize; 2]),
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioParams {
     /// Which scenario this is; required in a scenario file or an inline `[scenario]`.
@@ -102,6 +114,7 @@ pub struct ScenarioParams {
     /// Matrix `[scenario]` only: the scenario file this table overrides, relative to the matrix
     /// file or the folder above it.
     #[serde(rename = "use")]
+    #[schemars(with = "Option<PathBuf>")]
     pub use_file: Option<toml::Spanned<PathBuf>>,
     /// `[[axes.variant]]` only: the variant's name in cell ids.
     pub label: Option<String>,

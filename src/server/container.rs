@@ -56,7 +56,9 @@ pub const CELL_LABEL: &str = "cachegate.cell";
 pub const HARNESS_LABEL: &str = "cachegate.harness";
 
 /// How the harness reaches a containerized server.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkPath {
     /// The host's network: the server binds 127.0.0.1 directly (compares with processes).
@@ -76,7 +78,7 @@ impl NetworkPath {
 }
 
 /// `[runtime.container]` in a matrix.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContainerOptions {
     #[serde(default)]

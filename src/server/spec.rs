@@ -154,6 +154,20 @@ impl FromStr for ServerRef {
     }
 }
 
+impl schemars::JsonSchema for ServerRef {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Server".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let families: Vec<&str> = Family::ALL.iter().map(|f| f.name()).collect();
+        crate::config::schema::pattern_string(
+            &format!(r"^(none|({})@[0-9]+(\.[0-9]+){{0,2}})$", families.join("|")),
+            "family@version, the version partial or full (redis@7 is the newest 7.x known, \
+             redis@7.4.1 exactly that), or `none` for no cache server.",
+        )
+    }
+}
+
 impl TryFrom<String> for ServerRef {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -299,6 +313,22 @@ impl fmt::Display for Persistence {
     }
 }
 
+impl schemars::JsonSchema for Persistence {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Persistence".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let count = "0*[1-9][0-9]*";
+        let rdb = format!("rdb(:{count}/{count}(,{count}/{count})*)?");
+        let aof = "aof-(always|everysec|no)";
+        crate::config::schema::pattern_string(
+            &format!(r"^(none|{rdb}|{aof}|{rdb}\+{aof}|{aof}\+{rdb})$"),
+            "none, rdb (save 60 1), rdb:SECS/CHANGES[,SECS/CHANGES...], aof-always, \
+             aof-everysec, aof-no, or an rdb and an aof part joined by `+`.",
+        )
+    }
+}
+
 impl TryFrom<String> for Persistence {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -313,7 +343,7 @@ impl From<Persistence> for String {
 }
 
 /// Settings applied to every server of a matrix (and recorded with each result).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// `maxmemory`, as the server accepts it (e.g. "64mb").

@@ -70,6 +70,20 @@ impl fmt::Display for Topology {
     }
 }
 
+impl schemars::JsonSchema for Topology {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Topology".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        // The ranges `from_str` accepts.
+        crate::config::schema::pattern_string(
+            "^(standalone|replica:0*[1-5]|sentinel(:0*[1-3])?|cluster:0*[1-9](:0*[0-2])?)$",
+            "standalone, replica:N (1-5), sentinel or sentinel:N (1-3 replicas), cluster:M \
+             (1-9 primaries) or cluster:M:R (0-2 replicas each).",
+        )
+    }
+}
+
 impl std::str::FromStr for Topology {
     type Err = String;
 

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::target::app_files;
 
 /// A stack as written in a matrix: `[stacks.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StackSpec {
     /// Python version, e.g. "3.11" (Django 6 needs >= 3.12).

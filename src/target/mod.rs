@@ -10,7 +10,7 @@ use std::num::NonZeroU32;
 use serde::{Deserialize, Serialize};
 
 /// `[target]` in a matrix file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSection {
     /// Bundled app: gunicorn worker processes (default 2).
@@ -32,7 +32,9 @@ pub struct TargetSection {
     pub format: BodyFormat,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BodyFormat {
     #[default]
@@ -41,7 +43,7 @@ pub enum BodyFormat {
 }
 
 /// Paths of the flow's endpoints. `csrf = ""` skips fetching a CSRF token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Paths {
     pub csrf: String,
@@ -64,7 +66,7 @@ impl Default for Paths {
 }
 
 /// Field names in request bodies and the CSRF exchange.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Fields {
     pub username: String,
