@@ -508,3 +508,115 @@ fn string_patterns_agree_with_the_parsers() {
         }
     }
 }
+
+// ---- Shell completions and man pages ----
+
+fn stdout_of(args: &[&str]) -> String {
+    let out = common::cachegate().args(args).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}: {}",
+        common::output_text(&out)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Every shell's script names the subcommands; bash's really completes them when sourced.
+#[test]
+fn completion_scripts_complete_the_subcommands() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let script = stdout_of(&["completions", shell]);
+        for word in [
+            "cachegate",
+            "run",
+            "check",
+            "list",
+            "schema",
+            "completions",
+            "filter",
+        ] {
+            assert!(script.contains(word), "{shell}: no `{word}`");
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = write(
+        dir.path(),
+        "cachegate.bash",
+        &stdout_of(&["completions", "bash"]),
+    );
+    // What bash offers after `cachegate sch<TAB>` and `cachegate run --fi<TAB>`.
+    let complete = |words: &str| {
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {}; COMP_WORDS=({words}); COMP_CWORD=$((${{#COMP_WORDS[@]}} - 1)); \
+                 _cachegate cachegate \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"; \
+                 echo \"${{COMPREPLY[@]}}\"",
+                script.display()
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", common::output_text(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(complete("cachegate sch"), "schema");
+    assert_eq!(complete("cachegate run --fi"), "--filter");
+    assert_eq!(complete("cachegate schema s"), "scenario");
+}
+
+/// `man` prints a roff page with every subcommand; `man SUBCOMMAND` that subcommand's page.
+#[test]
+fn man_pages_are_generated_for_cachegate_and_each_subcommand() {
+    let page = stdout_of(&["man"]);
+    assert!(page.contains(".TH cachegate 1"), "{page}");
+    for sub in [
+        "run",
+        "check",
+        "list",
+        "schema",
+        "completions",
+        "man",
+        "servers",
+    ] {
+        assert!(
+            page.contains(&format!("cachegate\\-{sub}(1)")),
+            "{sub}: {page}"
+        );
+    }
+    assert!(page.contains("Exit codes"), "{page}");
+    let run = stdout_of(&["man", "run"]);
+    let title = format!(
+        ".TH cachegate-run 1  \"cachegate {}\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(run.contains(&title), "{run}");
+    assert!(
+        run.contains("\\-\\-filter") && run.contains("bundled into cachegate"),
+        "{run}"
+    );
+    let (code, text) = run_cli(Path::new("."), &["man", "rnu"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("no subcommand `rnu` (there are: run, check"),
+        "{text}"
+    );
+    // Rendered by the system's man, where there is one: the page reads as text.
+    if Path::new("/usr/bin/man").exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "cachegate-run.1", &run);
+        let out = std::process::Command::new("man")
+            .arg("-l")
+            .arg(&file)
+            .env("MANWIDTH", "100")
+            .env("MANPAGER", "cat")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", common::output_text(&out));
+        assert!(
+            text.contains("cachegate-run") && text.contains("--filter"),
+            "{text}"
+        );
+    }
+}

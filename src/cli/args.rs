@@ -125,6 +125,18 @@ pub enum Command {
         #[arg(value_enum, default_value = "matrix")]
         of: super::schema::SchemaOf,
     },
+    /// Print a shell completion script, e.g. `cachegate completions bash >
+    /// ~/.local/share/bash-completion/completions/cachegate`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of cachegate or of one subcommand, e.g.
+    /// `cachegate man > ~/.local/share/man/man1/cachegate.1`, `cachegate man run | man -l -`.
+    Man {
+        /// A subcommand's page instead (`cachegate-run(1)`).
+        subcommand: Option<String>,
+    },
     /// Server binaries: what is known, where each comes from, what is installed.
     Servers {
         #[command(subcommand)]

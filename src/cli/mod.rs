@@ -6,6 +6,7 @@ mod args;
 mod images;
 mod list;
 pub mod schema;
+pub mod shell;
 mod signals;
 
 use std::path::PathBuf;
@@ -145,6 +146,8 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Images { command } => images::run(command),
         Command::List => list::run(),
         Command::Schema { of } => schema::run(of),
+        Command::Completions { shell } => shell::completions(shell),
+        Command::Man { subcommand } => shell::man(subcommand.as_deref()),
     }
 }
 
