@@ -26,13 +26,25 @@ BACKEND = "django.core.cache.backends.redis.RedisCache"
 
 /// Run `a` → `b` and `b` → `a` on `persistence`: the two cells, and the folder holding the run.
 fn both_ways(a: &str, b: &str, persistence: &str) -> (Vec<CellResult>, tempfile::TempDir) {
+    both_ways_on(a, b, persistence, &["process"])
+}
+
+/// As `both_ways`, on each of `runtimes`: one cell per direction and runtime.
+fn both_ways_on(
+    a: &str,
+    b: &str,
+    persistence: &str,
+    runtimes: &[&str],
+) -> (Vec<CellResult>, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
+    let runtimes = format!("{runtimes:?}");
     let body = format!(
         r#"[matrix]
 name = "upgrade-{a}-{b}"
 [axes]
 server = ["{a}", "{b}"]
 persistence = ["{persistence}"]
+runtime = {runtimes}
 stack = ["django-5.2"]
 settings = ["cache"]
 {STACK_AND_SETTINGS}
@@ -55,7 +67,11 @@ variant = "to-b"
 "#
     );
     let (_, text, results) = common::run_matrix(dir.path(), &body);
-    assert_eq!(results.len(), 2, "{text}");
+    assert_eq!(
+        results.len(),
+        2 * runtimes.matches(',').count() + 2,
+        "{text}"
+    );
     (results, dir)
 }
 
@@ -169,4 +185,48 @@ fn rdb_across_redis_minors_and_to_valkey_both_ways() {
 fn aof_across_redis_minors_and_to_valkey_both_ways() {
     check_pair("redis@6.2", "redis@7.0", "aof-everysec", true);
     check_pair("redis@7.4", "valkey@9.1", "aof-everysec", false);
+}
+
+/// The same transitions in containers (a new container from `to`'s image on the same named volume)
+/// are classified from the evidence like processes, and come out as they do on processes: the
+/// runtime changes how the server runs, not what it does with its files.
+#[test]
+fn rdb_upgrade_and_rollback_in_containers_match_processes() {
+    let (a, b) = ("redis@6.2", "valkey@9.1");
+    let (results, dir) = both_ways_on(a, b, "rdb", &["process", "container"]);
+    let run_dir = common::only_run_dir(&dir.path().join("out"));
+    for r in &results {
+        classified_from_evidence(r, &run_dir);
+    }
+    for (from, to) in [(a, "to-b"), (b, "to-a")] {
+        let process = common::find_cell(&results, &format!("{from}/rdb/django-5.2/cache/{to}"));
+        let container = common::find_cell(
+            &results,
+            &format!("{from}/rdb/container/django-5.2/cache/{to}"),
+        );
+        let identity = &container.server.as_ref().unwrap().identity;
+        assert_eq!(identity.runtime, "container", "{}", container.cell_id);
+        let (p, c) = (upgrade(process), upgrade(container));
+        assert_eq!(
+            (p.outcome, p.total().kept, p.signature.as_deref()),
+            (c.outcome, c.total().kept, c.signature.as_deref()),
+            "{from} {to}: process `{}` vs container `{}`",
+            process.verdict_reason,
+            container.verdict_reason
+        );
+        assert_eq!(process.verdict, container.verdict);
+    }
+    // Both containers of each cell and its volume are gone.
+    let run = format!("label=cachegate.run={}", results[0].run_id);
+    for what in [&["ps", "-a", "-q"][..], &["volume", "ls", "-q"][..]] {
+        let out = std::process::Command::new("docker")
+            .args(what)
+            .args(["--filter", &run])
+            .output()
+            .expect("the docker CLI runs");
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "{what:?}: {out:?}"
+        );
+    }
 }

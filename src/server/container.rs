@@ -571,6 +571,30 @@ impl RunningServer for ContainerServer {
         }
     }
 
+    fn can_switch_binary(&self) -> bool {
+        true
+    }
+
+    /// A new container from `binary`'s image on the same volume and port: what replacing the
+    /// image tag in a deployment does. The old container's log is kept ahead of the new one's.
+    async fn restart_as(&mut self, spec: ServerSpec, binary: &ProvisionedServer) -> Result<()> {
+        if self.container_running().await {
+            RunningServer::stop(self, StopKind::Graceful).await?;
+        }
+        let image = image::resolve(
+            &self.docker,
+            binary,
+            &self.options.images,
+            self.options.pull,
+        )
+        .await
+        .map_err(|e| self.fail(e))?;
+        self.retire_container().await;
+        self.image = image;
+        self.spec = spec;
+        self.create_and_start().await
+    }
+
     async fn log_tail(&self, n: usize) -> Vec<String> {
         tail_lines(&self.log_text().await, n)
     }
