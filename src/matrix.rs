@@ -102,6 +102,8 @@ pub struct Cell {
     /// Every stack the matrix defines, for scenarios that run a second one (stack-transition).
     pub stacks: std::collections::BTreeMap<String, StackSpec>,
     pub app_settings: Option<toml::Table>,
+    /// Every settings table the matrix defines, for scenarios that run a second app.
+    pub settings: std::collections::BTreeMap<String, toml::Table>,
     pub target: TargetSection,
     /// Container runtime options (used when `axes.runtime` is container).
     pub container: crate::server::container::ContainerOptions,
@@ -323,6 +325,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                     .map(|n| (n.clone(), f.stacks[n].clone())),
                 stacks: f.stacks.clone().into_iter().collect(),
                 app_settings: axes.settings.as_ref().map(|n| f.settings[n].clone()),
+                settings: f.settings.clone(),
                 target: f.target.clone(),
                 container: f.runtime.container.clone(),
                 gates: f.gates.clone(),

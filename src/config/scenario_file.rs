@@ -185,6 +185,9 @@ pub struct ScenarioParams {
     pub to: Option<crate::server::ServerRef>,
     /// stack-transition: the `[stacks]` entry that serves the users after the cell's stack.
     pub to_stack: Option<String>,
+    /// stack-transition: the `[settings]` entry the `to` app runs with (serializer, compressor,
+    /// ...); default: the cell's settings.
+    pub to_settings: Option<String>,
 }
 
 impl ScenarioParams {

@@ -258,6 +258,10 @@ pub async fn run_cell(
         app_settings: result.app_settings.clone(),
         app_db: app.as_ref().map(AppProcess::db_path),
         stacks: &cell.stacks,
+        settings: &cell.settings,
+        stack_name: cell.axes.stack.clone(),
+        settings_name: cell.axes.settings.clone(),
+        addresses: addresses.clone(),
         stack: result
             .stack
             .as_ref()

@@ -9,6 +9,7 @@
 
 pub mod browser;
 pub mod cache_ops;
+pub mod cached_values;
 pub mod cluster;
 pub mod durability;
 pub mod eviction;
@@ -208,8 +209,14 @@ pub struct CellEnv<'a> {
     pub app_db: Option<std::path::PathBuf>,
     /// The cell's stack, "name (versions)".
     pub stack: Option<String>,
+    /// The names of the cell's `[stacks]` and `[settings]` entries.
+    pub stack_name: Option<String>,
+    pub settings_name: Option<String>,
     /// The matrix's stacks by name.
     pub stacks: &'a std::collections::BTreeMap<String, crate::stack::StackSpec>,
+    /// The matrix's settings tables by name, and the addresses their placeholders name.
+    pub settings: &'a std::collections::BTreeMap<String, toml::Table>,
+    pub addresses: crate::server::deployment::Addresses,
     /// The cell's log files without extension (`RUN/logs/NAME`), for scenarios that keep more
     /// logs than the runner does (`NAME.log`: the server, `NAME.app.log`: the app).
     pub log_base: std::path::PathBuf,

@@ -1,5 +1,9 @@
-//! `stack-transition`: sessions created through one client stack, read through another serving
-//! the same server (a deploy that switches Django, redis-py or django-redis under live users).
+//! `stack-transition`: sessions and cache entries created through one client stack and settings,
+//! read through another serving the same server (a deploy that switches Django, redis-py,
+//! django-redis, the serializer or the compressor under live users), and entries the new side
+//! wrote read back by the old one.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -15,32 +19,43 @@ pub struct StackTransitionCheck {
     pub sessions: Items,
     /// Both stacks serving at once: each user reads through `from` and `to` in turn.
     pub mixed_reads: Items,
+    /// Cache entries written through `from`, read through `to`, by kind (int, text, dict).
+    #[serde(default)]
+    pub values: BTreeMap<String, Items>,
+    /// Cache entries written through `to` while both serve, read back through `from`.
+    #[serde(default)]
+    pub values_back: BTreeMap<String, Items>,
     /// Exceptions the `to` app logged, by signature.
     pub to_exceptions: Vec<String>,
-    /// Nothing was restarted and nothing evicted: every session should read the same.
+    /// Nothing was restarted and nothing evicted: every session and entry should read the same.
     pub matches: bool,
 }
 
 impl CheckView for StackTransitionCheck {
     const SECTION: Section = Section {
-        title: "Client-stack transitions: sessions of one stack read by another",
+        title: "Client-stack transitions: sessions and cache entries of one stack read by another",
         headers: &[
             "from",
             "to",
             "sessions kept",
             "mixed reads ok",
+            "entries read by to",
+            "to's entries read by from",
             "to's exceptions",
         ],
     };
 
     fn summary(&self) -> String {
         format!(
-            "{}/{} sessions valid through {}, mixed reads {}/{}",
+            "{}/{} sessions valid through {}, mixed reads {}/{}, cache entries read by `to` {}, \
+             `to`'s entries read back by `from` {}",
             self.sessions.kept,
             self.sessions.written,
             self.to,
             self.mixed_reads.kept,
-            self.mixed_reads.written
+            self.mixed_reads.written,
+            by_kind(&self.values),
+            by_kind(&self.values_back),
         )
     }
 
@@ -58,6 +73,8 @@ impl CheckView for StackTransitionCheck {
                 "{}/{}",
                 self.mixed_reads.kept, self.mixed_reads.written
             )),
+            Field::text(by_kind(&self.values)),
+            Field::text(by_kind(&self.values_back)),
             Field::text(if self.to_exceptions.is_empty() {
                 "-".to_string()
             } else {
@@ -67,16 +84,59 @@ impl CheckView for StackTransitionCheck {
     }
 
     fn outcome_failures(&self) -> u64 {
-        self.sessions.lost + self.mixed_reads.lost
+        let entries = |m: &BTreeMap<String, Items>| -> u64 {
+            m.values().map(|i| i.lost + i.changed + i.unknown).sum()
+        };
+        self.sessions.lost
+            + self.mixed_reads.lost
+            + entries(&self.values)
+            + entries(&self.values_back)
     }
 
     fn grid(&self) -> Option<GridCell> {
         Some(GridCell {
             title: "Client-stack transitions",
-            group: "sessions".into(),
+            group: "sessions and cache entries".into(),
             row: self.from.clone(),
             col: self.to.clone(),
-            text: format!("kept {}/{}", self.sessions.kept, self.sessions.written),
+            text: format!(
+                "sessions {}/{}, entries {}/{} and back {}/{}",
+                self.sessions.kept,
+                self.sessions.written,
+                total(&self.values).kept,
+                total(&self.values).written,
+                total(&self.values_back).kept,
+                total(&self.values_back).written
+            ),
         })
     }
+}
+
+fn total(m: &BTreeMap<String, Items>) -> Items {
+    Items::total(m.values())
+}
+
+/// "6/9 (int 3/3, text 0/3 unreadable 3, dict 3/3)", or "-" when nothing was written.
+fn by_kind(m: &BTreeMap<String, Items>) -> String {
+    if m.is_empty() {
+        return "-".into();
+    }
+    let t = total(m);
+    let parts: Vec<String> = m
+        .iter()
+        .map(|(kind, i)| {
+            let mut p = format!("{kind} {}/{}", i.kept, i.written);
+            for (n, word) in [
+                (i.changed, "changed"),
+                (i.lost, "missing"),
+                (i.unknown, "unreadable"),
+            ] {
+                if n > 0 {
+                    p += &format!(" {word} {n}");
+                }
+            }
+            p
+        })
+        .collect();
+    format!("{}/{} ({})", t.kept, t.written, parts.join(", "))
 }

@@ -56,6 +56,15 @@ pub struct Items {
 }
 
 impl Items {
+    /// The sum of several counts (all kinds of a cell together).
+    pub fn total<'a>(parts: impl IntoIterator<Item = &'a Items>) -> Items {
+        let mut all = Items::default();
+        for p in parts {
+            all.add(p);
+        }
+        all
+    }
+
     pub fn add(&mut self, other: &Items) {
         self.written += other.written;
         self.kept += other.kept;

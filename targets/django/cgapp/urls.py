@@ -9,4 +9,5 @@ urlpatterns = [
     path("login/", views.login_view),
     path("me/", views.me),
     path("logout/", views.logout_view),
+    path("cache/<str:key>/", views.cache_item),
 ]

@@ -10,8 +10,10 @@ from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.http import HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
-from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+_MISSING = object()
 
 
 def form_data(request):
@@ -77,3 +79,21 @@ def me(request):
 def logout_view(request):
     logout(request)
     return JsonResponse({"ok": True, "csrftoken": get_token(request)})
+
+
+@csrf_exempt  # written by the harness, not by a browser: no session, nothing to forge
+@require_http_methods(["GET", "POST"])
+def cache_item(request, key):
+    """A value in CACHES["default"], for checking one stack's cache entries through another.
+
+    POST stores the JSON body as the Python value it decodes to (int, str, dict, list: what the
+    cache backend's serializer and compressor then encode); GET reads it back through this app's
+    backend. A value the backend cannot decode raises here, answered 500 and logged.
+    """
+    if request.method == "POST":
+        cache.set(key, json.loads(request.body), 3600)
+        return JsonResponse({"ok": True})
+    value = cache.get(key, _MISSING)
+    if value is _MISSING:
+        return JsonResponse({"found": False}, status=404)
+    return JsonResponse({"found": True, "value": value})
