@@ -620,3 +620,129 @@ fn man_pages_are_generated_for_cachegate_and_each_subcommand() {
         );
     }
 }
+
+// ---- `cachegate init` ----
+
+/// Every file under `dir`, relative, with its contents.
+fn tree(dir: &Path) -> Vec<(String, String)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(dir).unwrap().display().to_string();
+                files.push((rel, std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// `init` in a repository writes a matrix that `check` accepts and the schema validates, the
+/// nightly workflow for it, and a .gitignore entry beside what was there; a second `init` is
+/// refused with exit 2 and leaves every file as it was; bad flags write nothing.
+#[test]
+fn init_writes_a_working_starter_and_never_overwrites() {
+    let repo_dir = tempfile::tempdir().unwrap();
+    let dir = repo_dir.path();
+    write(dir, ".gitignore", "target/\n*.pyc");
+    let (code, text) = run_cli(
+        dir,
+        &["init", "--server", "redis@7.4", "--server", "valkey@9.1"],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("wrote matrices/sessions.toml"), "{text}");
+    let files = tree(dir);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            ".github/workflows/cachegate-nightly-sessions.yml",
+            ".gitignore",
+            "matrices/sessions.toml"
+        ]
+    );
+    assert_eq!(
+        files[1].1,
+        "target/\n*.pyc\n# cachegate's run folders\n/reports/\n"
+    );
+
+    // The matrix: by name, as the workflow runs it by path; one cell per server, 3 repeats.
+    let (code, cells) = run_cli(dir, &["check", "sessions"]);
+    assert_eq!(code, Some(0), "{cells}");
+    assert!(cells.contains("6 cells OK"), "{cells}");
+    assert!(
+        cells.contains("valkey@9.1/none/ours/cache-sessions  [sessions #3]"),
+        "{cells}"
+    );
+    let (code, _) = run_cli(dir, &["check", "matrices/sessions.toml"]);
+    assert_eq!(code, Some(0));
+    let validator = jsonschema::draft7::new(&schema("matrix")).unwrap();
+    let errors = schema_errors(&validator, &toml_as_json(&files[2].1));
+    assert!(errors.is_empty(), "{errors:#?}");
+
+    // The workflow is YAML that runs this matrix against a baseline with the installed binary.
+    let workflow: serde_json::Value = serde_yaml_ng::from_str(&files[0].1).unwrap();
+    let steps = workflow["jobs"]["gate"]["steps"].as_array().unwrap();
+    let run = steps
+        .iter()
+        .find(|s| s["id"] == "run")
+        .and_then(|s| s["run"].as_str())
+        .unwrap();
+    assert!(
+        run.contains("run matrices/sessions.toml --out reports") && run.contains("--baseline"),
+        "{run}"
+    );
+    assert!(run.contains("cachegate \"${args[@]}\""), "{run}");
+    assert!(!files[0].1.contains("{name}"), "{}", files[0].1);
+
+    // Again: refused, nothing changed (not even .gitignore).
+    let (code, text) = run_cli(dir, &["init"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("matrices/sessions.toml and .github/workflows/cachegate-nightly-sessions.yml already exists"),
+        "{text}"
+    );
+    assert_eq!(tree(dir), files);
+    // Bad flags: exit 2 naming the flag, nothing written.
+    for (args, needle) in [
+        (
+            &["init", "--name", "other", "--server", "redis@4"][..],
+            "--server `redis@4`",
+        ),
+        (&["init", "--name", "a/b"], "--name `a/b`"),
+        (
+            &["init", "--name", "other", "--django", "3.2"],
+            "needs Django 4.0",
+        ),
+    ] {
+        let (code, text) = run_cli(dir, args);
+        assert_eq!(code, Some(2), "{args:?}: {text}");
+        assert!(text.contains(needle), "{args:?}: {text}");
+        assert_eq!(tree(dir), files, "{args:?}");
+    }
+    // Another name beside it, with django-redis and no workflow; .gitignore is left alone.
+    let (code, text) = run_cli(
+        dir,
+        &[
+            "init",
+            "--name",
+            "djredis",
+            "--django-redis",
+            "6",
+            "--no-workflow",
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(".gitignore already ignores reports/"),
+        "{text}"
+    );
+    let (code, cells) = run_cli(dir, &["check", "djredis"]);
+    assert_eq!(code, Some(0), "{cells}");
+    assert_eq!(tree(dir).len(), 4);
+}

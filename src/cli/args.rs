@@ -119,6 +119,10 @@ pub enum Command {
     /// The bundled matrices and scenarios, each with what it is for, and which are shadowed by
     /// files in the current folder.
     List,
+    /// Start using cachegate in this repository: write a commented login-flow matrix for the
+    /// stack the flags name (matrices/NAME.toml), a nightly CI workflow that gates on it with a
+    /// baseline (.github/workflows/), and a .gitignore entry for run folders. Never overwrites.
+    Init(super::init::InitOptions),
     /// Print the JSON Schema of matrix files (default) or scenario files, for editors: point a
     /// TOML language server at it (`#:schema` on a file's first line, or taplo's config).
     Schema {

@@ -4,6 +4,7 @@
 
 mod args;
 mod images;
+pub mod init;
 mod list;
 pub mod schema;
 pub mod shell;
@@ -145,6 +146,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
         Command::Servers { command } => servers(command),
         Command::Images { command } => images::run(command),
         Command::List => list::run(),
+        Command::Init(opts) => Ok(init::run(&opts)?),
         Command::Schema { of } => schema::run(of),
         Command::Completions { shell } => shell::completions(shell),
         Command::Man { subcommand } => shell::man(subcommand.as_deref()),
