@@ -304,6 +304,22 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 ),
             ));
         }
+        // rolling-upgrade builds its own pair (`from` and `to` as its replica), which find each
+        // other at 127.0.0.1 like a topology's nodes.
+        if matches!(scenario, crate::scenario::ScenarioConfig::RollingUpgrade(_)) {
+            let bridge = axes.runtime == RuntimeKind::Container
+                && f.runtime.container.network == crate::server::container::NetworkPath::Bridge;
+            if !axes.topology.is_standalone() || bridge {
+                return Err(Error::input_file(
+                    &m.path,
+                    format!(
+                        "cell {id}: rolling-upgrade attaches `to` as a replica of the cell's one \
+                         server: it needs topology `standalone` and, on containers, the host \
+                         network"
+                    ),
+                ));
+            }
+        }
         if let Err(misfit) = crate::scenario::fit::check(&spec, axes.runtime, &scenario) {
             return Err(misfit_error(m, &misfit, origin.0));
         }

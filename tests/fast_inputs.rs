@@ -338,7 +338,7 @@ fn bundled_scenarios_are_usable_by_name_from_anywhere() {
         ":6:7",
         &[
             "field `use`: no bundled scenario `login-flw`",
-            "cache-ops, durability, eviction, login-flow, outage, server-upgrade, session-persistence",
+            "cache-ops, durability, eviction, login-flow, outage, rolling-upgrade, server-upgrade, session-persistence",
         ],
     );
 }

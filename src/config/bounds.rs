@@ -92,6 +92,7 @@ const DURATIONS: &[DurationBound] = &[
     ),
     ("restart_delay", None, DAY, "over a day is a typo"),
     ("down_at", None, DAY, "over a day is a typo"),
+    ("switch_at", None, DAY, "over a day is a typo"),
     (
         "down_for",
         Some("an outage of 0s is no outage"),
@@ -134,6 +135,7 @@ pub fn check_params(p: &ScenarioParams) -> Result<(), (&'static str, String)> {
         ("ttl", p.ttl),
         ("restart_delay", p.restart_delay),
         ("down_at", p.down_at),
+        ("switch_at", p.switch_at),
         ("down_for", p.down_for),
         ("recovery_timeout", p.recovery_timeout),
     ];

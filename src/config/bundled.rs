@@ -24,6 +24,10 @@ const MATRICES: &[(&str, &str)] = &[
         include_str!("../../matrices/persistence.toml"),
     ),
     ("quick", include_str!("../../matrices/quick.toml")),
+    (
+        "rolling-upgrade",
+        include_str!("../../matrices/rolling-upgrade.toml"),
+    ),
     ("topologies", include_str!("../../matrices/topologies.toml")),
     (
         "topologies-raw",
@@ -48,6 +52,10 @@ const SCENARIOS: &[(&str, &str)] = &[
         include_str!("../../scenarios/login-flow.toml"),
     ),
     ("outage", include_str!("../../scenarios/outage.toml")),
+    (
+        "rolling-upgrade",
+        include_str!("../../scenarios/rolling-upgrade.toml"),
+    ),
     (
         "server-upgrade",
         include_str!("../../scenarios/server-upgrade.toml"),

@@ -181,8 +181,11 @@ pub struct ScenarioParams {
     pub node: Option<String>,
     /// outage: what happens to it (`kill`, the default; `stop`; `detach` for a replica).
     pub fault: Option<FaultKind>,
-    /// server-upgrade: the server started on the data the cell's server wrote (`redis@7.4`).
+    /// server-upgrade: the server started on the data the cell's server wrote (`redis@7.4`);
+    /// rolling-upgrade: the server attached as a replica and switched over to.
     pub to: Option<crate::server::ServerRef>,
+    /// rolling-upgrade: when the app's service address moves to `to`, seconds into the flow.
+    pub switch_at: Option<HumanDuration>,
     /// stack-transition: the `[stacks]` entry that serves the users after the cell's stack.
     pub to_stack: Option<String>,
     /// stack-transition: the `[settings]` entry the `to` app runs with (serializer, compressor,

@@ -262,6 +262,7 @@ pub async fn run_cell(
         stack_name: cell.axes.stack.clone(),
         settings_name: cell.axes.settings.clone(),
         addresses: addresses.clone(),
+        starter: &mut starter,
         stack: result
             .stack
             .as_ref()
@@ -281,7 +282,7 @@ pub async fn run_cell(
         &mut deployment,
         &ctx.run_dir.path,
         log_base,
-        !output.passed,
+        (!output.passed, output.primary_stopped),
         &mut result,
     )
     .await;
@@ -339,18 +340,26 @@ impl NodeStarter for RuntimeStarter<'_> {
     async fn start(
         &mut self,
         spec: &ServerSpec,
+        node: &str,
+    ) -> crate::error::Result<Box<dyn RunningServer>> {
+        let binary = self.binary;
+        self.start_other(spec, binary, node).await
+    }
+
+    async fn start_other(
+        &mut self,
+        spec: &ServerSpec,
+        binary: &ProvisionedServer,
         _node: &str,
     ) -> crate::error::Result<Box<dyn RunningServer>> {
-        if self.binary.family == Family::NoServer {
+        if binary.family == Family::NoServer {
             return Ok(Box::new(NoServer::new(spec)));
         }
         Ok(match self.cell.axes.runtime {
-            RuntimeKind::Process => Box::new(ServerProcess::start(spec, self.binary).await?),
+            RuntimeKind::Process => Box::new(ServerProcess::start(spec, binary).await?),
             RuntimeKind::Container => {
                 let labels = ContainerLabels::new(&self.run_id, &self.cell.id);
-                Box::new(
-                    ContainerServer::start(spec, self.binary, &self.cell.container, labels).await?,
-                )
+                Box::new(ContainerServer::start(spec, binary, &self.cell.container, labels).await?)
             }
         })
     }
@@ -363,7 +372,7 @@ async fn stop_deployment(
     deployment: &mut Deployment,
     run_path: &std::path::Path,
     log_base: &str,
-    keep_tail: bool,
+    (keep_tail, primary_stopped): (bool, bool),
     result: &mut CellResult,
 ) -> (String, crate::error::Result<()>, crate::error::Result<()>) {
     // One server: the result's server section already says everything.
@@ -375,7 +384,9 @@ async fn stop_deployment(
     let mut died = Vec::new();
     let mut stop = Ok(());
     for (i, (node, info)) in deployment.nodes.iter_mut().zip(&mut nodes).enumerate() {
-        if !node.server.is_running().await {
+        // A primary the scenario shut down itself (a switch-over) did not die.
+        let stopped_on_purpose = i == 0 && primary_stopped;
+        if !stopped_on_purpose && !node.server.is_running().await {
             died.push(node.name.clone());
         }
         let stopped = node.server.stop(StopKind::Graceful).await;

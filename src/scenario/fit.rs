@@ -34,6 +34,17 @@ pub fn check(
             });
         }
     }
+    if let ScenarioConfig::RollingUpgrade(c) = scenario {
+        if !matches!(c.to.family, Family::Redis | Family::Valkey) {
+            return Err(Misfit {
+                field: "scenario.to",
+                message: format!(
+                    "{}: rolling-upgrade replicates to a Redis or Valkey server",
+                    c.to
+                ),
+            });
+        }
+    }
     if spec.server.family != Family::Memcached {
         return Ok(());
     }
@@ -77,6 +88,7 @@ pub fn check(
         ScenarioConfig::Durability(_)
             | ScenarioConfig::Eviction(_)
             | ScenarioConfig::ServerUpgrade(_)
+            | ScenarioConfig::RollingUpgrade(_)
     ) {
         return misfit(
             "scenario.kind",

@@ -18,10 +18,13 @@ pub mod login_flow;
 pub mod memcache;
 pub mod outage;
 pub mod promise;
+pub mod relay;
 pub mod resp;
+pub mod rolling_upgrade;
 pub mod server_upgrade;
 pub mod session_persistence;
 pub mod stack_transition;
+pub mod typed_keys;
 pub mod workload;
 
 use std::future::Future;
@@ -150,6 +153,7 @@ scenarios! {
     Eviction(eviction::EvictionConfig),
     ServerUpgrade(server_upgrade::ServerUpgradeConfig),
     StackTransition(stack_transition::StackTransitionConfig),
+    RollingUpgrade(rolling_upgrade::RollingUpgradeConfig),
 }
 
 /// A kind by its name in scenario files.
@@ -217,6 +221,9 @@ pub struct CellEnv<'a> {
     /// The matrix's settings tables by name, and the addresses their placeholders name.
     pub settings: &'a std::collections::BTreeMap<String, toml::Table>,
     pub addresses: crate::server::deployment::Addresses,
+    /// Starts more servers on the cell's runtime (a rolling upgrade's new version); what a
+    /// scenario starts with it, it removes.
+    pub starter: &'a mut dyn crate::server::NodeStarter,
     /// The cell's log files without extension (`RUN/logs/NAME`), for scenarios that keep more
     /// logs than the runner does (`NAME.log`: the server, `NAME.app.log`: the app).
     pub log_base: std::path::PathBuf,
@@ -237,6 +244,9 @@ pub struct ScenarioOutput {
     pub http_status: std::collections::BTreeMap<String, u64>,
     /// What a verification scenario found, against what was promised.
     pub check: Option<crate::results::checks::Check>,
+    /// The scenario shut the cell's server down on purpose and left it so (a switch-over to
+    /// another server): its being stopped at the end is not a crash.
+    pub primary_stopped: bool,
     /// Set when the scenario could not run to a verdict (a server it needs could not be
     /// provisioned, say): the cell is an ERROR with this cause.
     pub infra_error: Option<String>,

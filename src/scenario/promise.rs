@@ -311,6 +311,18 @@ pub fn topology_promise(topology: crate::server::Topology) -> Option<&'static st
     })
 }
 
+/// What the documented zero-downtime upgrade promises: a new server started as a replica of the
+/// old one, synced, written to by the clients once they are pointed at it, then promoted, loses
+/// nothing written before the switch and needs no downtime. The promise holds only if `to` can
+/// replicate from `from` at all, which the docs leave to the versions.
+// https://redis.io/docs/latest/operate/oss_and_stack/management/admin/ ("Upgrading or restarting
+// a Redis instance without downtime")
+pub const ROLLING_UPGRADE_PROMISE: &str =
+    "start the new server as a replica, wait for the initial sync (the same number of keys on \
+     both), allow writes on it (replica-read-only no), point the clients at it, promote it \
+     (REPLICAOF NO ONE) and shut the old one down: nothing written before the switch is lost \
+     and no downtime is needed (Redis docs, Administration: upgrading without downtime)";
+
 #[cfg(test)]
 mod tests {
     use super::*;

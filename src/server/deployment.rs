@@ -49,6 +49,14 @@ pub struct Node {
 #[async_trait::async_trait]
 pub trait NodeStarter: Send {
     async fn start(&mut self, spec: &ServerSpec, node: &str) -> Result<Box<dyn RunningServer>>;
+    /// Start a node of another server binary (a rolling upgrade's new version) on the same
+    /// runtime, with the same options.
+    async fn start_other(
+        &mut self,
+        spec: &ServerSpec,
+        binary: &super::ProvisionedServer,
+        node: &str,
+    ) -> Result<Box<dyn RunningServer>>;
 }
 
 /// A node as the report shows it.
@@ -502,7 +510,7 @@ impl Addresses {
 }
 
 /// The replica's spec: the cell's server and persistence, following the primary.
-fn replica_spec(spec: &ServerSpec, primary_port: u16) -> ServerSpec {
+pub fn replica_spec(spec: &ServerSpec, primary_port: u16) -> ServerSpec {
     let mut replica = spec.clone();
     replica
         .settings

@@ -6,6 +6,7 @@
 pub mod eviction;
 pub mod outage;
 pub mod persistence;
+pub mod rolling;
 pub mod stack_transition;
 pub mod upgrade;
 
@@ -171,6 +172,7 @@ checks! {
     Eviction(EvictionReport) eviction,
     Upgrade(UpgradeCheck) upgrade,
     StackTransition(stack_transition::StackTransitionCheck) stack_transition,
+    RollingUpgrade(rolling::RollingUpgradeCheck) rolling_upgrade,
 }
 
 /// `CheckView` without its constant, so `Check` can hand out any kind's view.
