@@ -342,3 +342,58 @@ fn bundled_scenarios_are_usable_by_name_from_anywhere() {
         ],
     );
 }
+
+/// A rolling upgrade builds its own primary/replica pair from the cell's one server: `check`
+/// refuses it on another topology, on bridge-network containers and with a `to` that cannot
+/// replicate (memcached), and accepts it otherwise.
+#[test]
+fn rolling_upgrade_cells_that_cannot_form_their_pair_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = r#"[matrix]
+name = "r"
+[axes]
+server = ["redis@6.2"]
+stack = ["s"]
+settings = ["c"]
+[stacks.s]
+packages = ["django==5.2.*"]
+[settings.c]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+[scenario]
+use = "rolling-upgrade"
+"#;
+    write(dir.path(), "ok.toml", base);
+    let (code, text) = run_cli(dir.path(), &["check", "ok.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+    let edits = [
+        (
+            "topology.toml",
+            "stack = [\"s\"]\ntopology = [\"replica:1\"]",
+            "needs topology `standalone`",
+        ),
+        (
+            "bridge.toml",
+            "stack = [\"s\"]\nruntime = [\"container\"]",
+            "on containers, the host",
+        ),
+    ];
+    for (file, edit, needle) in edits {
+        let mut body = base.replacen("stack = [\"s\"]", edit, 1);
+        if file == "bridge.toml" {
+            body.push_str("[runtime.container]\nnetwork = \"bridge\"\n");
+        }
+        write(dir.path(), file, body);
+        rejected(dir.path(), file, "", &["rolling-upgrade", needle]);
+    }
+    write(
+        dir.path(),
+        "to.toml",
+        format!("{base}to = \"memcached@1.6\"\n"),
+    );
+    let (code, text) = run_cli(dir.path(), &["check", "to.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("replicates to a Redis or Valkey server"),
+        "{text}"
+    );
+}

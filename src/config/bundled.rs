@@ -28,6 +28,10 @@ const MATRICES: &[(&str, &str)] = &[
         "rolling-upgrade",
         include_str!("../../matrices/rolling-upgrade.toml"),
     ),
+    (
+        "stack-transitions",
+        include_str!("../../matrices/stack-transitions.toml"),
+    ),
     ("topologies", include_str!("../../matrices/topologies.toml")),
     (
         "topologies-raw",
