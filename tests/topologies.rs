@@ -243,3 +243,134 @@ fn nodes_at_end(r: &CellResult) -> std::collections::BTreeMap<String, String> {
         .filter_map(|n| Some((n.name.clone(), n.role_at_end.clone()?)))
         .collect()
 }
+
+/// Everything of `run` the engine still has: containers, volumes, networks (by the run label).
+fn docker_objects_of(run: &str) -> Vec<String> {
+    let label = format!("label=cachegate.run={run}");
+    let mut found = Vec::new();
+    for what in [
+        &["ps", "-a", "-q"][..],
+        &["volume", "ls", "-q"][..],
+        &["network", "ls", "-q"][..],
+    ] {
+        let out = std::process::Command::new("docker")
+            .args(what)
+            .args(["--filter", &label])
+            .output()
+            .expect("the docker CLI runs");
+        assert!(out.status.success(), "{what:?}: {out:?}");
+        found.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .map(|l| format!("{} {l}", what[0])),
+        );
+    }
+    found
+}
+
+/// Processes whose parent is `parent` and whose command is a Redis server or Sentinel.
+fn server_children(parent: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: u32 = e.file_name().to_string_lossy().parse().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid: u32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent && stat.contains("redis-server")).then_some(pid)
+        })
+        .collect()
+}
+
+/// Ctrl-C in the middle of a Sentinel cell (a primary, a replica, three Sentinels) stops every
+/// node, on processes and in containers: no process, container, volume or network is left, the
+/// cell is recorded as interrupted, and the exit code is 130.
+#[test]
+fn ctrl_c_mid_topology_cell_stops_every_node() {
+    use std::time::{Duration, Instant};
+    for runtime in ["process", "container"] {
+        let dir = tempfile::tempdir().unwrap();
+        let matrix = dir.path().join("m.toml");
+        std::fs::write(
+            &matrix,
+            format!(
+                r#"[matrix]
+name = "interrupted"
+[axes]
+server = ["redis@7.4"]
+runtime = ["{runtime}"]
+topology = ["sentinel"]
+[scenario]
+kind = "cache-ops"
+connections = 4
+duration = "60s"
+warmup = "0s"
+"#
+            ),
+        )
+        .unwrap();
+        let out = dir.path().join("out");
+        let child = common::cachegate()
+            .args(["run", "--no-progress", "--out"])
+            .arg(&out)
+            .arg(&matrix)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The run folder's name is the run label of its containers.
+        let start = Instant::now();
+        let run_dir = loop {
+            if let Some(Ok(e)) = std::fs::read_dir(&out).ok().and_then(|mut d| d.next()) {
+                break e.path();
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "no run folder");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let run = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+        // Wait until all five nodes are up, and a little into the load.
+        let mut pids = Vec::new();
+        loop {
+            let up = if runtime == "process" {
+                pids = server_children(child.id());
+                pids.len()
+            } else {
+                docker_objects_of(&run)
+                    .iter()
+                    .filter(|o| o.starts_with("ps "))
+                    .count()
+            };
+            if up >= 5 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{runtime}: {up} of 5 nodes after a minute"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let output = child.wait_with_output().unwrap();
+        let text = common::output_text(&output);
+        assert_eq!(output.status.code(), Some(130), "{runtime}: {text}");
+        for pid in &pids {
+            assert!(
+                !common::pid_alive(*pid),
+                "{runtime}: node {pid} left running"
+            );
+        }
+        assert!(
+            docker_objects_of(&run).is_empty(),
+            "{runtime}: left behind {:?}",
+            docker_objects_of(&run)
+        );
+        let results =
+            cachegate::results::store::read_jsonl(&run_dir.join("results.jsonl")).unwrap();
+        assert_eq!(results.len(), 1, "{runtime}: {text}");
+        assert_eq!(results[0].verdict, Verdict::Error, "{runtime}");
+        let why = results[0].infra_error.as_deref().unwrap_or_default();
+        assert!(why.contains("interrupted"), "{runtime}: {why}");
+    }
+}
