@@ -374,3 +374,75 @@ warmup = "0s"
         assert!(why.contains("interrupted"), "{runtime}: {why}");
     }
 }
+
+/// A paused replica (SIGSTOP on processes, `docker pause` in containers) holds its connections
+/// and answers nothing: Django's reads from it wait instead of failing fast, and once it runs on
+/// it serves what it had. Both runtimes give the same account of it.
+#[test]
+fn pausing_the_replica_django_reads_from_is_reported_on_both_runtimes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, results) = common::run_matrix(
+        dir.path(),
+        &format!(
+            r#"
+[matrix]
+name = "replica-pause"
+[axes]
+server = ["redis@7.4"]
+runtime = ["process", "container"]
+topology = ["replica:1"]
+stack = ["django-5.2"]
+settings = ["read-from-replica"]
+{STACK}
+[settings.read-from-replica]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+[settings.read-from-replica.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = ["{{primary}}", "{{replica}}"]
+[scenario]
+kind = "outage"
+node = "replica-1"
+fault = "pause"
+users = 4
+duration = "9s"
+down_at = "3s"
+down_for = "2s"
+logged_in_users = 4
+"#
+        ),
+    );
+    assert!(code == Some(0) || code == Some(1), "{text}");
+    assert_eq!(results.len(), 2, "{text}");
+    for r in &results {
+        assert_ne!(
+            r.verdict,
+            Verdict::Error,
+            "{}: {}",
+            r.cell_id,
+            r.verdict_reason
+        );
+        let report = outage_report(r);
+        assert_eq!(report["fault"], "replica-1 paused", "{report}");
+        // Paused, not killed: the replica was never restarted, so it is the same server.
+        let replica = nodes(r)
+            .into_iter()
+            .find(|(n, _)| n == "replica-1")
+            .expect("the replica is listed");
+        assert_eq!(replica.1, "replica", "{}", r.cell_id);
+        assert_eq!(report["recovered"], true, "{report}");
+        // Reads that reached the frozen replica waited for it (down_for is 2 s) rather than
+        // fail; one sent just before the pause counts as "before".
+        let waited = ["before", "during"]
+            .iter()
+            .map(|p| report["logged_in"][p]["max_latency_ms"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!(
+            waited >= 1000.0,
+            "no read waited for the paused replica: {report}"
+        );
+        // It ran on with what it had: the logged-in users kept reading as themselves.
+        let after = &report["logged_in"]["after"];
+        assert!(after["ok"].as_u64().unwrap() > 0, "{report}");
+        assert_eq!(report["logged_in"]["sessions_lost"], 0, "{report}");
+    }
+}

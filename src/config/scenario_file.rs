@@ -34,6 +34,9 @@ pub enum FaultKind {
     /// A replica stops replicating (`REPLICAOF NO ONE`) and keeps serving what it had; it is
     /// attached to the primary again after `down_for` and resynchronises.
     Detach,
+    /// The node is frozen (SIGSTOP, `docker pause`): it keeps its connections and answers
+    /// nothing; it runs on after `down_for` with what it had (a replica catches up).
+    Pause,
 }
 
 /// A scenario kind's name as written (`kind = "cache-ops"`). Which names exist is the

@@ -337,6 +337,7 @@ async fn inflict(server: &mut dyn RunningServer, fault: FaultKind) -> crate::err
         FaultKind::Kill => server.stop(StopKind::Kill).await,
         FaultKind::Stop => server.stop(StopKind::Graceful).await,
         FaultKind::Detach => replicaof(server, None).await,
+        FaultKind::Pause => server.freeze(true).await,
     }
 }
 
@@ -348,6 +349,7 @@ async fn repair(
     match fault {
         FaultKind::Kill | FaultKind::Stop => server.restart(None).await,
         FaultKind::Detach => replicaof(server, Some(primary_port)).await,
+        FaultKind::Pause => server.freeze(false).await,
     }
 }
 
@@ -371,6 +373,7 @@ fn fault_verb(fault: FaultKind) -> &'static str {
         FaultKind::Kill => "killed",
         FaultKind::Stop => "stopped",
         FaultKind::Detach => "detached",
+        FaultKind::Pause => "paused",
     }
 }
 

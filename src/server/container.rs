@@ -504,6 +504,18 @@ impl RunningServer for ContainerServer {
         self.container_running().await
     }
 
+    async fn freeze(&mut self, frozen: bool) -> Result<()> {
+        let Some(c) = &self.container else {
+            return Err(self.fail("no container to pause".into()));
+        };
+        let done = if frozen {
+            self.docker.pause_container(c.id()).await
+        } else {
+            self.docker.unpause_container(c.id()).await
+        };
+        done.map_err(|e| self.fail(format!("docker (un)pause: {e}")))
+    }
+
     async fn stop(&mut self, how: StopKind) -> Result<()> {
         let Some(c) = &self.container else {
             return Ok(());

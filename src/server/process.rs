@@ -260,6 +260,19 @@ impl RunningServer for ServerProcess {
         ServerProcess::is_running(self)
     }
 
+    async fn freeze(&mut self, frozen: bool) -> Result<()> {
+        match self.child.as_ref() {
+            Some(child) => {
+                child.signal(if frozen { libc::SIGSTOP } else { libc::SIGCONT });
+                Ok(())
+            }
+            None => Err(Error::Server {
+                server: self.spec.server.to_string(),
+                message: "not running: nothing to pause".into(),
+            }),
+        }
+    }
+
     async fn stop(&mut self, how: StopKind) -> Result<()> {
         ServerProcess::stop(self, how).await
     }

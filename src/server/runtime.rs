@@ -122,6 +122,20 @@ pub trait RunningServer: Send {
     /// Bring the server down the given way and wait until it is gone.
     async fn stop(&mut self, how: StopKind) -> Result<()>;
 
+    /// Freeze the server (`true`: SIGSTOP, `docker pause`) or let it run on (`false`). Frozen,
+    /// it keeps its connections and its data and answers nothing, like a stalled VM or a long
+    /// pause of the host; its replicas keep serving what they had.
+    async fn freeze(&mut self, frozen: bool) -> Result<()> {
+        let _ = frozen;
+        Err(crate::error::Error::Server {
+            server: self.spec().server.to_string(),
+            message: format!(
+                "the {} runtime cannot pause a server",
+                self.identity().runtime
+            ),
+        })
+    }
+
     /// Start again on the same port and data, optionally with a changed spec (another
     /// persistence config, say). Stops it gracefully first if it is still running.
     async fn restart(&mut self, new_spec: Option<ServerSpec>) -> Result<()>;
