@@ -689,6 +689,24 @@ fn sweep_redis_benchmark(server: &ServerProcess, conns: u32) -> SweepSide {
         .stderr(Stdio::null())
         .spawn()
         .expect("redis-benchmark runs (apt-get install redis-tools)");
+    // Its own peak RSS, from /proc while it runs: wait4's ru_maxrss would report this harness's
+    // RSS at the fork, which the child inherits as its high-water mark before exec.
+    let pid = child.id();
+    let peak_kib = std::thread::spawn(move || {
+        let mut peak = 0u64;
+        while let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+            match hwm {
+                Some(kib) => peak = peak.max(kib),
+                None => break, // a zombie has no memory lines: it has exited
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        peak
+    });
     let mut stdout = child.stdout.take().unwrap();
     let mut text = String::new();
     std::io::Read::read_to_string(&mut stdout, &mut text).unwrap();
@@ -710,7 +728,7 @@ fn sweep_redis_benchmark(server: &ServerProcess, conns: u32) -> SweepSide {
     SweepSide {
         ops_per_s: cols[0],
         cpu_us_per_op: (t(ru.ru_utime) + t(ru.ru_stime)) * 1e6 / requests as f64,
-        peak_rss_mib: ru.ru_maxrss as f64 / 1024.0,
+        peak_rss_mib: peak_kib.join().unwrap_or(0) as f64 / 1024.0,
         p99_ms: cols[5],
         note: String::new(),
     }
