@@ -397,3 +397,46 @@ use = "rolling-upgrade"
         "{text}"
     );
 }
+
+/// memcached is one server: a topology of nodes (replicas, Sentinels, a cluster) is refused at
+/// `check` time, at the `topology` line of [axes], for every kind of topology.
+#[test]
+fn topologies_on_memcached_are_refused_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, topology) in [
+        ("mc-replica.toml", "replica:1"),
+        ("mc-sentinel.toml", "sentinel"),
+        ("mc-cluster.toml", "cluster:3"),
+    ] {
+        let body = GOOD.replace(
+            "server = [\"redis@6.2\"]",
+            &format!("server = [\"memcached@1.6\"]\ntopology = [\"standalone\", \"{topology}\"]"),
+        );
+        write(dir.path(), name, body);
+        rejected(
+            dir.path(),
+            name,
+            ":5:1",
+            &[
+                "field `axes.topology`",
+                "memcached@1.6: memcached has no replication, Sentinel or cluster mode",
+                &format!("topology `{topology}` needs Redis or Valkey"),
+            ],
+        );
+    }
+    // Standalone alone is memcached's one topology, and Redis takes the same axis.
+    let standalone = GOOD.replace(
+        "server = [\"redis@6.2\"]",
+        "server = [\"memcached@1.6\"]\ntopology = [\"standalone\"]",
+    );
+    write(dir.path(), "mc-standalone.toml", standalone);
+    let (code, text) = run_cli(dir.path(), &["check", "mc-standalone.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+    let redis = GOOD.replace(
+        "server = [\"redis@6.2\"]",
+        "server = [\"redis@7.4\"]\ntopology = [\"replica:1\"]",
+    );
+    write(dir.path(), "redis-replica.toml", redis);
+    let (code, text) = run_cli(dir.path(), &["check", "redis-replica.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+}

@@ -1,11 +1,12 @@
 //! What makes sense for which server family, checked when a matrix is expanded so that `check`
 //! refuses a cell that could only fail for a reason that is not the server's: memcached has no
 //! persistence modes, no SHUTDOWN SAVE/NOSAVE, no AUTH in its text protocol, no maxmemory
-//! policies, and no container image yet; scenarios that read the server over RESP (durability,
-//! eviction) do not run on it.
+//! policies, no container image yet, and no replication, Sentinel or cluster mode (a topology of
+//! nodes); durability and server-upgrade, which read the server over RESP or its data files, do
+//! not run on it.
 
 use crate::config::matrix_file::RuntimeKind;
-use crate::server::{Family, ServerSpec};
+use crate::server::{Family, ServerSpec, Topology};
 
 use super::promise::RestartKind;
 use super::ScenarioConfig;
@@ -21,6 +22,7 @@ pub struct Misfit {
 pub fn check(
     spec: &ServerSpec,
     runtime: RuntimeKind,
+    topology: Topology,
     scenario: &ScenarioConfig,
 ) -> Result<(), Misfit> {
     if let ScenarioConfig::ServerUpgrade(c) = scenario {
@@ -81,6 +83,18 @@ pub fn check(
         return misfit(
             "axes.runtime",
             "memcached runs as a process only (there is no cachegate image of it yet)".into(),
+        );
+    }
+    // memcached servers do not know each other: clients shard keys across them, and nothing
+    // replicates, fails over or owns slots, so every topology but one server would be made up.
+    if !topology.is_standalone() {
+        return misfit(
+            "axes.topology",
+            format!(
+                "memcached has no replication, Sentinel or cluster mode (servers do not know \
+                 each other; clients shard keys across them): topology `{topology}` needs Redis \
+                 or Valkey; memcached runs `standalone` only (leave it out with an [[exclude]])"
+            ),
         );
     }
     if matches!(
