@@ -440,3 +440,46 @@ fn topologies_on_memcached_are_refused_with_file_line_and_field() {
     let (code, text) = run_cli(dir.path(), &["check", "redis-replica.toml"]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// `[report]`: an axis that does not exist, and an explanations file with a bad pattern, are
+/// refused with file, line and field; a good explanations file is accepted.
+#[test]
+fn report_section_errors_name_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!("{GOOD}\n[report]\ncolumns = [\"sever\"]\n");
+    let line = body.lines().position(|l| l.starts_with("columns")).unwrap() + 1;
+    write(dir.path(), "axis.toml", &body);
+    rejected(
+        dir.path(),
+        "axis.toml",
+        &format!(":{line}:12"),
+        &[
+            "field `report.columns`: no axis `sever`",
+            "server, persistence",
+        ],
+    );
+    write(
+        dir.path(),
+        "ours.toml",
+        "[[explanation]]\nmeans = \"m\"\ncause = \"c\"\nfix = \"f\"\npattern = \"([a-z]\"\n",
+    );
+    write(
+        dir.path(),
+        "bad.toml",
+        format!("{GOOD}\n[report]\nexplanations = \"ours.toml\"\n"),
+    );
+    let (code, text) = run_cli(dir.path(), &["check", "bad.toml"]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("ours.toml:5:")
+            && text.contains("field `explanation.pattern`: not a regular expression"),
+        "{text}"
+    );
+    write(
+        dir.path(),
+        "ours.toml",
+        "[[explanation]]\npattern = \"CLIENT_CLASS\"\nmeans = \"m\"\ncause = \"c\"\nfix = \"f\"\n",
+    );
+    let (code, text) = run_cli(dir.path(), &["check", "bad.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+}

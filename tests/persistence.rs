@@ -291,6 +291,28 @@ logged_in_users = 4
         html.contains("users logged in before") && html.contains("4 users; while down: "),
         "the report shows what logged-in users saw"
     );
+    // The timelines shade when the server was down, on screen: a 1.5 s window of a 6 s
+    // timeline is thousands of pixels of the shade in each chart (the legend's swatches are
+    // a few hundred), and the page lists each window with its times.
+    let run = common::only_run_dir(&dir.path().join("out"));
+    let (_, shot, _) = common::report_in_browser(&run.join("index.html"));
+    let shaded = common::pixels_of(&shot, (253, 218, 218));
+    assert!(shaded > 20_000, "{shaded} shaded pixels");
+    for r in &results {
+        let o = r.check.as_ref().and_then(|c| c.outage()).unwrap();
+        let listed = format!(
+            "{}: server down {:.1}–{:.1} s",
+            r.cell_id,
+            o.down_at_seconds,
+            o.down_at_seconds + o.down_for_seconds
+        );
+        assert!(html.contains(&listed), "{listed} not in the timelines");
+    }
+    assert!(
+        html.contains("<h2 id=\"what-changes\">What changes</h2>")
+            && html.contains("<b>cache → cached-db</b>: "),
+        "the settings axis is compared"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let eviction = format!(

@@ -240,6 +240,38 @@ fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
         png.len()
     );
 
+    // Laid out 1280 px wide, the verdict matrix fits the page; "what changes" lists every
+    // pair of cells, everything else equal, whose verdicts differ (from summary.json), and
+    // only those; the OOM signature is explained where it is shown.
+    let (measured, _, _) = common::report_in_browser(&run.join("index.html"));
+    assert!(
+        measured["page"].as_f64() <= measured["window"].as_f64()
+            && measured["matrix_box"].as_f64().unwrap() <= 1280.0,
+        "{measured}"
+    );
+    let cells = summary["cells"].as_array().unwrap();
+    let verdict_of = |server: &str, variant: &str| {
+        cells
+            .iter()
+            .find(|c| c["axes"]["server"] == server && c["axes"]["variant"] == variant)
+            .map(|c| c["verdict"].as_str().unwrap().to_string())
+            .unwrap()
+    };
+    let changes = &html[html
+        .find("id=\"what-changes\"")
+        .expect("a what-changes section")..];
+    let changes = &changes[..changes.find("<h2>Verdicts</h2>").unwrap()];
+    for server in ["redis@6.2", "valkey@9.1", "redis@7.2"] {
+        let row = format!("data-from=\"{server}/none/read-heavy\" data-to=\"{server}/none/fill\"");
+        let differs = verdict_of(server, "read-heavy") != verdict_of(server, "fill");
+        assert_eq!(changes.contains(&row), differs, "{server}: {changes}");
+    }
+    let explanation = oom["explanation"]["means"]
+        .as_str()
+        .expect("OOM is explained");
+    assert!(html.contains(&explanation.replace('\'', "&#39;")) || html.contains(explanation));
+    assert!(md.contains(explanation), "summary.md explains it too");
+
     // Everything is rendered from results.jsonl alone.
     for f in [
         "index.html",

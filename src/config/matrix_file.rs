@@ -90,6 +90,9 @@ pub struct MatrixFile {
     /// Thresholds on measured metrics, e.g. `"get.p99" = "< 2ms"`, `errors = "== 0"`.
     #[serde(default)]
     pub gates: crate::config::gates::Gates,
+    /// How the HTML report lays out the verdict matrix, and the team's signature explanations.
+    #[serde(default)]
+    pub report: super::report_section::ReportSection,
 }
 
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
@@ -203,6 +206,8 @@ pub struct LoadedMatrix {
     pub file: MatrixFile,
     /// `[scenario]` over the `use`d file: variants overlay this.
     pub scenario: ScenarioParams,
+    /// `[report]`, checked, with its explanations file read.
+    pub report: super::report_section::ReportOptions,
 }
 
 /// The matrix a command-line argument names. A path (it has a `/`, `\\` or `.`) is that file. A
@@ -401,11 +406,13 @@ fn load_matrix_text(path: PathBuf, text: String) -> Result<LoadedMatrix> {
     check_counts(path, &text, &file)?;
     check_target(path, &text, &file.target)?;
     check_expectations(path, &text, &file)?;
+    let report = file.report.resolve(path, &text)?;
     Ok(LoadedMatrix {
         path: path.to_path_buf(),
         text,
         file,
         scenario,
+        report,
     })
 }
 

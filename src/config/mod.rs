@@ -5,6 +5,7 @@ pub mod bounds;
 pub mod bundled;
 pub mod gates;
 pub mod matrix_file;
+pub mod report_section;
 pub mod scenario_file;
 pub mod schema;
 

@@ -214,6 +214,14 @@ fn judge_change(
     }
 }
 
+/// The relative change from `base` to `cur` (repeats of one metric), when it is beyond both
+/// `threshold` and twice the repeats' spread, as a baseline comparison would judge it; `None`
+/// within that noise band.
+pub fn change_beyond_noise(base: &[f64], cur: &[f64], threshold: f64) -> Option<f64> {
+    let j = judge_change(base, cur, threshold, true, CompareOptions::default());
+    (j.change.abs() > j.tolerance).then_some(j.change)
+}
+
 /// Differences between two cells' scenario parameters, "path: baseline vs current".
 fn parameter_differences(base: &CellResult, cur: &CellResult) -> Vec<String> {
     let mut out = Vec::new();

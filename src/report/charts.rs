@@ -106,6 +106,59 @@ pub fn grouped_bars(
     })
 }
 
+/// The fill of fault windows (server down, restart, switch-over) on timelines: opaque and drawn
+/// under the lines, so it is this exact colour on screen (the browser test looks for it).
+pub const FAULT_SHADE: RGBColor = RGBColor(253, 218, 218);
+
+/// One bar per cell, cells down the side with their full ids (long ones abbreviated in the
+/// middle), so labels never collide however many cells there are.
+pub fn horizontal_bars(title: &str, x_label: &str, bars: &[(String, f64)]) -> String {
+    const LABEL_CHARS: usize = 64;
+    let labels: Vec<String> = bars
+        .iter()
+        .map(|(l, _)| super::pivot::abbreviate(l, LABEL_CHARS))
+        .collect();
+    let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4);
+    // ~6.6 px per character of 12 px sans-serif, plus room for the tick marks.
+    let label_area = (longest as u32 * 66 / 10 + 16).clamp(80, 460);
+    let height = 70 + 20 * bars.len().max(1) as u32;
+    svg(1100, height, |root| {
+        let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1e-9);
+        let n = bars.len().max(1) as f64;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(35)
+            .y_label_area_size(label_area)
+            .build_cartesian_2d(0.0..max * 1.1, 0.0..n)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc(x_label)
+            .x_label_formatter(&|x| short_number(*x))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        let style = TextStyle::from(("sans-serif", 12).into_font())
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        for (i, label) in labels.iter().enumerate() {
+            // The first bar at the top, in the order the cells ran.
+            let y = n - i as f64 - 0.5;
+            let (px, py) = chart.backend_coord(&(0.0, y));
+            root.draw(&Text::new(label.clone(), (px - 6, py), style.clone()))
+                .map_err(|e| e.to_string())?;
+        }
+        chart
+            .draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
+                let y = n - i as f64;
+                Rectangle::new([(0.0, y - 0.85), (*v, y - 0.15)], color(0).filled())
+            }))
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    })
+}
+
 /// Latency (ms, log y) against percentile (log x of 1/(1-q)), one line per cell: the HDR
 /// "percentile distribution" plot, where tails are as visible as medians.
 pub fn percentile_curves(title: &str, series: &[Series]) -> String {
@@ -148,12 +201,20 @@ pub fn percentile_curves(title: &str, series: &[Series]) -> String {
     })
 }
 
-/// A per-second timeline, one line per cell; `log_y` for latencies.
-pub fn timeline(title: &str, y_label: &str, series: &[Series], log_y: bool) -> String {
+/// A per-second timeline, one line per cell; `log_y` for latencies. `windows` (from, to) in
+/// seconds are shaded under the lines: when a fault was in force.
+pub fn timeline(
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+    log_y: bool,
+    windows: &[(f64, f64)],
+) -> String {
     svg(900, 320, |root| {
         let xmax = series
             .iter()
             .flat_map(|s| s.points.iter().map(|p| p.0))
+            .chain(windows.iter().map(|w| w.1))
             .fold(1.0, f64::max);
         let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
         let ymax = ys.clone().fold(0.0, f64::max).max(1e-9) * 1.15;
@@ -164,8 +225,16 @@ pub fn timeline(title: &str, y_label: &str, series: &[Series], log_y: bool) -> S
             .x_label_area_size(35)
             .y_label_area_size(70);
         macro_rules! finish {
-            ($chart:expr) => {{
+            ($chart:expr, $ybottom:expr) => {{
                 let mut chart = $chart;
+                // At least a few pixels wide, so an instant (a failover) shows too.
+                let min_width = (xmax + 1.0) / 150.0;
+                chart
+                    .draw_series(windows.iter().map(|(from, to)| {
+                        let to = to.max(from + min_width);
+                        Rectangle::new([(*from, $ybottom), (to, ymax)], FAULT_SHADE.filled())
+                    }))
+                    .map_err(|e| e.to_string())?;
                 chart
                     .configure_mesh()
                     .x_desc("seconds")
@@ -191,13 +260,19 @@ pub fn timeline(title: &str, y_label: &str, series: &[Series], log_y: bool) -> S
                 .fold(f64::MAX, f64::min)
                 .min(ymax / 10.0)
                 * 0.8;
-            finish!(builder
-                .build_cartesian_2d(0.0..xmax + 1.0, (ymin..ymax).log_scale())
-                .map_err(|e| e.to_string())?)
+            finish!(
+                builder
+                    .build_cartesian_2d(0.0..xmax + 1.0, (ymin..ymax).log_scale())
+                    .map_err(|e| e.to_string())?,
+                ymin
+            )
         } else {
-            finish!(builder
-                .build_cartesian_2d(0.0..xmax + 1.0, 0.0..ymax)
-                .map_err(|e| e.to_string())?)
+            finish!(
+                builder
+                    .build_cartesian_2d(0.0..xmax + 1.0, 0.0..ymax)
+                    .map_err(|e| e.to_string())?,
+                0.0
+            )
         }
     })
 }

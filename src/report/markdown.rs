@@ -79,6 +79,15 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
                     .collect::<Vec<_>>()
                     .join(", ")
             );
+            if let Some(e) = &g.explanation {
+                let _ = writeln!(
+                    out,
+                    "  - means: {}\n  - usual cause: {}\n  - what to change: {}",
+                    text(&e.means),
+                    text(&e.cause),
+                    text(&e.fix)
+                );
+            }
         }
         out.push('\n');
     }

@@ -1,11 +1,14 @@
 //! Everything rendered from `results.jsonl` (and, for deltas, a baseline's): the console table,
 //! `results.csv`, `summary.json`, `junit.xml`, `summary.md` and the self-contained `index.html`.
 
+pub mod changes;
 pub mod charts;
+pub mod explain;
 pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod model;
+pub mod pivot;
 pub mod summary;
 pub mod table;
 

@@ -92,6 +92,9 @@ pub struct SignatureGroup {
     pub cells: Vec<String>,
     /// Requests (or operations) it hit across those cells.
     pub hits: u64,
+    /// What it means, its usual cause and what to change, when an explanation matches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<crate::config::report_section::Explanation>,
 }
 
 /// The failure signature of a cell: the app's exception if it logged one, else the most
@@ -128,6 +131,7 @@ pub fn build(results: &[CellResult], info: Option<&RunInfo>, judgement: &Judgeme
             .entry(format!("{:?}", r.verdict).to_uppercase())
             .or_insert(0) += 1;
     }
+    let explainer = super::explain::Explainer::new(info.map(|i| &i.report));
     let mut groups: Vec<SignatureGroup> = Vec::new();
     for r in results {
         if let Some(sig) = signature_of(r) {
@@ -140,9 +144,10 @@ pub fn build(results: &[CellResult], info: Option<&RunInfo>, judgement: &Judgeme
                     g.hits += hits;
                 }
                 None => groups.push(SignatureGroup {
-                    signature: sig,
                     cells: vec![r.cell_id.clone()],
                     hits,
+                    explanation: explainer.explain(&sig).cloned(),
+                    signature: sig,
                 }),
             }
         }

@@ -4,6 +4,7 @@
 pub mod checks;
 pub mod latency;
 pub mod recorder;
+pub mod redact;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -36,6 +37,23 @@ impl Verdict {
     /// Does this verdict break the run (exit code 1)?
     pub fn is_unexpected(self) -> bool {
         matches!(self, Verdict::Fail | Verdict::Xpass)
+    }
+
+    /// Did the scenario itself fail (whatever was expected)? Its numbers then measure
+    /// failures, and are not compared with those of cells that worked.
+    pub fn is_failure(self) -> bool {
+        matches!(self, Verdict::Fail | Verdict::Xfail | Verdict::Error)
+    }
+
+    /// Order for "the worst of several repeats".
+    pub fn severity(self) -> u8 {
+        match self {
+            Verdict::Pass => 0,
+            Verdict::Xfail => 1,
+            Verdict::Xpass => 2,
+            Verdict::Fail => 3,
+            Verdict::Error => 4,
+        }
     }
 
     pub fn from_outcome(expected_pass: bool, passed: bool) -> Verdict {

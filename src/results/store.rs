@@ -32,6 +32,9 @@ pub struct RunInfo {
     /// How the run ended; absent while it runs, and forever if the harness was killed (SIGKILL).
     #[serde(default)]
     pub end: Option<RunEnd>,
+    /// The matrices' `[report]`: the verdict matrix's layout and their signature explanations.
+    #[serde(default)]
+    pub report: crate::config::report_section::ReportOptions,
 }
 
 /// One cell (and repeat) the run meant to run.

@@ -206,7 +206,14 @@ pub async fn run_cell(
         runtime: cell.axes.runtime.name().to_string(),
         identity: primary.identity(),
         persistence: cell.spec.persistence.to_string(),
-        config: cell.spec.settings.clone(),
+        config: {
+            // The password stays with the server; the result says only that one was set.
+            let mut c = cell.spec.settings.clone();
+            if c.requirepass.is_some() {
+                c.requirepass = Some(crate::results::redact::REDACTED.into());
+            }
+            c
+        },
         start_ms: primary.last_start_ms(),
         log: Some(format!("{log_base}.log")),
         topology: None,
@@ -214,10 +221,13 @@ pub async fn run_cell(
     let addresses = deployment.addresses();
 
     let mut app = None;
+    // The settings as the app got them (passwords included); the result keeps them redacted.
+    let mut app_settings = None;
     let app_url = if cell.scenario.needs_app() {
         match start_app(cell, &addresses, stack.as_ref(), &mut result).await {
-            Ok((url, started)) => {
+            Ok((url, started, settings)) => {
                 app = started;
+                app_settings = settings;
                 Some(url)
             }
             Err(e) => {
@@ -255,7 +265,7 @@ pub async fn run_cell(
         cancel: ctx.cancel.clone(),
         progress: done,
         log_base: ctx.run_dir.path.join(log_base),
-        app_settings: result.app_settings.clone(),
+        app_settings,
         app_db: app.as_ref().map(AppProcess::db_path),
         stacks: &cell.stacks,
         settings: &cell.settings,
@@ -418,17 +428,17 @@ async fn stop_deployment(
 }
 
 /// The app's base URL: the external one, or the bundled app started on the cell's stack with the
-/// cell's settings (returned so the caller stops it).
+/// cell's settings (returned so the caller stops it), and those settings.
 async fn start_app(
     cell: &Cell,
     addresses: &Addresses,
     stack: Option<&ProvisionedStack>,
     result: &mut CellResult,
-) -> Result<(String, Option<AppProcess>), String> {
+) -> Result<(String, Option<AppProcess>, Option<serde_json::Value>), String> {
     match (&cell.target.url, stack) {
         (Some(url), _) => {
             result.target = Some(url.clone());
-            Ok((url.trim_end_matches('/').to_string(), None))
+            Ok((url.trim_end_matches('/').to_string(), None, None))
         }
         (None, Some(stack)) => {
             let table = cell
@@ -436,14 +446,14 @@ async fn start_app(
                 .as_ref()
                 .ok_or("the bundled app needs a settings axis")?;
             let settings = django_settings(table, addresses)?;
-            result.app_settings = Some(settings.clone());
+            result.app_settings = Some(crate::results::redact::settings(&settings));
             result.target = Some("bundled django app".into());
             let app_dir = app_files::install(&crate::server::provision::default_cache_dir())
                 .map_err(|e| format!("writing the bundled app: {e}"))?;
             let app = AppProcess::start(stack, &app_dir, &settings, Workers::of(&cell.target))
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((app.base_url(), Some(app)))
+            Ok((app.base_url(), Some(app), Some(settings)))
         }
         (None, None) => Err(format!(
             "{} needs a stack (axes.stack) or a [target] url",

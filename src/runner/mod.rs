@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use crate::config::gates::CHECK_METRICS;
+use crate::config::report_section::ReportOptions;
 use crate::config::LoadedMatrix;
 use crate::error::{Error, Result};
 use crate::host::HostInfo;
@@ -197,6 +198,21 @@ impl Provisioned {
     }
 }
 
+/// The `[report]` of the run: the first matrix's layout that sets one, every matrix's
+/// explanations (in order, so the first matrix's are tried first).
+fn report_options(matrices: &[LoadedMatrix]) -> ReportOptions {
+    let mut out = ReportOptions::default();
+    for m in matrices {
+        if out.rows.is_empty() && out.columns.is_empty() {
+            out.rows = m.report.rows.clone();
+            out.columns = m.report.columns.clone();
+        }
+        out.explanations
+            .extend(m.report.explanations.iter().cloned());
+    }
+    out
+}
+
 /// Run the cells of `matrices` into a new run folder under `opts.out`. Once the folder exists the
 /// run always ends with its end recorded in `run.json` (completed, interrupted by which signal,
 /// or failed), and every finished cell's result is kept: appended to `results.jsonl`, or, when
@@ -232,6 +248,7 @@ pub async fn run(
             })
             .collect(),
         end: None,
+        report: report_options(matrices),
     })?;
     eprintln!(
         "run folder: {}  ({} cells)",

@@ -108,6 +108,7 @@ pub async fn run(cfg: &DurabilityConfig, env: &mut CellEnv<'_>) -> ScenarioOutpu
         stop.store(true, Ordering::Relaxed);
     }
     let stopped_at = Instant::now() + cfg.restart.restart_delay.0;
+    let restart_at = stopped_at.duration_since(start).as_secs_f64();
     let restart = cfg.restart.apply(env).await;
     stop.store(true, Ordering::Relaxed);
     let mut acked = Vec::new();
@@ -185,6 +186,7 @@ pub async fn run(cfg: &DurabilityConfig, env: &mut CellEnv<'_>) -> ScenarioOutpu
         matches,
         lost_window_ms: window,
         downtime_ms: *restart.as_ref().unwrap_or(&0.0),
+        restart_at_seconds: Some(restart_at),
     };
     finish(rec, timeline, start, check, restart.err(), before)
 }

@@ -138,6 +138,7 @@ pub async fn run(cfg: &SessionPersistenceConfig, env: &mut CellEnv<'_>) -> Scena
     rec.tick(&timeline, start.elapsed().as_secs());
 
     // 2. Restart the server.
+    let restart_at = (start.elapsed() + cfg.restart.restart_delay.0).as_secs_f64();
     let restart = cfg.restart.apply(env).await;
     // 3. Check every session with its own cookie; an error (the app could not answer) is
     // retried once after a pause, since a pooled connection to the old server may fail once.
@@ -199,6 +200,7 @@ pub async fn run(cfg: &SessionPersistenceConfig, env: &mut CellEnv<'_>) -> Scena
         matches,
         lost_window_ms: None,
         downtime_ms: *restart.as_ref().unwrap_or(&0.0),
+        restart_at_seconds: Some(restart_at),
     };
     finish(rec, timeline, start, check, restart.err(), cfg.users as u64)
 }

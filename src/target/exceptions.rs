@@ -32,6 +32,10 @@ pub struct AppException {
     pub status: Option<u16>,
     /// Requests it hit.
     pub count: u64,
+    /// The innermost exception's last stack frames, outermost first ("django_redis/cache.py:
+    /// 85 in get"), paths from site-packages on. Absent in results recorded before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -47,6 +51,8 @@ struct LogRecord {
     path: String,
     #[serde(default)]
     status: Option<u16>,
+    #[serde(default)]
+    frames: Vec<String>,
 }
 
 /// All exception signatures in an app log, most frequent first.
@@ -76,6 +82,7 @@ pub fn from_log(log: &str, step_of_path: impl Fn(&str) -> &'static str) -> Vec<A
                     first_path: r.path,
                     status: r.status,
                     count: 0,
+                    frames: r.frames,
                 }
             })
             .count += 1;

@@ -143,3 +143,87 @@ pub fn find_cell<'a>(results: &'a [CellResult], id: &str) -> &'a CellResult {
         )
     })
 }
+
+/// Headless Chromium, with every network request refused.
+pub fn chromium() -> (&'static str, [&'static str; 6]) {
+    let bin = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| {
+            Command::new(c)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .expect("headless Chromium is needed for this test: apt-get install chromium");
+    (
+        bin,
+        [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--proxy-server=127.0.0.1:9",
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+        ],
+    )
+}
+
+/// The report at `html` laid out 1280 px wide: what the page measured (a copy of it with a
+/// measuring script added; the report itself has none) and a screenshot (RGBA pixels, width).
+pub fn report_in_browser(html: &Path) -> (serde_json::Value, Vec<u8>, u32) {
+    let (bin, offline) = chromium();
+    let page = std::fs::read_to_string(html).unwrap();
+    let measure = r#"<script>
+const t = document.querySelector('table.verdicts');
+document.body.setAttribute('data-measured', JSON.stringify({
+  window: window.innerWidth,
+  page: document.documentElement.scrollWidth,
+  matrix: t ? t.scrollWidth : 0,
+  matrix_box: t ? t.getBoundingClientRect().right : 0,
+}));
+</script></body>"#;
+    let probe = html.with_file_name("measure.html");
+    std::fs::write(&probe, page.replace("</body>", measure)).unwrap();
+    let dom = Command::new(bin)
+        .args(offline)
+        .args(["--window-size=1280,2000", "--dump-dom"])
+        .arg(format!("file://{}", probe.display()))
+        .stderr(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    std::fs::remove_file(&probe).unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).to_string();
+    let start = dom.find("data-measured=\"").expect("the page was measured") + 15;
+    let json = &dom[start..start + dom[start..].find('"').unwrap()];
+    let measured: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\"")).unwrap();
+    let shot = html.with_file_name("screenshot.png");
+    let status = Command::new(bin)
+        .args(offline)
+        .args(["--window-size=1280,6000"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(format!("file://{}", html.display()))
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    buf.truncate(info.buffer_size());
+    let rgba = match info.color_type {
+        png::ColorType::Rgba => buf,
+        png::ColorType::Rgb => buf
+            .chunks(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        other => panic!("screenshot in {other:?}"),
+    };
+    (measured, rgba, info.width)
+}
+
+/// Pixels of exactly this colour in an RGBA buffer.
+pub fn pixels_of(rgba: &[u8], rgb: (u8, u8, u8)) -> usize {
+    rgba.chunks(4).filter(|p| (p[0], p[1], p[2]) == rgb).count()
+}

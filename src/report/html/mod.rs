@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 mod checks;
+mod verdicts;
 
 use super::charts::{self, Series};
 use super::model::CellView;
@@ -28,6 +29,10 @@ th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums
 code,pre{font-family:ui-monospace,monospace;font-size:12px;background:#f6f6f6;padding:1px 3px}
 pre{padding:8px;white-space:pre-wrap;word-break:break-all}
 .chips span{margin-right:8px} .chart{margin:12px 0;overflow-x:auto} svg{max-width:100%;height:auto}
+table.verdicts{table-layout:fixed;width:100%} table.verdicts td,table.verdicts th{overflow-wrap:anywhere} th.rowhead{width:22%}
+table.verdicts td a,table.changes td a{text-decoration:none} table.changes{width:100%;table-layout:fixed} table.changes td{overflow-wrap:anywhere}
+.explain{font-size:12px;color:#333} .explain b{color:#555} .windows{font-size:12px;color:#7a2020;margin:2px 0 0 60px}
+.shade{display:inline-block;width:12px;height:12px;background:rgb(253,218,218);border:1px solid #e3b0b0;vertical-align:middle;margin-right:4px}
 details{margin:6px 0} .legend{font-size:12px;margin:2px 0 0 60px} summary{cursor:pointer}
 @media print{body{margin:0;max-width:none} .chart{break-inside:avoid} details{display:block} h2{break-after:avoid}}
 "#;
@@ -54,28 +59,6 @@ fn label(r: &CellResult) -> String {
     } else {
         r.cell_id.clone()
     }
-}
-
-/// Row key (server and persistence) and column key (the other axes) of the verdict matrix.
-fn matrix_keys(r: &CellResult) -> (String, String) {
-    let a = &r.axes;
-    let row = format!(
-        "{} · {}",
-        a.get("server").map_or("", |s| s),
-        a.get("persistence").map_or("", |s| s)
-    );
-    let col: Vec<&str> = ["policy", "stack", "settings", "variant"]
-        .iter()
-        .filter_map(|k| a.get(*k).map(|s| s.as_str()))
-        .collect();
-    (
-        row,
-        if col.is_empty() {
-            "cell".into()
-        } else {
-            col.join(" · ")
-        },
-    )
 }
 
 pub fn render(
@@ -120,87 +103,17 @@ pub fn render(
             i.cells
         );
     }
-    verdict_matrix(&mut h, results, cells);
+    // When the run spans versions, what changes between them is what a reviewer asks first.
+    verdicts::what_changes(&mut h, results, cells);
+    verdicts::matrix(&mut h, results, cells, info);
     signatures(&mut h, summary);
     gates_and_baseline(&mut h, summary);
     charts_section(&mut h, results);
     checks::sections(&mut h, results, cells);
-    cell_details(&mut h, results);
+    cell_details(&mut h, results, info);
     environment(&mut h, results, info);
     h.push_str("</body></html>\n");
     h
-}
-
-fn verdict_matrix(h: &mut String, results: &[CellResult], views: &[CellView]) {
-    let mut rows: Vec<String> = Vec::new();
-    let mut cols: Vec<String> = Vec::new();
-    let mut cells: BTreeMap<(String, String), Vec<&CellView>> = BTreeMap::new();
-    for (r, v) in results.iter().zip(views) {
-        let (row, col) = matrix_keys(r);
-        if !rows.contains(&row) {
-            rows.push(row.clone());
-        }
-        if !cols.contains(&col) {
-            cols.push(col.clone());
-        }
-        cells.entry((row, col)).or_default().push(v);
-    }
-    let _ = write!(
-        h,
-        "<h2>Verdicts</h2><table><tr><th>server · persistence</th>"
-    );
-    for c in &cols {
-        let _ = write!(h, "<th>{}</th>", esc(c));
-    }
-    h.push_str("</tr>");
-    for row in &rows {
-        let _ = write!(h, "<tr><th>{}</th>", esc(row));
-        for col in &cols {
-            match cells.get(&(row.clone(), col.clone())) {
-                None => {
-                    let _ = write!(
-                        h,
-                        "<td>{}</td>",
-                        verdict_badge("NOTRUN").replace(">NOTRUN<", ">NOT RUN<")
-                    );
-                }
-                Some(runs) => {
-                    let verdicts: Vec<String> = runs.iter().map(|r| vname(r.verdict)).collect();
-                    let worst = runs.iter().map(|r| r.verdict).max_by_key(|v| match v {
-                        Verdict::Pass => 0,
-                        Verdict::Xfail => 1,
-                        Verdict::Xpass => 2,
-                        Verdict::Fail => 3,
-                        Verdict::Error => 4,
-                    });
-                    let v = vname(worst.expect("at least one run"));
-                    let reps = if runs.len() > 1 {
-                        format!(" <span class=\"muted\">{}</span>", verdicts.join(" "))
-                    } else {
-                        String::new()
-                    };
-                    let c = runs[0];
-                    let detail = match &c.signature {
-                        Some(sig) => format!("<div class=\"sig\">{}</div>", esc(sig)),
-                        None => format!("<div class=\"muted\">{}</div>", esc(&c.check)),
-                    };
-                    // A failed gate shows on the cell, whatever the scenario's verdict.
-                    let gates = if c.failed_gates.is_empty() {
-                        String::new()
-                    } else {
-                        format!(
-                            " {}<div class=\"sig\">gate failed: {}</div>",
-                            verdict_badge("GATE").replace(">GATE<", ">GATE FAILED<"),
-                            esc(&c.failed_gates.join("; "))
-                        )
-                    };
-                    let _ = write!(h, "<td>{}{reps}{gates}{detail}</td>", verdict_badge(&v));
-                }
-            }
-        }
-        h.push_str("</tr>");
-    }
-    h.push_str("</table>");
 }
 
 fn signatures(h: &mut String, s: &Summary) {
@@ -209,12 +122,23 @@ fn signatures(h: &mut String, s: &Summary) {
     }
     let _ = write!(
         h,
-        "<h2>Failure signatures</h2><table><tr><th>signature</th><th>cells</th><th>hits</th></tr>"
+        "<h2>Failure signatures</h2><table><tr><th>signature</th><th>what it means</th><th>cells</th><th>hits</th></tr>"
     );
     for g in &s.signatures {
+        let explanation = g.explanation.as_ref().map_or(
+            "<span class=\"muted\">no explanation matches (add one with the matrix's [report] explanations)</span>".to_string(),
+            |e| {
+                format!(
+                    "<div class=\"explain\">{}<br><b>usual cause:</b> {}<br><b>what to change:</b> {}</div>",
+                    esc(&e.means),
+                    esc(&e.cause),
+                    esc(&e.fix)
+                )
+            },
+        );
         let _ = write!(
             h,
-            "<tr><td class=\"sig\">{}</td><td>{} cell(s): {}</td><td class=\"num\">{}</td></tr>",
+            "<tr><td class=\"sig\">{}</td><td>{explanation}</td><td>{} cell(s): {}</td><td class=\"num\">{}</td></tr>",
             esc(&g.signature),
             g.cells.len(),
             esc(&g.cells.join(", ")),
@@ -267,6 +191,14 @@ fn gates_and_baseline(h: &mut String, s: &Summary) {
     }
 }
 
+/// A cell's fault windows (from its check), for the timelines.
+fn fault_windows(r: &CellResult) -> Vec<crate::results::checks::FaultWindow> {
+    r.check
+        .as_ref()
+        .map(|c| c.fault_windows())
+        .unwrap_or_default()
+}
+
 fn charts_section(h: &mut String, results: &[CellResult]) {
     let measured: Vec<&CellResult> = results
         .iter()
@@ -275,103 +207,79 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
     if measured.is_empty() {
         return;
     }
+    // A cell whose scenario failed measured its failures (7 ops/s of 500s): it is not put
+    // beside cells that worked.
+    let (compared, failed): (Vec<&CellResult>, Vec<&CellResult>) =
+        measured.iter().partition(|r| !r.verdict.is_failure());
     h.push_str("<h2>Throughput and p99</h2>");
-    // Bars grouped by the non-server axes; one bar per server · persistence.
-    let mut groups: Vec<String> = Vec::new();
-    let mut series_names: Vec<String> = Vec::new();
-    for r in &measured {
-        let (row, col) = matrix_keys(r);
-        if !groups.contains(&col) {
-            groups.push(col);
-        }
-        if !series_names.contains(&row) {
-            series_names.push(row);
-        }
-    }
-    let value = |row: &str, col: &str, f: &dyn Fn(&CellResult) -> f64| -> Option<f64> {
-        let v: Vec<f64> = measured
-            .iter()
-            .filter(|r| matrix_keys(r) == (row.to_string(), col.to_string()))
-            .map(|r| f(r))
-            .collect();
-        (!v.is_empty()).then(|| crate::judge::median(v))
-    };
-    let tput: Vec<(String, Vec<Option<f64>>)> = series_names
-        .iter()
-        .map(|s| {
-            (
-                s.clone(),
-                groups
-                    .iter()
-                    .map(|g| value(s, g, &|r| r.total().map_or(0.0, |t| t.throughput)))
-                    .collect(),
-            )
-        })
-        .collect();
-    let p99: Vec<(String, Vec<Option<f64>>)> = series_names
-        .iter()
-        .map(|s| {
-            (
-                s.clone(),
-                groups
-                    .iter()
-                    .map(|g| {
-                        value(s, g, &|r| {
-                            r.total().map_or(0.0, |t| t.latency.p99_us / 1000.0)
-                        })
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    let _ = write!(
-        h,
-        "<div class=\"chart\">{}{}</div>",
-        charts::grouped_bars(
-            "Throughput (ops/s, median of repeats)",
-            "ops/s",
-            &groups,
-            &tput
-        ),
-        charts::legend(&series_names)
-    );
-    let _ = write!(
-        h,
-        "<div class=\"chart\">{}{}</div>",
-        charts::grouped_bars("p99 latency (ms, median of repeats)", "ms", &groups, &p99),
-        charts::legend(&series_names)
-    );
-
-    // HDR percentile distribution, at most 10 cells per chart.
-    h.push_str("<h2>Latency percentile distribution</h2><p class=\"muted\">From each cell's full HDR histogram (all operations, warm-up excluded); both axes logarithmic.</p>");
-    for chunk in measured.chunks(10) {
-        let series: Vec<Series> = chunk
-            .iter()
-            .filter_map(|r| {
-                let hist = decode(&r.total()?.histogram).ok()?;
-                let points = [
-                    0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999,
-                ]
-                .iter()
-                .map(|q| (1.0 / (1.0 - q), hist.value_at_quantile(*q) as f64 / 1e6))
-                .collect();
-                Some(Series {
-                    name: label(r),
-                    points,
-                })
-            })
-            .collect();
-        let names: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
+    if !failed.is_empty() {
+        let ids: Vec<String> = failed.iter().map(|r| label(r)).collect();
         let _ = write!(
             h,
-            "<div class=\"chart\">{}{}</div>",
-            charts::percentile_curves("latency by percentile", &series),
-            charts::legend(&names)
+            "<p class=\"muted\">Not compared (the scenario failed, so its numbers measure failures): {}</p>",
+            esc(&ids.join(", "))
         );
     }
+    if !compared.is_empty() {
+        // One bar per cell (median of its repeats), in the order the cells ran.
+        let mut ids: Vec<&str> = Vec::new();
+        for r in &compared {
+            if !ids.contains(&r.cell_id.as_str()) {
+                ids.push(&r.cell_id);
+            }
+        }
+        let bars = |f: &dyn Fn(&CellResult) -> Option<f64>| -> Vec<(String, f64)> {
+            ids.iter()
+                .map(|id| {
+                    let v: Vec<f64> = compared
+                        .iter()
+                        .filter(|r| r.cell_id == *id)
+                        .filter_map(|r| f(r))
+                        .collect();
+                    (id.to_string(), crate::judge::median(v))
+                })
+                .collect()
+        };
+        let tput = bars(&|r| r.total().map(|t| t.throughput));
+        let p99 = bars(&|r| r.total().map(|t| t.waited().p99_us / 1000.0));
+        let _ = write!(
+            h,
+            "<div class=\"chart\">{}</div><div class=\"chart\">{}</div>",
+            charts::horizontal_bars("Throughput (ops/s, median of repeats)", "ops/s", &tput),
+            charts::horizontal_bars("p99 latency (ms, median of repeats)", "ms", &p99)
+        );
 
-    // Per-second timelines, to see stalls and restarts.
-    h.push_str("<h2>Timelines</h2><p class=\"muted\">Per second of each cell's scenario (warm-up included; the last, partial second left out); throughput counts successful operations.</p>");
+        // HDR percentile distribution, at most 10 cells (one colour each) per chart.
+        h.push_str("<h2>Latency percentile distribution</h2><p class=\"muted\">From each cell's full HDR histogram (all operations, warm-up excluded); both axes logarithmic; cells that failed are left out.</p>");
+        for chunk in compared.chunks(10) {
+            let series: Vec<Series> = chunk
+                .iter()
+                .filter_map(|r| {
+                    let hist = decode(&r.total()?.histogram).ok()?;
+                    let points = [
+                        0.0, 0.5, 0.75, 0.9, 0.95, 0.99, 0.995, 0.999, 0.9995, 0.9999, 0.99999,
+                    ]
+                    .iter()
+                    .map(|q| (1.0 / (1.0 - q), hist.value_at_quantile(*q) as f64 / 1e6))
+                    .collect();
+                    Some(Series {
+                        name: label(r),
+                        points,
+                    })
+                })
+                .collect();
+            let names: Vec<String> = series.iter().map(|s| s.name.clone()).collect();
+            let _ = write!(
+                h,
+                "<div class=\"chart\">{}{}</div>",
+                charts::percentile_curves("latency by percentile", &series),
+                charts::legend(&names)
+            );
+        }
+    }
+
+    // Per-second timelines, to see stalls and restarts, with the faults shaded.
+    h.push_str("<h2>Timelines</h2><p class=\"muted\">Per second of each cell's scenario (warm-up included; the last, partial second left out); throughput counts successful operations. <span class=\"shade\"></span>shaded: when a fault was in force (server down, restart, switch-over).</p>");
     for chunk in measured.chunks(10) {
         let names: Vec<String> = chunk.iter().map(|r| label(r)).collect();
         // One series per cell of `f` over its full seconds.
@@ -387,19 +295,47 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
                 })
                 .collect()
         };
+        let windows: Vec<(String, crate::results::checks::FaultWindow)> = chunk
+            .iter()
+            .flat_map(|r| fault_windows(r).into_iter().map(|w| (label(r), w)))
+            .collect();
+        let spans: Vec<(f64, f64)> = windows
+            .iter()
+            .map(|(_, w)| (w.from_seconds, w.to_seconds))
+            .collect();
+        let listed = if windows.is_empty() {
+            String::new()
+        } else {
+            let items: Vec<String> = windows
+                .iter()
+                .map(|(cell, w)| {
+                    format!(
+                        "{}: {} {:.1}–{:.1} s",
+                        esc(cell),
+                        esc(&w.label),
+                        w.from_seconds,
+                        w.to_seconds
+                    )
+                })
+                .collect();
+            format!(
+                "<div class=\"windows\"><span class=\"shade\"></span>{}</div>",
+                items.join(" · ")
+            )
+        };
         let tp = series(&|p| p.ok as f64);
         let lat = series(&|p| p.p99_us / 1000.0);
         let errs = series(&|p| p.errors as f64);
         let legend = charts::legend(&names);
         let _ = write!(
             h,
-            "<div class=\"chart\">{}{legend}</div>",
-            charts::timeline("throughput per second", "ops/s", &tp, false)
+            "<div class=\"chart\">{}{legend}{listed}</div>",
+            charts::timeline("throughput per second", "ops/s", &tp, false, &spans)
         );
         let _ = write!(
             h,
-            "<div class=\"chart\">{}{legend}</div>",
-            charts::timeline("p99 per second", "ms", &lat, true)
+            "<div class=\"chart\">{}{legend}{listed}</div>",
+            charts::timeline("p99 per second", "ms", &lat, true, &spans)
         );
         if chunk
             .iter()
@@ -407,8 +343,8 @@ fn charts_section(h: &mut String, results: &[CellResult]) {
         {
             let _ = write!(
                 h,
-                "<div class=\"chart\">{}{legend}</div>",
-                charts::timeline("errors per second", "errors", &errs, false)
+                "<div class=\"chart\">{}{legend}{listed}</div>",
+                charts::timeline("errors per second", "errors", &errs, false, &spans)
             );
         }
     }
@@ -452,12 +388,39 @@ fn topology_table(h: &mut String, r: &CellResult) {
     }
 }
 
-fn cell_details(h: &mut String, results: &[CellResult]) {
+/// The command that runs this one cell again: the run's matrices, filtered to its axis values.
+fn reproduce_command(r: &CellResult, info: Option<&RunInfo>) -> String {
+    let quote = |s: &str| {
+        if s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "@._:/=-+".contains(c))
+        {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', "'\\''"))
+        }
+    };
+    let matrices = info.map_or_else(|| vec![r.matrix.clone()], |i| i.matrices.clone());
+    let mut words = vec!["cachegate".to_string(), "run".to_string()];
+    words.extend(matrices.iter().map(|m| quote(m)));
+    for (axis, value) in &r.axes {
+        words.push("--filter".into());
+        words.push(quote(&format!("{axis}={value}")));
+    }
+    words.join(" ")
+}
+
+fn cell_details(h: &mut String, results: &[CellResult], info: Option<&RunInfo>) {
     h.push_str("<h2>Cells</h2>");
     for r in results {
+        // The matrix and the "what changes" tables link to the first repeat's details.
+        let id = if r.repeat == 0 {
+            format!(" id=\"{}\"", esc(&verdicts::anchor(&r.cell_id)))
+        } else {
+            String::new()
+        };
         let _ = write!(
             h,
-            "<details><summary>{} {} <span class=\"muted\">{}</span></summary>",
+            "<details{id}><summary>{} {} <span class=\"muted\">{}</span></summary>",
             verdict_badge(&vname(r.verdict)),
             esc(&label(r)),
             esc(&r.verdict_reason)
@@ -469,6 +432,25 @@ fn cell_details(h: &mut String, results: &[CellResult]) {
             .unwrap_or_default();
         if !ran_as.is_empty() {
             let _ = write!(h, "<p class=\"muted\">ran as: {}</p>", esc(&ran_as));
+        }
+        let _ = write!(
+            h,
+            "<p>Reproduce this cell: <code class=\"repro\">{}</code></p>",
+            esc(&reproduce_command(r, info))
+        );
+        if let Some(stack) = &r.stack {
+            let packages: Vec<String> = stack
+                .packages
+                .iter()
+                .map(|(k, v)| format!("{} {}", esc(k), esc(v)))
+                .collect();
+            let _ = write!(
+                h,
+                "<p class=\"muted\">stack {} (Python {}), resolved: {}</p>",
+                esc(&stack.name),
+                esc(&stack.python),
+                packages.join(", ")
+            );
         }
         topology_table(h, r);
         if !r.ops.is_empty() {
@@ -505,6 +487,13 @@ fn cell_details(h: &mut String, results: &[CellResult]) {
                 esc(&e.first_path),
                 esc(&e.chain.join("\n"))
             );
+            if !e.frames.is_empty() {
+                let _ = write!(
+                    h,
+                    "<p class=\"muted\">innermost frames (where it was raised last)</p><pre>{}</pre>",
+                    esc(&e.frames.join("\n"))
+                );
+            }
         }
         if !r.server_log_tail.is_empty() {
             let _ = write!(
@@ -516,8 +505,8 @@ fn cell_details(h: &mut String, results: &[CellResult]) {
         if let Some(s) = &r.app_settings {
             let _ = write!(
                 h,
-                "<p class=\"muted\">Django settings of this cell</p><pre>{}</pre>",
-                esc(&serde_json::to_string_pretty(s).unwrap_or_default())
+                "<p class=\"muted\">Django settings of this cell, as sent to the app (secrets redacted)</p><pre>{}</pre>",
+                esc(&serde_json::to_string_pretty(&crate::results::redact::settings(s)).unwrap_or_default())
             );
         }
         let _ = write!(

@@ -121,6 +121,20 @@ pub trait CheckView {
     fn grid(&self) -> Option<GridCell> {
         None
     }
+    /// When, on the cell's timeline, the fault it inflicted lasted (kill, restart, switch-over),
+    /// so charts can shade it.
+    fn fault_windows(&self) -> Vec<FaultWindow> {
+        Vec::new()
+    }
+}
+
+/// A stretch of a cell's timeline when a fault was in force, in seconds since the scenario
+/// started (the timeline's clock).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaultWindow {
+    pub label: String,
+    pub from_seconds: f64,
+    pub to_seconds: f64,
 }
 
 /// The registry of check kinds: variant, type, accessor, once. Generates `Check` (tagged by
@@ -183,6 +197,7 @@ trait DynView {
     fn shows_load(&self) -> bool;
     fn outcome_failures(&self) -> u64;
     fn grid(&self) -> Option<GridCell>;
+    fn fault_windows(&self) -> Vec<FaultWindow>;
 }
 
 impl<T: CheckView> DynView for T {
@@ -204,6 +219,9 @@ impl<T: CheckView> DynView for T {
     fn grid(&self) -> Option<GridCell> {
         CheckView::grid(self)
     }
+    fn fault_windows(&self) -> Vec<FaultWindow> {
+        CheckView::fault_windows(self)
+    }
 }
 
 impl Check {
@@ -224,6 +242,9 @@ impl Check {
     }
     pub fn grid(&self) -> Option<GridCell> {
         self.view().grid()
+    }
+    pub fn fault_windows(&self) -> Vec<FaultWindow> {
+        self.view().fault_windows()
     }
 }
 

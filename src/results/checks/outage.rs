@@ -91,6 +91,26 @@ pub struct ReadsInSecond {
 }
 
 impl CheckView for OutageReport {
+    fn fault_windows(&self) -> Vec<super::FaultWindow> {
+        let mut out = vec![super::FaultWindow {
+            label: self.fault.clone().unwrap_or_else(|| "server down".into()),
+            from_seconds: self.down_at_seconds,
+            to_seconds: self.down_at_seconds + self.down_for_seconds,
+        }];
+        if let Some(f) = self.failover_seconds {
+            let at = self.down_at_seconds + f;
+            out.push(super::FaultWindow {
+                label: format!(
+                    "failover to {}",
+                    self.promoted.as_deref().unwrap_or("another node")
+                ),
+                from_seconds: at,
+                to_seconds: at,
+            });
+        }
+        out
+    }
+
     const SECTION: Section = Section {
         title: "Outages",
         headers: &[

@@ -35,6 +35,10 @@ pub struct PersistenceCheck {
     pub lost_window_ms: Option<[f64; 2]>,
     /// From the stop until the server answered again.
     pub downtime_ms: f64,
+    /// Seconds into the scenario when the server was stopped (absent in results recorded
+    /// before it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at_seconds: Option<f64>,
 }
 
 impl PersistenceCheck {
@@ -56,6 +60,23 @@ impl PersistenceCheck {
 }
 
 impl CheckView for PersistenceCheck {
+    fn fault_windows(&self) -> Vec<super::FaultWindow> {
+        self.restart_at_seconds
+            .map(|at| super::FaultWindow {
+                label: format!(
+                    "restart ({})",
+                    serde_json::to_value(self.restart)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                ),
+                from_seconds: at,
+                to_seconds: at + self.downtime_ms / 1000.0,
+            })
+            .into_iter()
+            .collect()
+    }
+
     const SECTION: Section = Section {
         title: "Persistence: expected vs observed",
         headers: &[

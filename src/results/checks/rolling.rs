@@ -73,6 +73,14 @@ impl RollingUpgradeCheck {
 }
 
 impl CheckView for RollingUpgradeCheck {
+    fn fault_windows(&self) -> Vec<super::FaultWindow> {
+        vec![super::FaultWindow {
+            label: "switch-over".into(),
+            from_seconds: self.switch_at_seconds,
+            to_seconds: self.switch_at_seconds + self.logins_failed_seconds,
+        }]
+    }
+
     const SECTION: Section = Section {
         title: "Rolling upgrades through replication: attach, sync, switch over under traffic",
         headers: &[

@@ -12,6 +12,7 @@ cause.
 import json
 import logging
 import sys
+import traceback
 
 MARKER = "CACHEGATE_EXCEPTION "
 
@@ -50,6 +51,20 @@ def chain(exc):
     return out
 
 
+def frames(exc, keep=6):
+    """The innermost frames of `exc`'s traceback, outermost first, with paths from
+    site-packages (or the app folder) on: where a reviewer looks first."""
+    out = []
+    for f in traceback.extract_tb(exc.__traceback__)[-keep:]:
+        path = f.filename
+        for marker in ("site-packages/", "cgapp/"):
+            if marker in path:
+                path = path.split(marker, 1)[1] if marker == "site-packages/" else "cgapp/" + path.split(marker, 1)[1]
+                break
+        out.append(f"{path}:{f.lineno} in {f.name}")
+    return out
+
+
 def write_record(exc, request, status):
     root = innermost(exc)
     record = {
@@ -58,6 +73,7 @@ def write_record(exc, request, status):
         "innermost_type": _name(root),
         "innermost_message": _first_line(root),
         "chain": chain(exc),
+        "frames": frames(root),
         "method": getattr(request, "method", ""),
         "path": getattr(request, "path", ""),
         "status": status,
