@@ -182,27 +182,14 @@ fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
             "the page would fetch something: {fetch}"
         );
     }
-    let chromium = ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find(|c| {
-            Command::new(c)
-                .arg("--version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        })
-        .expect("headless Chromium is needed for this test: apt-get install chromium");
-    let offline = [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--hide-scrollbars",
-        "--proxy-server=127.0.0.1:9",
-        "--host-resolver-rules=MAP * ~NOTFOUND",
-        "--window-size=1280,3000",
-    ];
+    let (chromium, offline) = common::chromium();
+    let offline: Vec<&str> = offline
+        .into_iter()
+        .chain(["--window-size=1280,3000"])
+        .collect();
     let url = format!("file://{}", run.join("index.html").display());
     let dom = Command::new(chromium)
-        .args(offline)
+        .args(&offline)
         .arg("--dump-dom")
         .arg(&url)
         .stderr(Stdio::null())
@@ -225,7 +212,7 @@ fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
     assert!(dom.contains("class=\"v XFAIL\"") && dom.contains("class=\"v ERROR\""));
     let shot = run.join("screenshot.png");
     let status = Command::new(chromium)
-        .args(offline)
+        .args(&offline)
         .arg(format!("--screenshot={}", shot.display()))
         .arg(&url)
         .stderr(Stdio::null())
