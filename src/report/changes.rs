@@ -98,8 +98,8 @@ fn side(c: &Cell) -> Side {
     }
 }
 
-fn compare(a: &Cell, b: &Cell) -> Vec<String> {
-    let (sa, sb) = (side(a), side(b));
+/// What differs between `a` and `b`, whose sides are `sa` and `sb`.
+fn compare(a: &Cell, b: &Cell, sa: &Side, sb: &Side) -> Vec<String> {
     let mut what = Vec::new();
     if sa.verdict != sb.verdict {
         what.push(format!("verdict {} → {}", sa.verdict, sb.verdict));
@@ -164,12 +164,13 @@ pub fn along_axes(results: &[CellResult], views: &[CellView]) -> Vec<AxisChanges
                     continue;
                 };
                 compared += 1;
-                let what = compare(a, b);
+                let (sa, sb) = (side(a), side(b));
+                let what = compare(a, b, &sa, &sb);
                 if !what.is_empty() {
                     changes.push(CellChange {
                         context: pivot::key(a.results[0], &others_present(a, &others)),
-                        from: side(a),
-                        to: side(b),
+                        from: sa,
+                        to: sb,
                         what,
                     });
                 }

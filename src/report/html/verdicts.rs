@@ -187,8 +187,7 @@ pub fn what_changes(h: &mut String, results: &[CellResult], views: &[CellView]) 
             }
             let _ = write!(
                 h,
-                "<table class=\"changes\"><tr><th>{}</th><th>{}</th><th>{}</th><th>what changed</th></tr>",
-                if a.axis.is_empty() { "cell" } else { "with" },
+                "<table class=\"changes\"><tr><th>with</th><th>{}</th><th>{}</th><th>what changed</th></tr>",
                 esc(&abbreviate(&p.from, HEADER_CHARS)),
                 esc(&abbreviate(&p.to, HEADER_CHARS))
             );
