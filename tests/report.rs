@@ -114,6 +114,22 @@ fn check_schema(value: &Value, schema: &Value, at: &str) {
     }
 }
 
+/// The page laid out at 1280 px: no sideways scrolling, the verdict matrix inside the window,
+/// and no chart label over another or outside its chart.
+fn assert_fits_and_reads(measured: &Value) {
+    assert!(
+        measured["page"].as_f64() <= measured["window"].as_f64()
+            && measured["matrix_box"].as_f64().unwrap() <= 1280.0,
+        "{measured}"
+    );
+    assert!(measured["charts"].as_u64().unwrap() >= 3, "{measured}");
+    assert_eq!(
+        measured["collisions"].as_array().unwrap().len(),
+        0,
+        "chart labels collide: {measured}"
+    );
+}
+
 #[test]
 fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
     let dir = tempfile::tempdir().unwrap();
@@ -231,11 +247,7 @@ fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
     // pair of cells, everything else equal, whose verdicts differ (from summary.json), and
     // only those; the OOM signature is explained where it is shown.
     let (measured, _, _) = common::report_in_browser(&run.join("index.html"));
-    assert!(
-        measured["page"].as_f64() <= measured["window"].as_f64()
-            && measured["matrix_box"].as_f64().unwrap() <= 1280.0,
-        "{measured}"
-    );
+    assert_fits_and_reads(&measured);
     let cells = summary["cells"].as_array().unwrap();
     let verdict_of = |server: &str, variant: &str| {
         cells
@@ -280,4 +292,138 @@ fn report_of_a_real_run_renders_offline_and_machine_outputs_hold() {
     ] {
         assert!(run.join(f).exists(), "{f} re-rendered");
     }
+}
+
+/// `text` with `from` replaced, which must be there exactly once.
+fn replace_once(text: &str, from: &str, to: &str) -> String {
+    assert_eq!(text.matches(from).count(), 1, "{from:?} in {text}");
+    text.replacen(from, to, 1)
+}
+
+/// The shipped pre-upgrade matrix over three servers (3 servers × 3 stacks × 3 settings = 27
+/// cells of the real login flow), reviewed as a person would: at 1280 px the verdict matrix fits
+/// and no chart label collides; "what changes" comes first and lists, along every axis, exactly
+/// the neighbouring cells whose verdict or signature differs (plus ones whose numbers moved beyond
+/// the noise band); the misconfiguration's signature is explained, in the page and in summary.md.
+#[test]
+fn upgrade_run_of_27_cells_reads_at_1280_px() {
+    let dir = tempfile::tempdir().unwrap();
+    let shipped = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("matrices/upgrade.toml"),
+    )
+    .unwrap();
+    let servers = ["redis@6.2", "redis@7.4", "valkey@9.1"];
+    let matrix = replace_once(
+        &shipped,
+        r#"server = ["redis@6.2", "redis@7.4"]"#,
+        &format!("server = {servers:?}"),
+    );
+    // Fewer users than the shipped run: the report is under test, not the servers.
+    let matrix = replace_once(
+        &matrix,
+        "use = \"scenarios/login-flow.toml\"\nusers = 8\niterations = 3",
+        "use = \"login-flow\"\nusers = 4\niterations = 2",
+    );
+    std::fs::write(dir.path().join("upgrade.toml"), &matrix).unwrap();
+    let (code, text) = run_cli(
+        dir.path(),
+        &["run", "--no-progress", "--out", "out", "upgrade.toml"],
+    );
+    let run = only_run_dir(&dir.path().join("out"));
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let cells = summary["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 27, "{text}");
+    assert!(
+        cells.iter().all(|c| c["verdict"] != "ERROR"),
+        "every cell ran (exit {code:?}): {text}"
+    );
+
+    let html = std::fs::read_to_string(run.join("index.html")).unwrap();
+    let (measured, _, _) = common::report_in_browser(&run.join("index.html"));
+    assert_fits_and_reads(&measured);
+
+    // "What changes" is the first section, and lists the cells it should.
+    let start = html
+        .find("<h2 id=\"what-changes\"")
+        .expect("a what-changes section");
+    let end = html.find("<h2>Verdicts</h2>").unwrap();
+    assert!(start < end, "what changes comes before the verdict matrix");
+    assert!(!html[..start].contains("<h2"), "and before anything else");
+    let changes = &html[start..end];
+    let axes: [(&str, Vec<&str>); 3] = [
+        ("server", servers.to_vec()),
+        ("stack", vec!["django-4.2", "django-5.2", "django-6.0"]),
+        (
+            "settings",
+            vec![
+                "cache-sessions",
+                "cached-db-djredis",
+                "djredis-options-on-builtin",
+            ],
+        ),
+    ];
+    let mut differing = 0;
+    for (axis, values) in &axes {
+        for pair in values.windows(2) {
+            for a in cells.iter().filter(|c| c["axes"][axis] == pair[0]) {
+                let b = cells
+                    .iter()
+                    .find(|b| {
+                        b["axes"][axis] == pair[1]
+                            && axes
+                                .iter()
+                                .filter(|(other, _)| other != axis)
+                                .all(|(other, _)| b["axes"][other] == a["axes"][other])
+                    })
+                    .expect("every cell has a counterpart");
+                let signatures_differ = a["signature"].is_string()
+                    && b["signature"].is_string()
+                    && a["signature"] != b["signature"];
+                let differs = a["verdict"] != b["verdict"] || signatures_differ;
+                let row = format!(
+                    "data-from=\"{}\" data-to=\"{}\"",
+                    a["cell_id"].as_str().unwrap(),
+                    b["cell_id"].as_str().unwrap()
+                );
+                match changes.find(&row) {
+                    None => assert!(!differs, "{row} differs but is not listed: {changes}"),
+                    Some(at) => {
+                        let listed = &changes[at..at + changes[at..].find("</tr>").unwrap()];
+                        assert!(
+                            differs || listed.contains("throughput") || listed.contains("p99"),
+                            "{row} is listed with nothing changed: {listed}"
+                        );
+                        differing += usize::from(differs);
+                    }
+                }
+            }
+        }
+    }
+    // Settings that fail beside settings that pass: the matrix has verdict changes to show.
+    assert!(differing > 0, "{changes}");
+    let md = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(md.contains("### What changes"), "{md}");
+    assert_eq!(
+        md.matches("\n  - with ").count(),
+        changes.matches("<tr class=\"change\"").count(),
+        "summary.md lists the same changes: {md}"
+    );
+
+    // The misconfiguration's signature, explained where it is shown.
+    let groups = summary["signatures"].as_array().unwrap();
+    let client_class = groups
+        .iter()
+        .find(|g| {
+            g["signature"]
+                .as_str()
+                .unwrap()
+                .contains("unexpected keyword argument 'CLIENT_CLASS'")
+        })
+        .unwrap_or_else(|| panic!("the misconfiguration's signature: {groups:?}"));
+    let means = client_class["explanation"]["means"]
+        .as_str()
+        .expect("the CLIENT_CLASS signature is explained");
+    assert!(html.contains(&means.replace('\'', "&#39;")) || html.contains(means));
+    assert!(md.contains(means), "{md}");
 }

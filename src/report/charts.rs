@@ -176,6 +176,8 @@ pub fn percentile_curves(title: &str, series: &[Series]) -> String {
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 16))
             .margin(10)
+            // The last tick's label ("99.999%") is centred on the right edge: room for its half.
+            .margin_right(30)
             .x_label_area_size(40)
             .y_label_area_size(70)
             .build_cartesian_2d((1.0..100_000.0).log_scale(), (ymin..ymax).log_scale())
@@ -217,7 +219,10 @@ pub fn timeline(
             .chain(windows.iter().map(|w| w.1))
             .fold(1.0, f64::max);
         let ys = series.iter().flat_map(|s| s.points.iter().map(|p| p.1));
-        let ymax = ys.clone().fold(0.0, f64::max).max(1e-9) * 1.15;
+        // Nothing above zero (no request finished in any second): a unit axis, not one spanning
+        // nanounits whose tick labels all read "0" over each other.
+        let highest = ys.clone().fold(0.0, f64::max);
+        let ymax = if highest > 0.0 { highest * 1.15 } else { 1.0 };
         let mut builder = ChartBuilder::on(&root);
         builder
             .caption(title, ("sans-serif", 16))
@@ -255,10 +260,12 @@ pub fn timeline(
             }};
         }
         if log_y {
+            // At least a decade; two when there is nothing to draw, so ticks fall on round numbers.
+            let decades = if highest > 0.0 { 10.0 } else { 100.0 };
             let ymin = ys
                 .filter(|y| *y > 0.0)
                 .fold(f64::MAX, f64::min)
-                .min(ymax / 10.0)
+                .min(ymax / decades)
                 * 0.8;
             finish!(
                 builder
@@ -301,8 +308,11 @@ pub fn short_number(v: f64) -> String {
         format!("{v:.0}")
     } else if a >= 0.1 {
         format!("{v:.1}")
-    } else {
+    } else if a >= 0.001 {
         format!("{v:.3}")
+    } else {
+        // Below what three decimals show: keep neighbouring ticks apart ("2e-4", "4e-4").
+        format!("{v:.0e}")
     }
 }
 
@@ -323,4 +333,41 @@ pub fn legend(names: &[String]) -> String {
         })
         .collect();
     format!("<div class=\"legend\">{}</div>", items.join(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The y tick labels of an SVG chart (the texts left of the plot, which read as numbers).
+    fn y_labels(svg: &str) -> Vec<String> {
+        let re = regex::Regex::new(r#"<text x="(\d+)"[^>]*>\s*([^<]*?)\s*</text>"#).unwrap();
+        re.captures_iter(svg)
+            .filter(|c| c[1].parse::<u32>().unwrap() < 80)
+            .map(|c| c[2].to_string())
+            .filter(|t| t.parse::<f64>().is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn timelines_with_nothing_above_zero_have_distinct_tick_labels() {
+        let flat = [Series {
+            name: "a".into(),
+            points: vec![(0.0, 0.0), (1.0, 0.0)],
+        }];
+        for log_y in [false, true] {
+            let labels = y_labels(&timeline("t", "ms", &flat, log_y, &[]));
+            let distinct: std::collections::BTreeSet<_> = labels.iter().collect();
+            assert!(labels.len() >= 2, "{log_y}: {labels:?}");
+            assert_eq!(distinct.len(), labels.len(), "{log_y}: {labels:?}");
+        }
+    }
+
+    #[test]
+    fn short_numbers_keep_small_ticks_apart() {
+        assert_eq!(short_number(0.0), "0");
+        assert_eq!(short_number(0.004), "0.004");
+        assert_eq!(short_number(0.0002), "2e-4");
+        assert_eq!(short_number(1500.0), "1.5k");
+    }
 }

@@ -5,6 +5,7 @@
 
 use std::fmt::Write;
 
+use super::changes::{AxisChanges, Side};
 use super::model::{or_dash, CellView};
 use super::summary::Summary;
 use super::table::fmt_us;
@@ -49,7 +50,53 @@ pub fn text(value: &str) -> String {
     out
 }
 
-pub fn render(s: &Summary, cells: &[CellView]) -> String {
+/// One side of a change: verdict, with throughput and p99 when the cell measured them (as the
+/// HTML's comparison shows them).
+fn side(s: &Side) -> String {
+    match (s.throughput, s.p99_us) {
+        (Some(t), Some(p)) => format!(
+            "{} ({} ops/s, p99 {})",
+            s.verdict,
+            super::charts::short_number(t),
+            fmt_us(p)
+        ),
+        _ => s.verdict.clone(),
+    }
+}
+
+/// Along each axis, the cells that differ between neighbouring values (the HTML's first section).
+fn what_changes(out: &mut String, axes: &[AxisChanges]) {
+    if axes.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "### What changes\n");
+    for a in axes {
+        for p in &a.pairs {
+            let _ = writeln!(
+                out,
+                "- {} {} → {}: {} of {} compared cell(s) change",
+                text(&a.axis),
+                code(&p.from),
+                code(&p.to),
+                p.changes.len(),
+                p.compared
+            );
+            for c in &p.changes {
+                let _ = writeln!(
+                    out,
+                    "  - with {}: {} → {} ({})",
+                    code(&c.context),
+                    side(&c.from),
+                    side(&c.to),
+                    text(&c.what.join("; "))
+                );
+            }
+        }
+    }
+    out.push('\n');
+}
+
+pub fn render(s: &Summary, cells: &[CellView], changes: &[AxisChanges]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## cachegate run {}\n", code(&s.run_id));
     let counts: Vec<String> = s
@@ -64,6 +111,7 @@ pub fn render(s: &Summary, cells: &[CellView]) -> String {
             let _ = writeln!(out, "{}\n", text(&note));
         }
     }
+    what_changes(&mut out, changes);
     if !s.signatures.is_empty() {
         let _ = writeln!(out, "### Failure signatures\n");
         for g in &s.signatures {

@@ -46,11 +46,12 @@ pub fn render_all(
         serde_json::to_string_pretty(&summary).expect("summary serializes"),
     )?;
     let cells = model::cells(&results, &judgement);
+    let changes = changes::along_axes(&results, &cells);
     write("junit.xml", junit::render(&summary, &cells))?;
-    write("summary.md", markdown::render(&summary, &cells))?;
+    write("summary.md", markdown::render(&summary, &cells, &changes))?;
     write(
         "index.html",
-        html::render(&results, &cells, &summary, info.as_ref()),
+        html::render(&results, &cells, &changes, &summary, info.as_ref()),
     )?;
     Ok(Rendered {
         table: table::render(&cells),

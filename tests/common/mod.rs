@@ -169,17 +169,36 @@ pub fn chromium() -> (&'static str, [&'static str; 6]) {
 }
 
 /// The report at `html` laid out 1280 px wide: what the page measured (a copy of it with a
-/// measuring script added; the report itself has none) and a screenshot (RGBA pixels, width).
+/// measuring script added; the report itself has none: the verdict matrix's width, the number of
+/// charts and every chart label that overlaps another or leaves its chart) and a screenshot
+/// (RGBA pixels, width).
 pub fn report_in_browser(html: &Path) -> (serde_json::Value, Vec<u8>, u32) {
     let (bin, offline) = chromium();
     let page = std::fs::read_to_string(html).unwrap();
     let measure = r#"<script>
 const t = document.querySelector('table.verdicts');
+// Chart labels that collide with each other or stick out of their chart, as laid out.
+const collisions = [];
+for (const svg of document.querySelectorAll('svg')) {
+  const s = svg.getBoundingClientRect();
+  const boxes = [...svg.querySelectorAll('text')]
+    .map(e => [e.textContent, e.getBoundingClientRect()])
+    .filter(([, b]) => b.width > 0);
+  boxes.forEach(([ta, a], i) => {
+    if (a.left < s.left - 1 || a.right > s.right + 1) collisions.push('outside its chart: ' + ta);
+    for (const [tb, b] of boxes.slice(i + 1)) {
+      if (a.left < b.right - 1 && b.left < a.right - 1 && a.top < b.bottom - 1 && b.top < a.bottom - 1)
+        collisions.push(ta + ' over ' + tb);
+    }
+  });
+}
 document.body.setAttribute('data-measured', JSON.stringify({
   window: window.innerWidth,
   page: document.documentElement.scrollWidth,
   matrix: t ? t.scrollWidth : 0,
   matrix_box: t ? t.getBoundingClientRect().right : 0,
+  charts: document.querySelectorAll('svg').length,
+  collisions,
 }));
 </script></body>"#;
     let probe = html.with_file_name("measure.html");
@@ -195,7 +214,14 @@ document.body.setAttribute('data-measured', JSON.stringify({
     let dom = String::from_utf8_lossy(&dom.stdout).to_string();
     let start = dom.find("data-measured=\"").expect("the page was measured") + 15;
     let json = &dom[start..start + dom[start..].find('"').unwrap()];
-    let measured: serde_json::Value = serde_json::from_str(&json.replace("&quot;", "\"")).unwrap();
+    let measured: serde_json::Value = serde_json::from_str(
+        &json
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+    .unwrap();
     let shot = html.with_file_name("screenshot.png");
     let status = Command::new(bin)
         .args(offline)

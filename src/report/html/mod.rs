@@ -7,6 +7,7 @@ use std::fmt::Write;
 mod checks;
 mod verdicts;
 
+use super::changes::AxisChanges;
 use super::charts::{self, Series};
 use super::model::CellView;
 use super::summary::Summary;
@@ -64,6 +65,7 @@ fn label(r: &CellResult) -> String {
 pub fn render(
     results: &[CellResult],
     cells: &[CellView],
+    changes: &[AxisChanges],
     summary: &Summary,
     info: Option<&RunInfo>,
 ) -> String {
@@ -104,7 +106,7 @@ pub fn render(
         );
     }
     // When the run spans versions, what changes between them is what a reviewer asks first.
-    verdicts::what_changes(&mut h, results, cells);
+    verdicts::what_changes(&mut h, changes);
     verdicts::matrix(&mut h, results, cells, info);
     signatures(&mut h, summary);
     gates_and_baseline(&mut h, summary);

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::{esc, verdict_badge};
-use crate::report::changes::{self, Side};
+use crate::report::changes::{AxisChanges, Side};
 use crate::report::model::{verdict_name, CellView};
 use crate::report::pivot::{self, abbreviate};
 use crate::results::store::RunInfo;
@@ -165,13 +165,12 @@ fn side(s: &Side) -> String {
 }
 
 /// Along each axis, what differs between neighbouring values, everything else equal.
-pub fn what_changes(h: &mut String, results: &[CellResult], views: &[CellView]) {
-    let axes = changes::along_axes(results, views);
+pub fn what_changes(h: &mut String, axes: &[AxisChanges]) {
     if axes.is_empty() {
         return;
     }
     h.push_str("<h2 id=\"what-changes\">What changes</h2><p class=\"muted\">Along each axis, from each value to the next in the order the matrix lists them: the cells that differ with every other axis equal — in verdict, in failure signature, or in throughput or p99 beyond the noise band (the baseline comparison's threshold, or twice the repeats' spread when larger). Failed cells' numbers are not compared.</p>");
-    for a in &axes {
+    for a in axes {
         let _ = write!(h, "<h3>{}</h3>", esc(&a.axis));
         for p in &a.pairs {
             let _ = write!(
