@@ -320,9 +320,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 ));
             }
         }
-        if let Err(misfit) =
-            crate::scenario::fit::check(&spec, axes.runtime, axes.topology, &scenario)
-        {
+        if let Err(misfit) = crate::scenario::fit::check(&spec, axes.topology, &scenario) {
             return Err(misfit_error(m, &misfit, origin.0));
         }
         let expectation = f.expect.iter().rev().find(|e| axes.matches(&e.when));

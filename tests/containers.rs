@@ -439,3 +439,78 @@ runtime = ["container"]
     );
     assert!(labelled(&format!("cachegate.run={}", run_id(&results))).is_empty());
 }
+
+/// memcached in a container, on the host network and on a bridge published on 127.0.0.1: the
+/// image takes no config file (memcached reads options only), runs as nobody, serves cache-ops
+/// over its text protocol, and loses every session across a container restart as it promises.
+#[test]
+fn memcached_in_containers_serves_cache_ops_and_loses_sessions_on_restart() {
+    let _shared = shared();
+    for network in ["host", "bridge"] {
+        let dir = tempfile::tempdir().unwrap();
+        let body = format!(
+            r#"[matrix]
+name = "mc-container-{network}"
+[axes]
+server = ["memcached@1.6"]
+runtime = ["container"]
+[runtime.container]
+network = "{network}"
+[server]
+maxmemory = "32mb"
+{CACHE_OPS}"#
+        );
+        let (code, text, results) = common::run_matrix(dir.path(), &body);
+        assert_eq!(code, Some(0), "{network}: {text}");
+        let r = common::find_cell(&results, "memcached@1.6/none/container");
+        assert_eq!(r.verdict, Verdict::Pass, "{network}: {}", r.verdict_reason);
+        let server = r.server.as_ref().unwrap();
+        assert_eq!(server.identity.runtime, "container");
+        assert_eq!(server.identity.network.as_deref(), Some(network));
+        assert!(server
+            .identity
+            .image
+            .as_deref()
+            .unwrap()
+            .starts_with("cachegate/memcached:1.6."));
+        let total = r.total().unwrap();
+        assert!(total.ok > 0, "{network}: no operation succeeded");
+        assert_eq!(total.errors, 0, "{network}: {text}");
+        assert!(labelled(&format!("cachegate.run={}", run_id(&results))).is_empty());
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"[matrix]
+name = "mc-container-sessions"
+[axes]
+server = ["memcached@1.6"]
+runtime = ["process", "container"]
+stack = ["django-5.2-mc"]
+settings = ["cache"]
+[stacks."django-5.2-mc"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*", "pymemcache==4.*"]
+[settings.cache]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cache.CACHES.default]
+BACKEND = "django.core.cache.backends.memcached.PyMemcacheCache"
+[scenario]
+kind = "session-persistence"
+users = 6
+restart = "graceful"
+"#;
+    let (code, text, results) = common::run_matrix(dir.path(), body);
+    assert_eq!(code, Some(0), "{text}");
+    for id in [
+        "memcached@1.6/none/django-5.2-mc/cache",
+        "memcached@1.6/none/container/django-5.2-mc/cache",
+    ] {
+        let r = common::find_cell(&results, id);
+        assert_eq!(r.verdict, Verdict::Pass, "{id}: {}", r.verdict_reason);
+        let p = r.check.as_ref().and_then(|c| c.persistence()).unwrap();
+        // Six sessions were readable before the restart and none after it: the restart was real.
+        assert_eq!((p.before, p.kept, p.unknown), (6, 0, 0), "{id}: {p:?}");
+    }
+    assert!(labelled(&format!("cachegate.run={}", run_id(&results))).is_empty());
+}

@@ -1,11 +1,10 @@
 //! What makes sense for which server family, checked when a matrix is expanded so that `check`
 //! refuses a cell that could only fail for a reason that is not the server's: memcached has no
 //! persistence modes, no SHUTDOWN SAVE/NOSAVE, no AUTH in its text protocol, no maxmemory
-//! policies, no container image yet, and no replication, Sentinel or cluster mode (a topology of
+//! policies, and no replication, Sentinel or cluster mode (a topology of
 //! nodes); durability and server-upgrade, which read the server over RESP or its data files, do
 //! not run on it.
 
-use crate::config::matrix_file::RuntimeKind;
 use crate::server::{Family, ServerSpec, Topology};
 
 use super::promise::RestartKind;
@@ -21,7 +20,6 @@ pub struct Misfit {
 
 pub fn check(
     spec: &ServerSpec,
-    runtime: RuntimeKind,
     topology: Topology,
     scenario: &ScenarioConfig,
 ) -> Result<(), Misfit> {
@@ -77,12 +75,6 @@ pub fn check(
         return misfit(
             "axes.policy",
             "memcached has no maxmemory policies (it evicts by LRU per slab class)".into(),
-        );
-    }
-    if runtime == RuntimeKind::Container {
-        return misfit(
-            "axes.runtime",
-            "memcached runs as a process only (there is no cachegate image of it yet)".into(),
         );
     }
     // memcached servers do not know each other: clients shard keys across them, and nothing

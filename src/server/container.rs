@@ -39,7 +39,7 @@ use super::control;
 use super::image::{self, ImageRef, CONFIG_PATH};
 use super::provision::ProvisionedServer;
 use super::runtime::{tail_lines, RunningServer, RuntimeIdentity, StopKind};
-use super::spec::ServerSpec;
+use super::spec::{Family, ServerSpec};
 use crate::error::{Error, Result};
 use crate::net::free_server_port;
 use crate::scratch::{owner_alive, owner_id};
@@ -321,12 +321,27 @@ impl ContainerServer {
             .tag
             .rsplit_once(':')
             .unwrap_or((self.image.tag.as_str(), "latest"));
-        let mut request = GenericImage::new(repo, tag)
-            .with_cmd(std::iter::once(CONFIG_PATH).chain(self.spec.mode.args().iter().copied()))
-            .with_copy_to(
-                CopyTargetOptions::new(CONFIG_PATH).with_mode(0o600),
-                self.config_text().into_bytes(),
-            )
+        let image = GenericImage::new(repo, tag);
+        let mut request = if self.spec.server.family == Family::Memcached {
+            // memcached has no config file, only a command line. It refuses to run as root
+            // without `-u root`, which needs a user database the image does not have: run it as
+            // nobody (a numeric id needs no /etc/passwd). It writes nothing, so /data is unused.
+            let (bind, port) = match self.options.network {
+                NetworkPath::Host => ("127.0.0.1", self.port),
+                NetworkPath::Bridge => ("0.0.0.0", CONTAINER_PORT),
+            };
+            image
+                .with_cmd(self.spec.memcached_args(bind, port, false))
+                .with_user("65534:65534")
+        } else {
+            image
+                .with_cmd(std::iter::once(CONFIG_PATH).chain(self.spec.mode.args().iter().copied()))
+                .with_copy_to(
+                    CopyTargetOptions::new(CONFIG_PATH).with_mode(0o600),
+                    self.config_text().into_bytes(),
+                )
+        };
+        request = request
             .with_mount(Mount::volume_mount(self.volume.clone(), "/data"))
             .with_labels(self.labels.map())
             .with_startup_timeout(READY_TIMEOUT);
@@ -368,16 +383,19 @@ impl ContainerServer {
         self.wait_ready(started).await
     }
 
-    /// Poll PING until PONG, or the container exits, or time runs out. (testcontainers' log
-    /// wait does not fire again after a restart: the old "Ready" line is still in the log.)
+    /// Poll PING until PONG (memcached: `version`), or the container exits, or time runs out.
+    /// (testcontainers' log wait does not fire again after a restart: the old "Ready" line is
+    /// still in the log.)
     async fn wait_ready(&mut self, started: Instant) -> Result<()> {
         let endpoint = self.endpoint();
         let mut last_check = Instant::now();
         loop {
-            let (addr, pw) = (endpoint.addr, endpoint.password.clone());
-            let pong = tokio::task::spawn_blocking(move || control::ping(addr, pw.as_deref()))
-                .await
-                .unwrap_or(false);
+            let (addr, pw, protocol) =
+                (endpoint.addr, endpoint.password.clone(), endpoint.protocol);
+            let pong =
+                tokio::task::spawn_blocking(move || control::ready(protocol, addr, pw.as_deref()))
+                    .await
+                    .unwrap_or(false);
             if pong {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
                 return Ok(());
@@ -523,6 +541,13 @@ impl RunningServer for ContainerServer {
         if !self.container_running().await {
             return Ok(());
         }
+        // memcached has no SHUTDOWN command (without -A) and nothing to save: SIGTERM.
+        let how = match how {
+            StopKind::NoSave | StopKind::Save if self.spec.server.family == Family::Memcached => {
+                StopKind::Graceful
+            }
+            how => how,
+        };
         match how {
             // `docker stop`: SIGTERM, then SIGKILL after the timeout.
             StopKind::Graceful => c

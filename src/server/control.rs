@@ -7,6 +7,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use super::runtime::{Endpoint, StopKind};
+use super::spec::Protocol;
 
 /// Send one command (after AUTH when a password is set) and read a line per command sent.
 pub fn send_command(
@@ -49,6 +50,14 @@ pub fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
     send_command(addr, password, &["PING"])
         .map(|r| r.lines().last().is_some_and(|l| l.starts_with("+PONG")))
         .unwrap_or(false)
+}
+
+/// Is the server ready for clients: PONG over RESP, or a `version` reply from memcached.
+pub fn ready(protocol: Protocol, addr: SocketAddr, password: Option<&str>) -> bool {
+    match protocol {
+        Protocol::Resp => ping(addr, password),
+        Protocol::Memcache => memcached_version(addr).is_some(),
+    }
 }
 
 /// `SHUTDOWN NOSAVE` or `SHUTDOWN SAVE`; the connection closes without a reply when the

@@ -16,7 +16,7 @@ use testcontainers::bollard::query_parameters::CreateImageOptionsBuilder;
 use testcontainers::bollard::{body_full, Docker};
 
 use super::provision::ProvisionedServer;
-use super::spec::{parse_version, ServerRef};
+use super::spec::{parse_version, Family, ServerRef};
 
 /// Label holding the content hash of an image cachegate built.
 pub const CONTENT_LABEL: &str = "cachegate.content";
@@ -147,18 +147,26 @@ pub async fn ensure_built(docker: &Docker, server: &ProvisionedServer) -> Result
     let archive = root_archive(server, &files)?;
     let (repo, version) = tag.split_once(':').expect("default tags have a version");
     let entrypoint = format!("/usr/local/bin/{}", server.family.binary_name());
+    let mut changes = vec![format!("ENTRYPOINT [\"{entrypoint}\"]")];
+    // Redis and Valkey read the config file the container runtime copies in; memcached takes
+    // command-line options only, which the runtime passes as the container's command.
+    match server.family {
+        Family::Memcached => changes.push("EXPOSE 11211".to_string()),
+        _ => changes.extend([
+            format!("CMD [\"{CONFIG_PATH}\"]"),
+            "EXPOSE 6379".to_string(),
+        ]),
+    }
+    changes.extend([
+        "WORKDIR /data".to_string(),
+        format!("LABEL {CONTENT_LABEL}={hash}"),
+        format!("LABEL {BUILT_BY_LABEL}=cachegate"),
+    ]);
     let options = CreateImageOptionsBuilder::default()
         .from_src("-")
         .repo(repo)
         .tag(version)
-        .changes(vec![
-            format!("ENTRYPOINT [\"{entrypoint}\"]"),
-            format!("CMD [\"{CONFIG_PATH}\"]"),
-            "WORKDIR /data".to_string(),
-            "EXPOSE 6379".to_string(),
-            format!("LABEL {CONTENT_LABEL}={hash}"),
-            format!("LABEL {BUILT_BY_LABEL}=cachegate"),
-        ])
+        .changes(changes)
         .build();
     let mut stream = docker.create_image(Some(options), Some(body_full(archive.into())), None);
     while let Some(item) = stream.next().await {

@@ -125,7 +125,10 @@ impl ServerProcess {
     async fn spawn_and_wait(&mut self) -> Result<()> {
         let mut cmd = self.binary.command();
         if self.spec.server.family == Family::Memcached {
-            cmd.args(self.spec.memcached_args(self.port));
+            // memcached refuses to run as root unless told which user to be.
+            // SAFETY: geteuid has no preconditions.
+            let as_root = unsafe { libc::geteuid() } == 0;
+            cmd.args(self.spec.memcached_args("127.0.0.1", self.port, as_root));
         } else {
             let config_path = self.workdir.join("server.conf");
             // 0600: the config may hold `requirepass`.
@@ -154,11 +157,8 @@ impl ServerProcess {
                 self.child = None;
                 return Err(self.fail(format!("exited during start-up; log: {tail}")));
             }
-            let ready = match self.spec.server.family.protocol() {
-                Protocol::Resp => control::ping(addr, password.as_deref()),
-                Protocol::Memcache => control::memcached_version(addr).is_some(),
-            };
-            if ready {
+            let protocol = self.spec.server.family.protocol();
+            if control::ready(protocol, addr, password.as_deref()) {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
                 return Ok(());
             }

@@ -410,19 +410,18 @@ impl ServerSpec {
         self.config_text_bound("127.0.0.1", port, dir)
     }
 
-    /// memcached's command line: it has no config file. `maxmemory` becomes `-m` (megabytes);
-    /// `extra` lines are split into further options.
-    pub fn memcached_args(&self, port: u16) -> Vec<String> {
-        let mut args: Vec<String> = ["-l", "127.0.0.1", "-p", &port.to_string(), "-U", "0"]
+    /// memcached's command line, listening on `bind:port`: it has no config file. `maxmemory`
+    /// becomes `-m` (megabytes); `extra` lines are split into further options. memcached refuses
+    /// to run `as_root` unless told which user to be (`-u root`).
+    pub fn memcached_args(&self, bind: &str, port: u16, as_root: bool) -> Vec<String> {
+        let mut args: Vec<String> = ["-l", bind, "-p", &port.to_string(), "-U", "0"]
             .iter()
             .map(|s| s.to_string())
             .collect();
         if let Some(mb) = self.settings.maxmemory.as_deref().and_then(megabytes) {
             args.extend(["-m".to_string(), mb.to_string()]);
         }
-        // memcached refuses to run as root unless told which user to be.
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
+        if as_root {
             args.extend(["-u".to_string(), "root".to_string()]);
         }
         for line in &self.settings.extra {
