@@ -512,3 +512,141 @@ restart = "kill"
         }
     }
 }
+
+/// memcached at its memory limit (`-m 8`): the fill evicts (memcached's own `evictions`
+/// counter), and what happens to sessions depends on their slab class, which the promise says;
+/// with `-M` nothing is evicted, writes are refused, and every session is kept as promised.
+#[test]
+fn memcached_evicts_at_its_memory_limit_and_refuses_writes_with_minus_m() {
+    let matrix = |extra: &str| {
+        format!(
+            r#"[matrix]
+name = "mc-eviction"
+[axes]
+server = ["memcached@1.6"]
+stack = ["django-5.2-mc"]
+settings = ["cache"]
+[stacks."django-5.2-mc"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*", "pymemcache==4.*"]
+[settings.cache]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cache.CACHES.default]
+BACKEND = "django.core.cache.backends.memcached.PyMemcacheCache"
+[server]
+maxmemory = "8mb"
+{extra}
+[scenario]
+kind = "eviction"
+users = 6
+duration = "2s"
+connections = 4
+[[axes.variant]]
+label = "large"
+value_size = 4096
+[[axes.variant]]
+label = "session-sized"
+value_size = 300
+"#
+        )
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, results) = common::run_matrix(dir.path(), &matrix(""));
+    assert_eq!(code, Some(0), "{text}");
+    for variant in ["large", "session-sized"] {
+        let id = format!("memcached@1.6/none/django-5.2-mc/cache/{variant}");
+        let r = common::find_cell(&results, &id);
+        assert_eq!(r.verdict, Verdict::Pass, "{id}: {}", r.verdict_reason);
+        let e = r.check.as_ref().and_then(|c| c.eviction()).unwrap();
+        assert_eq!(e.policy, "memcached LRU per slab class", "{e:?}");
+        assert_eq!(e.maxmemory, "8mb");
+        assert_eq!((e.sessions_before, e.sessions_unknown), (6, 0), "{e:?}");
+        assert_eq!(e.sessions_kept + e.sessions_lost, 6, "{e:?}");
+        // 2 s of SETs is far more than 8 MB: memcached evicted, it did not refuse.
+        assert!(e.evicted_keys > 0 && e.fill_errors == 0, "{e:?}");
+        assert_eq!(e.expected.promise, Promise::Either);
+        assert!(e.expected.because.contains("slab class"), "{e:?}");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, results) = common::run_matrix(dir.path(), &matrix("extra = [\"-M\"]"));
+    assert_eq!(code, Some(0), "{text}");
+    for r in &results {
+        assert_eq!(
+            r.verdict,
+            Verdict::Pass,
+            "{}: {}",
+            r.cell_id,
+            r.verdict_reason
+        );
+        let e = r.check.as_ref().and_then(|c| c.eviction()).unwrap();
+        assert_eq!(e.policy, "memcached -M (no eviction)", "{e:?}");
+        assert_eq!(e.expected.promise, Promise::Keep);
+        assert_eq!((e.sessions_before, e.sessions_kept), (6, 6), "{e:?}");
+        assert!(e.evicted_keys == 0 && e.fill_errors > 0, "{e:?}");
+    }
+}
+
+/// An outage of memcached under Django's PyMemcacheCache: logins fail while it is down (no
+/// fallback), and pymemcache's HashClient keeps the server out of rotation for `dead_timeout`
+/// after marking it dead, so logins work again only seconds after the server is back, after the
+/// flow has ended: new users keep trying until one logs in, and that time is the recovery.
+#[test]
+fn memcached_outage_recovers_only_after_the_clients_dead_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = r#"[matrix]
+name = "mc-outage"
+[axes]
+server = ["memcached@1.6"]
+stack = ["django-5.2-mc"]
+settings = ["cache"]
+[stacks."django-5.2-mc"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*", "pymemcache==4.*"]
+[settings.cache]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.cache.CACHES.default]
+BACKEND = "django.core.cache.backends.memcached.PyMemcacheCache"
+[settings.cache.CACHES.default.OPTIONS]
+dead_timeout = 6
+[scenario]
+kind = "outage"
+users = 3
+reads = 2
+duration = "7s"
+down_at = "1500ms"
+down_for = "4s"
+logged_in_users = 3
+recovery_timeout = "30s"
+"#;
+    let (code, text, results) = common::run_matrix(dir.path(), body);
+    assert_eq!(code, Some(0), "{text}");
+    let r = common::find_cell(&results, "memcached@1.6/none/django-5.2-mc/cache");
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.verdict_reason);
+    let o = r.check.as_ref().and_then(|c| c.outage()).unwrap();
+    let login = o.during.iter().find(|s| s.step == "login").unwrap();
+    assert!(login.errors > login.ok, "{o:?}");
+    assert!(!o.available_during);
+    // HashClient marks a server dead after its retries (2, 1 s apart) fail, so ~2 s into the
+    // 4 s outage, and re-adds it no sooner than 6 s later: some 4 s after the server's return,
+    // which is after the flow's last second.
+    assert!(o.recovered && o.recovery_seconds > 2.5, "{o:?}");
+    assert!(
+        r.app_exceptions.iter().any(|e| e
+            .signature
+            .starts_with("pymemcache.exceptions.MemcacheError")),
+        "{:?}",
+        r.app_exceptions
+    );
+    // The app's own signature is explained, naming the option that shortens the wait.
+    let explainer = cachegate::report::explain::Explainer::new(None);
+    let refusal = r
+        .app_exceptions
+        .iter()
+        .find(|e| e.signature.contains("All servers seem to be down"))
+        .expect("the HashClient refused calls while the server was marked dead");
+    let explained = explainer.explain(&refusal.signature).unwrap();
+    assert!(explained.fix.contains("dead_timeout"), "{explained:?}");
+}

@@ -2,7 +2,8 @@
 //! then cache traffic (large SETs without TTL) fills memory while new logins keep being tried
 //! (during the fill and right after it); then every earlier session is checked. Django's cache session backend stores sessions
 //! with a TTL, which decides what each policy may evict; other engines keep sessions elsewhere
-//! (src/scenario/promise.rs).
+//! (src/scenario/promise.rs). On memcached the limit is `-m` and it evicts by LRU per slab class
+//! (or refuses writes with `-M`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
@@ -21,6 +22,7 @@ use crate::config::scenario_file::{OpMix, ScenarioParams, ValueSize};
 use crate::config::{HumanDuration, ScenarioKind};
 use crate::results::checks::Check;
 use crate::results::checks::EvictionReport;
+use crate::server::{control, Protocol};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EvictionConfig {
@@ -61,10 +63,13 @@ impl EvictionConfig {
 pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
     let base = env.app_url.clone().expect("eviction runs against an app");
     let settings = env.server.spec().settings.clone();
-    let policy = settings
-        .maxmemory_policy
-        .clone()
-        .unwrap_or_else(|| "noeviction".into());
+    let policy = match env.server.endpoint().protocol {
+        Protocol::Memcache => promise::memcached_policy(&settings.extra).to_string(),
+        Protocol::Resp => settings
+            .maxmemory_policy
+            .clone()
+            .unwrap_or_else(|| "noeviction".into()),
+    };
     let tag = env.user_tag.clone();
     let new_user = |name: String| Browser::new(&base, env.target, name, cfg.request_timeout.0);
 
@@ -202,8 +207,20 @@ impl NewUsers {
     }
 }
 
-/// `evicted_keys` from INFO stats (0 if it cannot be read).
+/// `evicted_keys` from INFO stats, memcached's `evictions` from `stats` (0 if it cannot be read).
 async fn evicted_keys(env: &CellEnv<'_>) -> u64 {
+    let endpoint = env.server.endpoint();
+    if endpoint.protocol == Protocol::Memcache {
+        let stats = tokio::task::spawn_blocking(move || control::memcached_stats(endpoint.addr))
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        return stats
+            .get("evictions")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+    }
     let Ok(client) = redis::Client::open(env.server.url()) else {
         return 0;
     };

@@ -1,9 +1,9 @@
 //! What makes sense for which server family, checked when a matrix is expanded so that `check`
 //! refuses a cell that could only fail for a reason that is not the server's: memcached has no
 //! persistence modes, no SHUTDOWN SAVE/NOSAVE, no AUTH in its text protocol, no maxmemory
-//! policies, and no replication, Sentinel or cluster mode (a topology of
-//! nodes); durability and server-upgrade, which read the server over RESP or its data files, do
-//! not run on it.
+//! policies (it evicts at `-m` by LRU per slab class), and no replication, Sentinel or cluster
+//! mode (a topology of nodes); durability and server-upgrade, which read the server over RESP or
+//! its data files, do not run on it.
 
 use crate::server::{Family, ServerSpec, Topology};
 
@@ -92,7 +92,6 @@ pub fn check(
     if matches!(
         scenario,
         ScenarioConfig::Durability(_)
-            | ScenarioConfig::Eviction(_)
             | ScenarioConfig::ServerUpgrade(_)
             | ScenarioConfig::RollingUpgrade(_)
     ) {
@@ -100,7 +99,7 @@ pub fn check(
             "scenario.kind",
             format!(
                 "scenario kind `{}` is not supported on memcached (it reads the server over \
-                 RESP and measures persistence, maxmemory policies or data files)",
+                 RESP and measures persistence or data files)",
                 scenario.info().name
             ),
         );

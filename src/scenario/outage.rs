@@ -186,6 +186,12 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
         }
     };
     let mut report = analyze(&events, down, up, cfg.recovery_timeout.0);
+    if report.recovery_seconds < 0.0 {
+        if let Some(at) = login_after_the_flow(cfg, env, &base, t0, up).await {
+            report.recovery_seconds = at.saturating_sub(up).as_secs_f64();
+            report.recovered = true;
+        }
+    }
     if let Some(promise) = super::promise::topology_promise(topology) {
         report.promise = Some(promise.to_string());
         report.fault = Some(format!("{} {}", cfg.node, fault_verb(cfg.fault)));
@@ -256,6 +262,34 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
     output.check = Some(Check::Outage(report));
     output
 }
+
+/// The flow can end before the app works again (a client that keeps a dead server out for a
+/// while): new users keep trying to log in until one does or `recovery_timeout` has passed since
+/// the server returned, so "did not recover" always means the whole promised wait. Returns when
+/// (since t0) the first login succeeded.
+async fn login_after_the_flow(
+    cfg: &OutageConfig,
+    env: &CellEnv<'_>,
+    base: &str,
+    t0: Instant,
+    up: Duration,
+) -> Option<Duration> {
+    let deadline = up + cfg.recovery_timeout.0;
+    let mut tried = 0;
+    while t0.elapsed() < deadline && !env.cancel.is_cancelled() {
+        let name = format!("{}r{tried}", env.user_tag);
+        tried += 1;
+        let mut user = Browser::new(base, env.target, name, cfg.flow.request_timeout.0);
+        if user.sign_up_and_log_in().await.is_ok() {
+            return Some(t0.elapsed());
+        }
+        tokio::time::sleep(RETRY_INTERVAL).await;
+    }
+    None
+}
+
+/// Pause between new users' login attempts after the flow, while waiting for recovery.
+const RETRY_INTERVAL: Duration = Duration::from_millis(250);
 
 fn analyze(
     events: &[Event],

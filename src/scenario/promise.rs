@@ -261,6 +261,24 @@ pub fn expect_sessions_in_memory_only(session_engine: &str) -> Expectation {
         })
 }
 
+/// memcached's eviction as the eviction report names it, in place of a maxmemory policy.
+pub const MEMCACHED_LRU: &str = "memcached LRU per slab class";
+/// memcached started with `-M` (`--disable-evictions`).
+pub const MEMCACHED_NO_EVICTION: &str = "memcached -M (no eviction)";
+
+/// Which of the two memcached runs with: `-M`/`--disable-evictions` among its options or not.
+pub fn memcached_policy(options: &[String]) -> &'static str {
+    let disabled = options
+        .iter()
+        .flat_map(|line| line.split_whitespace())
+        .any(|o| o == "-M" || o == "--disable-evictions");
+    if disabled {
+        MEMCACHED_NO_EVICTION
+    } else {
+        MEMCACHED_LRU
+    }
+}
+
 /// What a maxmemory policy means for sessions next to fill keys written without a TTL
 /// (redis.io "Key eviction": `noeviction` refuses writes; `volatile-*` evict only keys with an
 /// expire set; `allkeys-*` any key).
@@ -269,6 +287,26 @@ pub fn expect_sessions_under_eviction(session_engine: &str, policy: &str) -> Exp
         return x;
     }
     match policy {
+        // memcached -h: "-M, --disable-evictions  return error on memory exhausted instead of
+        // evicting".
+        MEMCACHED_NO_EVICTION => expectation(
+            Promise::Keep,
+            "memcached -M returns an error when memory is exhausted instead of evicting \
+             (memcached -h: --disable-evictions)",
+        ),
+        // memcached's doc/protocol.txt and wiki ("Memory allocation", "Slab rebalancing"), and
+        // memcached.org/blog/modern-lru: items live in slab classes by size; a full class
+        // evicts from the cold end of its segmented LRU, where items fetched again since they
+        // were written arrive last; the slab automover (on by default in 1.6) moves pages
+        // between classes.
+        MEMCACHED_LRU => expectation(
+            Promise::Either,
+            "memcached evicts within the slab class a new item needs (items of a similar size), \
+             coldest first: items fetched again since they were written (a session read after \
+             login) go after items never read; its slab automover moves memory between \
+             classes. Sessions go when the fill shares their class and outlasts the items \
+             colder than them (memcached wiki, Memory allocation; memcached.org, Modern LRU)",
+        ),
         "noeviction" => expectation(
             Promise::Keep,
             "noeviction never removes keys: writes are refused instead (OOM)",

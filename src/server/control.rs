@@ -1,6 +1,6 @@
-//! Minimal RESP exchanges for readiness (PING) and SHUTDOWN, shared by every runtime. A client
-//! connection with reconnect logic would only obscure what is sent; these run between load
-//! phases, never on the hot path.
+//! Minimal RESP exchanges for readiness (PING) and SHUTDOWN, and memcached's `version` and
+//! `stats`, shared by every runtime. A client connection with reconnect logic would only obscure
+//! what is sent; these run between load phases, never on the hot path.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -74,23 +74,41 @@ pub fn shutdown(endpoint: Endpoint, how: StopKind) {
     );
 }
 
-/// memcached's `version` reply (`VERSION 1.6.18`): the readiness check of the text protocol.
-pub fn memcached_version(addr: SocketAddr) -> Option<String> {
+/// One memcached text-protocol command, its reply read until it ends with `terminator`.
+fn memcached_exchange(addr: SocketAddr, command: &str, terminator: &[u8]) -> Option<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_millis(500)))
         .ok()?;
-    stream.write_all(b"version\r\n").ok()?;
+    stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
     let mut reply = Vec::new();
-    let mut buf = [0u8; 128];
-    while !reply.ends_with(b"\r\n") {
+    let mut buf = [0u8; 4096];
+    while !reply.ends_with(terminator) {
         let n = stream.read(&mut buf).ok()?;
         if n == 0 {
             return None;
         }
         reply.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8_lossy(&reply)
+    Some(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// memcached's `version` reply (`VERSION 1.6.18`): the readiness check of the text protocol.
+pub fn memcached_version(addr: SocketAddr) -> Option<String> {
+    memcached_exchange(addr, "version", b"\r\n")?
         .strip_prefix("VERSION ")
         .map(|v| v.trim().to_string())
+}
+
+/// memcached's `stats` (`STAT evictions 12` lines up to `END`) as name → value.
+pub fn memcached_stats(addr: SocketAddr) -> Option<std::collections::BTreeMap<String, String>> {
+    let reply = memcached_exchange(addr, "stats", b"END\r\n")?;
+    Some(
+        reply
+            .lines()
+            .filter_map(|l| l.strip_prefix("STAT "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+            .collect(),
+    )
 }
