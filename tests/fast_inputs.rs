@@ -223,10 +223,8 @@ fn broken_results_files_are_bad_input_with_file_and_line() {
         .unwrap()
         .lines()
         .count();
-    for (run, location, message) in [
-        (&not_utf8, ":3:20".to_string(), "not valid UTF-8"),
-        (&truncated, format!(":{lines}:"), "not a cell result"),
-    ] {
+    // A broken line inside the file is a hand edit: refused.
+    for (run, location, message) in [(&not_utf8, ":3:20".to_string(), "not valid UTF-8")] {
         let jsonl = run.join("results.jsonl").display().to_string();
         let report = run_cli(dir.path(), &["report".as_ref(), run.as_os_str()]);
         let compare = run_cli(
@@ -243,6 +241,49 @@ fn broken_results_files_are_bad_input_with_file_and_line() {
             assert!(text.contains(message), "{text}");
         }
     }
+    // A last line cut off mid-write is a killed append: every complete cell is rendered, and
+    // the broken line is named in a warning, for report and compare on either side.
+    let jsonl = truncated.join("results.jsonl").display().to_string();
+    let report = run_cli(dir.path(), &["report".as_ref(), truncated.as_os_str()]);
+    let compare = run_cli(
+        dir.path(),
+        &["compare".as_ref(), good.as_os_str(), truncated.as_os_str()],
+    );
+    let baseline = run_cli(
+        dir.path(),
+        &["compare".as_ref(), truncated.as_os_str(), good.as_os_str()],
+    );
+    for (code, text) in [&report, &compare, &baseline] {
+        assert_ne!(*code, Some(2), "{text}");
+        assert!(
+            text.contains(&format!("warning: {jsonl}:{lines}:"))
+                && text.contains("the last line, with no newline"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("{} complete cell result(s) read", lines - 1)),
+            "{text}"
+        );
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(truncated.join("summary.json")).unwrap())
+            .unwrap();
+    let html = std::fs::read_to_string(truncated.join("index.html")).unwrap();
+    let cells = summary["cells"].as_array().unwrap();
+    assert!(!cells.is_empty());
+    for c in cells {
+        let id = c["cell_id"].as_str().unwrap();
+        assert!(
+            html.contains(&format!("id=\"cell-{id}\"")),
+            "{id} not rendered"
+        );
+    }
+    // The read that a run's own tools use refuses the cut line, naming it.
+    let err = cachegate::results::store::read_jsonl(&truncated.join("results.jsonl")).unwrap_err();
+    assert!(
+        err.to_string().contains(&format!("{jsonl}:{lines}:")),
+        "{err}"
+    );
 }
 
 /// An I/O error names its OS error once, not once per level of the error chain.

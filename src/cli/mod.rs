@@ -127,6 +127,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             let run_dir = RunDir::open(&run_dir)?;
             let baseline = baseline.map(|b| RunDir::open(&b)).transpose()?;
             let rendered = report::render_all(&run_dir, baseline.as_ref(), compare.into())?;
+            print_warnings(&rendered);
             print!("{}", rendered.table);
             print_gates_and_deltas(&rendered.summary);
             print_run_end(&rendered.summary);
@@ -140,6 +141,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             let baseline = RunDir::open(&baseline)?;
             let current = RunDir::open(&current)?;
             let rendered = report::render_all(&current, Some(&baseline), compare.into())?;
+            print_warnings(&rendered);
             print_gates_and_deltas(&rendered.summary);
             Ok(rendered.judgement.exit_code(Verb::Compare))
         }
@@ -169,6 +171,7 @@ fn finish_run(
             return Ok(exit_code::INFRA);
         }
     };
+    print_warnings(&rendered);
     print!("{}", rendered.table);
     print_gates_and_deltas(&rendered.summary);
     print_run_end(&rendered.summary);
@@ -178,6 +181,13 @@ fn finish_run(
         summary.run_dir.join("index.html").display()
     );
     Ok(rendered.judgement.exit_code(Verb::Run))
+}
+
+/// What was read around rather than refused (a results file's cut-off last line).
+fn print_warnings(rendered: &report::Rendered) {
+    for w in &rendered.warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 /// Say when a run did not complete, and which cells never ran.

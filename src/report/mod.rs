@@ -22,6 +22,8 @@ pub struct Rendered {
     pub summary: summary::Summary,
     /// What the outputs show and the commands exit with.
     pub judgement: Judgement,
+    /// Said on stderr: a results file's last line that was cut off mid-write and left out.
+    pub warnings: Vec<String>,
 }
 
 /// Re-render every derived output of a run folder from its `results.jsonl`, comparing against
@@ -31,9 +33,17 @@ pub fn render_all(
     baseline: Option<&RunDir>,
     opts: CompareOptions,
 ) -> Result<Rendered> {
-    let results = run_dir.read_results()?;
-    let info = run_dir.read_info();
+    let read = run_dir.read_results()?;
     let baseline = baseline.map(RunDir::read_results).transpose()?;
+    let warnings: Vec<String> = [&read.cut_off]
+        .into_iter()
+        .chain(baseline.as_ref().map(|b| &b.cut_off))
+        .flatten()
+        .cloned()
+        .collect();
+    let results = read.results;
+    let baseline = baseline.map(|b| b.results);
+    let info = run_dir.read_info();
     let judgement = judge::judge(&results, info.as_ref(), baseline.as_deref(), opts);
     run_dir.rewrite_csv(&results)?;
     let summary = summary::build(&results, info.as_ref(), &judgement);
@@ -57,5 +67,6 @@ pub fn render_all(
         table: table::render(&cells),
         summary,
         judgement,
+        warnings,
     })
 }

@@ -3,7 +3,7 @@
 //! `run.json` (how the run was started) and `logs/` (server logs).
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -238,9 +238,10 @@ impl RunDir {
         write_csv_rows(writer, csv_rows(result))
     }
 
-    /// All results of the run, in the order they finished.
-    pub fn read_results(&self) -> Result<Vec<CellResult>> {
-        read_jsonl(&self.path.join(RESULTS_JSONL))
+    /// All results of the run, in the order they finished; a last line cut off mid-write is
+    /// left out and reported.
+    pub fn read_results(&self) -> Result<ResultsRead> {
+        read_jsonl_allowing_a_cut_off_end(&self.path.join(RESULTS_JSONL))
     }
 
     /// Rewrite `results.csv` from `results.jsonl`.
@@ -273,32 +274,78 @@ fn open_append(path: &Path) -> Result<File> {
         .map_err(|e| Error::io(format!("opening {}", path.display()), e))
 }
 
+/// The results of a `results.jsonl`, and the last line if it was cut off mid-write.
+#[derive(Debug, Default)]
+pub struct ResultsRead {
+    pub results: Vec<CellResult>,
+    /// `FILE:LINE: ...`: the final line, with no newline after it, is not a whole result (the
+    /// harness was killed during the append). Every complete cell before it was read.
+    pub cut_off: Option<String>,
+}
+
 /// Every result in a `results.jsonl`. A line that is not UTF-8 or not a whole result (a writer
 /// killed mid-line, a hand edit) is bad input named by file, line and column.
 pub fn read_jsonl(path: &Path) -> Result<Vec<CellResult>> {
-    let file = File::open(path)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = read_bytes(path)?;
     let mut out = Vec::new();
-    for (i, line) in BufReader::new(file).split(b'\n').enumerate() {
-        let line = line.map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        let at = |column: usize, message: String| Error::Input {
-            location: format!("{}:{}:{column}", path.display(), i + 1),
-            message,
-        };
-        let line = String::from_utf8(line).map_err(|e| {
-            let valid = e.utf8_error().valid_up_to();
-            let bad = e.as_bytes()[valid];
-            at(valid + 1, format!("not valid UTF-8 (byte 0x{bad:02x})"))
-        })?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let bad = |e: serde_json::Error| at(e.column(), format!("not a cell result: {e}"));
-        let mut value = serde_json::from_str(&line).map_err(bad)?;
-        super::checks::upgrade_legacy(&mut value);
-        out.push(serde_json::from_value(value).map_err(bad)?);
+    for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+        out.extend(parse_line(path, i, line)?);
     }
     Ok(out)
+}
+
+/// As [`read_jsonl`], except that a last line cut off mid-write (it has no newline: results are
+/// appended a whole line at a time, so only a killed append leaves one) is left out and
+/// reported, so that `report`, `compare` and `--resume` keep every complete cell.
+pub fn read_jsonl_allowing_a_cut_off_end(path: &Path) -> Result<ResultsRead> {
+    let bytes = read_bytes(path)?;
+    let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // After a final newline `split` yields an empty piece; without one, the last piece is a
+    // line the writer did not finish.
+    let unfinished = lines.pop().filter(|rest| !rest.is_empty());
+    let mut out = ResultsRead::default();
+    for (i, line) in lines.iter().enumerate() {
+        out.results.extend(parse_line(path, i, line)?);
+    }
+    if let Some(rest) = unfinished {
+        match parse_line(path, lines.len(), rest) {
+            Ok(r) => out.results.extend(r),
+            Err(e) => {
+                out.cut_off = Some(format!(
+                    "{e} (the last line, with no newline: the harness was stopped while \
+                     appending it); left out, {} complete cell result(s) read",
+                    out.results.len()
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
+/// Line `i` (0-based) of a results file: a result, nothing (blank), or bad input.
+fn parse_line(path: &Path, i: usize, line: &[u8]) -> Result<Option<CellResult>> {
+    let at = |column: usize, message: String| Error::Input {
+        location: format!("{}:{}:{column}", path.display(), i + 1),
+        message,
+    };
+    let line = std::str::from_utf8(line).map_err(|e| {
+        let valid = e.valid_up_to();
+        at(
+            valid + 1,
+            format!("not valid UTF-8 (byte 0x{:02x})", line[valid]),
+        )
+    })?;
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = |e: serde_json::Error| at(e.column(), format!("not a cell result: {e}"));
+    let mut value = serde_json::from_str(line).map_err(bad)?;
+    super::checks::upgrade_legacy(&mut value);
+    Ok(Some(serde_json::from_value(value).map_err(bad)?))
 }
 
 pub fn csv_rows(r: &CellResult) -> Vec<CsvRow> {
