@@ -783,3 +783,118 @@ fn a_matrix_outside_the_project_runs_a_bundled_scenario_by_name() {
         results[0].scenario
     );
 }
+
+/// `run --resume` after a SIGKILL that also cut the results file mid-append: the run is
+/// completed in its own folder with exactly the cells it lacked (none twice, none missing), and
+/// a matrix changed since, or a completed run, is refused with the reason (exit 2).
+#[test]
+fn resume_after_sigkill_completes_the_run_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = GOOD.replace("ops = 500", "duration = \"2s\"").replace(
+        "server = [\"redis@6.2\"]",
+        "server = [\"redis@6.2\"]\npersistence = [\"none\", \"rdb\", \"aof-everysec\"]",
+    );
+    write(dir.path(), "m.toml", &body);
+    let mut child = cachegate()
+        .args(["run", "--no-progress", "--out", "out", "m.toml"])
+        .current_dir(dir.path())
+        .env("TMPDIR", dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = dir.path().join("out");
+    let start = Instant::now();
+    let jsonl = loop {
+        let found = std::fs::read_dir(&out)
+            .ok()
+            .and_then(|mut d| d.next())
+            .and_then(|e| e.ok())
+            .map(|e| e.path().join("results.jsonl"))
+            .filter(|j| std::fs::read_to_string(j).is_ok_and(|t| t.lines().count() == 1));
+        if let Some(j) = found {
+            break j;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no cell finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first = std::fs::read_to_string(&jsonl).unwrap();
+    // As if the kill had come in the middle of appending the second cell.
+    let mut cut = first.clone();
+    cut.push_str(&first[..first.len() / 2]);
+    std::fs::write(&jsonl, cut).unwrap();
+    let run = jsonl.parent().unwrap().to_path_buf();
+
+    let resume = || {
+        cachegate()
+            .args(["run", "--no-progress", "--resume"])
+            .arg(run.strip_prefix(dir.path()).unwrap())
+            .current_dir(dir.path())
+            .env("TMPDIR", dir.path())
+            .output()
+            .unwrap()
+    };
+    let resumed = resume();
+    let msg = text(&resumed);
+    assert_eq!(resumed.status.code(), Some(0), "{msg}");
+    assert!(msg.contains("the last line, with no newline"), "{msg}");
+    assert!(msg.contains("1 of 3 cells done, 2 to run"), "{msg}");
+    let results = read_jsonl(&jsonl).expect("every line whole again");
+    let mut ids: Vec<&str> = results.iter().map(|r| r.cell_id.as_str()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["redis@6.2/aof-everysec", "redis@6.2/none", "redis@6.2/rdb"],
+        "{msg}"
+    );
+    assert!(std::fs::read_to_string(&jsonl).unwrap().starts_with(&first));
+    assert!(results.iter().all(|r| r.verdict == Verdict::Pass), "{msg}");
+    assert!(results.iter().all(|r| r.run_id == results[0].run_id));
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+    assert_eq!(info["end"]["outcome"], "completed", "{info}");
+    assert_eq!(info["resume"]["resumed_at"].as_array().unwrap().len(), 1);
+    let csv = std::fs::read_to_string(run.join("results.csv")).unwrap();
+    // The CSV is rewritten from results.jsonl: as many rows for the cell run before the kill
+    // as for one run after it (no rows of the cut line, none twice).
+    let rows = |id: &str| {
+        csv.lines()
+            .filter(|l| l.contains(&format!(",{id},")))
+            .count()
+    };
+    assert!(rows("redis@6.2/none") > 0);
+    assert_eq!(rows("redis@6.2/none"), rows("redis@6.2/rdb"), "{csv}");
+
+    // Completed: nothing to resume.
+    let again = resume();
+    assert_eq!(again.status.code(), Some(2), "{}", text(&again));
+    assert!(
+        text(&again).contains("nothing to resume"),
+        "{}",
+        text(&again)
+    );
+    // Unfinished, but the matrix changed since: refused, naming the cell.
+    let mut info = info;
+    info["end"] = serde_json::Value::Null;
+    std::fs::write(run.join("run.json"), info.to_string()).unwrap();
+    write(
+        dir.path(),
+        "m.toml",
+        &body.replace("connections = 2", "connections = 3"),
+    );
+    let changed = resume();
+    let msg = text(&changed);
+    assert_eq!(changed.status.code(), Some(2), "{msg}");
+    assert!(
+        msg.contains(
+            "m.toml changed since the run started (cell redis@6.2/none is not what it was)"
+        ),
+        "{msg}"
+    );
+    assert_eq!(read_jsonl(&jsonl).unwrap().len(), 3, "nothing was run");
+}

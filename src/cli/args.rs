@@ -86,6 +86,11 @@ pub enum Command {
         /// server under test; on 2 cores one thread beats two, see `cargo bench --bench compare`).
         #[arg(long, env = "CACHEGATE_THREADS", value_parser = parse_threads)]
         threads: Option<usize>,
+        /// Continue this interrupted run folder with the planned cells it has no result for
+        /// (the same matrices and filters; refused if they changed). Run from the folder the
+        /// run was started in.
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["matrices", "filter", "out"])]
+        resume: Option<PathBuf>,
     },
     /// Validate matrices and list their cells without running anything.
     #[command(after_help = MATRIX_ARGS)]

@@ -67,6 +67,7 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             baseline,
             compare,
             threads,
+            resume,
         } => {
             // Check the baseline before spending minutes on the run.
             let baseline = baseline.map(|b| RunDir::open(&b)).transpose()?;
@@ -75,15 +76,19 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             } else {
                 matrices
             };
-            let loaded = matrices
-                .iter()
-                .map(|m| open_matrix(m))
-                .collect::<Result<Vec<_>, _>>()?;
+            let loaded = match resume {
+                Some(_) => vec![],
+                None => matrices
+                    .iter()
+                    .map(|m| open_matrix(m))
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
             let opts = RunOptions {
                 out,
                 filters: filter,
                 command: std::env::args().collect(),
                 progress: !no_progress,
+                matrix_args: matrices.iter().map(|m| m.display().to_string()).collect(),
             };
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = threads.unwrap_or(cpus / 2).max(1);
@@ -96,7 +101,12 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             let interrupt = Interrupt::new();
             // Before any goose attack (see signals.rs) and before the run folder exists.
             signals::route_to(&interrupt).context("installing the signal handlers")?;
-            let outcome = runtime.block_on(runner::run(&loaded, &opts, &interrupt));
+            let outcome = runtime.block_on(async {
+                match &resume {
+                    Some(run_dir) => runner::resume(run_dir, &opts, &interrupt).await,
+                    None => runner::run(&loaded, &opts, &interrupt).await,
+                }
+            });
             let code = outcome.and_then(|summary| finish_run(&summary, baseline.as_ref(), compare));
             signals::release();
             Ok(code?)

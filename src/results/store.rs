@@ -35,6 +35,21 @@ pub struct RunInfo {
     /// The matrices' `[report]`: the verdict matrix's layout and their signature explanations.
     #[serde(default)]
     pub report: crate::config::report_section::ReportOptions,
+    /// What `--resume` needs to plan the same cells again: the matrix arguments as given, the
+    /// `--filter` terms, and the folder they were given in.
+    #[serde(default)]
+    pub resume: Option<ResumeFrom>,
+}
+
+/// How to expand the run's cells again (`cachegate run --resume`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResumeFrom {
+    pub matrix_args: Vec<String>,
+    pub filters: Vec<String>,
+    pub cwd: String,
+    /// When the run was resumed, each time.
+    #[serde(default)]
+    pub resumed_at: Vec<chrono::DateTime<chrono::Utc>>,
 }
 
 /// One cell (and repeat) the run meant to run.
@@ -42,6 +57,10 @@ pub struct RunInfo {
 pub struct PlannedCell {
     pub cell_id: String,
     pub repeat: u32,
+    /// sha256 of everything the cell was expanded to (server spec, scenario, settings, stack,
+    /// gates): `--resume` refuses a run whose matrix changed since.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub fingerprint: String,
 }
 
 /// How a run ended, recorded in `run.json` once nothing more will be appended.
@@ -213,6 +232,22 @@ impl RunDir {
         })?;
         info.end = Some(end);
         self.write_info(&info)
+    }
+
+    /// Cut `results.jsonl` back to its last complete line (a killed append left a partial one),
+    /// so that results appended next start on a line of their own.
+    pub fn drop_cut_off_line(&self) -> Result<()> {
+        let jsonl = self.path.join(RESULTS_JSONL);
+        let bytes = read_bytes(&jsonl)?;
+        let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+        if keep == bytes.len() {
+            return Ok(());
+        }
+        OpenOptions::new()
+            .write(true)
+            .open(&jsonl)
+            .and_then(|f| f.set_len(keep as u64))
+            .map_err(|e| Error::io(format!("truncating {}", jsonl.display()), e))
     }
 
     pub fn read_info(&self) -> Option<RunInfo> {

@@ -16,7 +16,7 @@ use crate::config::LoadedMatrix;
 use crate::error::{Error, Result};
 use crate::host::HostInfo;
 use crate::matrix::{self, Cell};
-use crate::results::store::{PlannedCell, RunEnd, RunInfo, RunOutcome};
+use crate::results::store::{PlannedCell, ResumeFrom, RunEnd, RunInfo, RunOutcome};
 use crate::results::{CellResult, RunDir};
 use crate::scenario;
 use crate::server::{ProvisionedServer, Provisioner};
@@ -33,6 +33,8 @@ pub struct RunOptions {
     pub command: Vec<String>,
     /// Show a progress bar (only drawn on a terminal anyway).
     pub progress: bool,
+    /// The matrix arguments as given (paths or bundled names), recorded for `--resume`.
+    pub matrix_args: Vec<String>,
 }
 
 pub struct RunSummary {
@@ -240,21 +242,150 @@ pub async fn run(
         cells: cells.len(),
         cachegate_version: env!("CARGO_PKG_VERSION").to_string(),
         host: host.clone(),
-        planned: cells
-            .iter()
-            .map(|c| PlannedCell {
-                cell_id: c.id.clone(),
-                repeat: c.repeat,
-            })
-            .collect(),
+        planned: cells.iter().map(planned).collect(),
         end: None,
         report: report_options(matrices),
+        resume: Some(ResumeFrom {
+            matrix_args: opts.matrix_args.clone(),
+            filters: opts.filters.clone(),
+            cwd: current_dir(),
+            resumed_at: vec![],
+        }),
     })?;
     eprintln!(
         "run folder: {}  ({} cells)",
         run_dir.path.display(),
         cells.len()
     );
+    let all: Vec<usize> = (0..cells.len()).collect();
+    run_cells(matrices, &cells, &all, run_dir, opts, interrupt).await
+}
+
+/// What the run plans for a cell, with the fingerprint `--resume` compares.
+fn planned(cell: &Cell) -> PlannedCell {
+    use sha2::{Digest, Sha256};
+    // Debug shows every field the cell was expanded to, in a fixed order (BTreeMaps); the
+    // fingerprint only has to match between two expansions by the same cachegate.
+    let digest = Sha256::digest(format!("{cell:?}").as_bytes());
+    PlannedCell {
+        cell_id: cell.id.clone(),
+        repeat: cell.repeat,
+        fingerprint: format!("{digest:x}"),
+    }
+}
+
+fn current_dir() -> String {
+    std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default()
+}
+
+/// Continue an interrupted run in its own folder with exactly the planned cells that have no
+/// result yet. Refused, with what differs, when the matrices (or files they use) no longer
+/// expand to the cells the run planned, when it was started by another cachegate version or
+/// from another folder, or when it completed.
+pub async fn resume(
+    path: &std::path::Path,
+    opts: &RunOptions,
+    interrupt: &Interrupt,
+) -> Result<RunSummary> {
+    let run_dir = RunDir::open(path)?;
+    let here = path.display();
+    let mut info = run_dir
+        .read_info()
+        .ok_or_else(|| Error::Usage(format!("--resume {here}: it has no readable run.json")))?;
+    let refuse = |why: String| Error::Usage(format!("--resume {here}: {why}"));
+    if let Some(end) = info
+        .end
+        .as_ref()
+        .filter(|e| e.outcome == RunOutcome::Completed)
+    {
+        return Err(refuse(format!(
+            "the run {}: nothing to resume",
+            end.describe()
+        )));
+    }
+    let version = env!("CARGO_PKG_VERSION");
+    if info.cachegate_version != version {
+        return Err(refuse(format!(
+            "it was started by cachegate {}, this is {version}",
+            info.cachegate_version
+        )));
+    }
+    let Some(from) = info.resume.clone() else {
+        return Err(refuse(
+            "its run.json does not say how it was started (a run from before --resume)".into(),
+        ));
+    };
+    if from.cwd != current_dir() {
+        return Err(refuse(format!(
+            "run it from {}, where the run was started (its matrix paths are relative to it)",
+            from.cwd
+        )));
+    }
+    let matrices = from
+        .matrix_args
+        .iter()
+        .map(|m| crate::config::matrix_file::open_matrix(std::path::Path::new(m)))
+        .collect::<Result<Vec<_>>>()?;
+    let cells = select_cells(&matrices, &from.filters)?;
+    let now: Vec<PlannedCell> = cells.iter().map(planned).collect();
+    if now != info.planned {
+        let changed = now
+            .iter()
+            .zip(&info.planned)
+            .find(|(a, b)| a != b)
+            .map(|(a, _)| format!("cell {} is not what it was", a.cell_id))
+            .unwrap_or_else(|| {
+                format!(
+                    "the matrices now give {} cells, the run planned {}",
+                    now.len(),
+                    info.planned.len()
+                )
+            });
+        return Err(refuse(format!(
+            "{} changed since the run started ({changed}); start a new run",
+            from.matrix_args.join(", ")
+        )));
+    }
+    let read = run_dir.read_results()?;
+    if let Some(cut) = &read.cut_off {
+        eprintln!("warning: {cut}");
+        run_dir.drop_cut_off_line()?;
+    }
+    let done: std::collections::HashSet<(&str, u32)> = read
+        .results
+        .iter()
+        .map(|r| (r.cell_id.as_str(), r.repeat))
+        .collect();
+    let todo: Vec<usize> = (0..cells.len())
+        .filter(|&i| !done.contains(&(cells[i].id.as_str(), cells[i].repeat)))
+        .collect();
+    eprintln!(
+        "resuming {}: {} of {} cells done, {} to run",
+        run_dir.path.display(),
+        cells.len() - todo.len(),
+        cells.len(),
+        todo.len()
+    );
+    info.end = None;
+    let mut from = from;
+    from.resumed_at.push(chrono::Utc::now());
+    info.resume = Some(from);
+    run_dir.write_info(&info)?;
+    run_cells(&matrices, &cells, &todo, run_dir, opts, interrupt).await
+}
+
+/// Run `cells[i]` for each `i` in `todo` into `run_dir`, then record how the run ended.
+async fn run_cells(
+    matrices: &[LoadedMatrix],
+    cells: &[Cell],
+    todo: &[usize],
+    run_dir: RunDir,
+    opts: &RunOptions,
+    interrupt: &Interrupt,
+) -> Result<RunSummary> {
+    let host = HostInfo::detect();
 
     let swept = crate::scratch::sweep();
     if !swept.is_empty() {
@@ -272,8 +403,9 @@ pub async fn run(
     }
     let mut provisioned = Provisioned::default();
     let mut failure = None;
-    let log_names = cell::log_names(&cells);
-    for (index, cell) in cells.iter().enumerate() {
+    let log_names = cell::log_names(cells);
+    for &index in todo {
+        let cell = &cells[index];
         if interrupt.is_interrupted() {
             break;
         }
