@@ -898,3 +898,74 @@ fn resume_after_sigkill_completes_the_run_without_duplicates() {
     );
     assert_eq!(read_jsonl(&jsonl).unwrap().len(), 3, "nothing was run");
 }
+
+/// A real login-flow run with a server password and a Django SECRET_KEY, under a matrix named
+/// like a path: neither secret appears in any file of the run folder or on the console (the
+/// fact that auth was on is kept, redacted), and the run folder is one folder inside `--out`.
+#[test]
+fn secrets_appear_in_no_output_and_a_path_like_name_stays_inside_out() {
+    let (password, secret_key) = ("Sup3rS3cretPw", "djangoSecretKeyValue123");
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let body = format!(
+        r#"[matrix]
+name = "../../escaped-dir"
+[axes]
+server = ["redis@7.4"]
+stack = ["django-5.2"]
+settings = ["cache"]
+[server]
+requirepass = "{password}"
+[stacks."django-5.2"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*"]
+[settings.cache]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+SECRET_KEY = "{secret_key}"
+[settings.cache.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+[scenario]
+kind = "login-flow"
+users = 2
+iterations = 1
+"#
+    );
+    write(&work, "m.toml", &body);
+    let out = cachegate()
+        .args(["run", "--no-progress", "--out", "out", "m.toml"])
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    let console = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{console}");
+    // The flow really ran through the password-protected server.
+    let run = only_run_dir(&work.join("out"));
+    let results = read_jsonl(&run.join("results.jsonl")).unwrap();
+    assert_eq!(results[0].verdict, Verdict::Pass, "{console}");
+    assert!(!console.contains(password) && !console.contains(secret_key));
+    let mut files = 0;
+    let mut stack = vec![dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().unwrap() != "m.toml" {
+                let bytes = std::fs::read(&p).unwrap();
+                let t = String::from_utf8_lossy(&bytes);
+                assert!(!t.contains(password), "{} holds the password", p.display());
+                assert!(!t.contains(secret_key), "{} holds SECRET_KEY", p.display());
+                files += 1;
+            }
+        }
+    }
+    assert!(files >= 9, "{files} files checked");
+    let jsonl = std::fs::read_to_string(run.join("results.jsonl")).unwrap();
+    assert!(jsonl.contains("<redacted>"), "auth being on is kept");
+    // One folder inside out, named from the matrix name made safe; nothing beside `work`.
+    assert_eq!(run.parent(), Some(work.join("out").as_path()));
+    let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+    assert_eq!(beside.len(), 1, "{beside:?}");
+}

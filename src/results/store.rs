@@ -160,6 +160,21 @@ pub struct CsvRow {
     pub infra_error: String,
 }
 
+/// A file-name-safe form of a user string (a matrix name, a cell id): ASCII letters, digits, `.`
+/// and `-` kept, everything else `_`, so no `/` can make it a path. Used after a prefix, so `..`
+/// never stands alone.
+pub fn slug(id: &str) -> String {
+    id.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 impl RunDir {
     /// A new folder `OUT/YYYYmmdd-HHMMSS-NAME` (suffixed `-2`, `-3`, ... if taken). Each name is
     /// claimed with one `mkdir`, which fails if the folder exists, so two runs started in the
@@ -168,7 +183,8 @@ impl RunDir {
         std::fs::create_dir_all(out)
             .map_err(|e| Error::io(format!("creating {}", out.display()), e))?;
         let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
-        let base = format!("{stamp}-{name}");
+        // The name is the matrix's: `../x` or `a/b` must not leave `out` or nest folders.
+        let base = format!("{stamp}-{}", slug(name));
         for n in 1.. {
             let path = match n {
                 1 => out.join(&base),
@@ -455,5 +471,21 @@ mod tests {
         let distinct: std::collections::HashSet<_> = paths.iter().collect();
         assert_eq!(distinct.len(), 8, "{paths:?}");
         assert!(paths.iter().all(|p| p.join("logs").is_dir()));
+    }
+
+    /// A matrix name cannot place the run folder outside `out` or nest it.
+    #[test]
+    fn matrix_names_that_are_paths_stay_one_folder_inside_out() {
+        let root = tempfile::tempdir().unwrap();
+        let out = root.path().join("a").join("out");
+        for name in ["../../escaped-dir", "a/b", "/etc", "..", "x\\..\\y"] {
+            let dir = RunDir::create(&out, name).unwrap();
+            assert_eq!(dir.path.parent(), Some(out.as_path()), "{name}");
+            assert!(!dir.id().contains('/'), "{name}: {}", dir.id());
+        }
+        // Nothing was created beside `out`.
+        let beside: Vec<_> = std::fs::read_dir(root.path().join("a")).unwrap().collect();
+        assert_eq!(beside.len(), 1);
+        assert!(!root.path().join("escaped-dir").exists());
     }
 }

@@ -47,18 +47,7 @@ pub fn repeat_suffix(cell: &Cell) -> String {
     }
 }
 
-/// A file-name-safe form of a cell id.
-pub fn slug(id: &str) -> String {
-    id.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::results::store::slug;
 
 /// A log file name per cell, from its id and repeat: readable, and unique within the run even
 /// when two ids slug to the same name (`α` and `β` both become `_`).
