@@ -320,6 +320,36 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 ));
             }
         }
+        // An external server is loaded, never stopped or restarted: only load scenarios, on
+        // one server of a real family.
+        if f.target.server.is_some() {
+            let kind = scenario.kind();
+            let kind = kind.name();
+            let why = if !matches!(kind, "cache-ops" | "login-flow") {
+                Some(format!(
+                    "scenario {kind} stops or restarts its server; on an external one (which \
+                     cachegate did not start) only cache-ops and login-flow run"
+                ))
+            } else if !axes.topology.is_standalone() {
+                Some(format!("topology `{}` starts several nodes", axes.topology))
+            } else if axes.server.family == crate::server::Family::NoServer {
+                Some("server `none` has no server to load".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                let range = crate::config::table_range(&m.text, "[target]", 0)
+                    .unwrap_or(0..m.text.len());
+                let offset = crate::config::key_offset(&m.text, range.clone(), "server")
+                    .unwrap_or(range.start);
+                return Err(Error::input_at(
+                    &m.path,
+                    &m.text,
+                    offset,
+                    format!("field `target.server`: cell {id}: {why}"),
+                ));
+            }
+        }
         if let Err(misfit) = crate::scenario::fit::check(&spec, axes.topology, &scenario) {
             return Err(misfit_error(m, &misfit, origin.0));
         }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::judge::CompareOptions;
+use crate::results::part::Part;
+use crate::runner::shard::StartAt;
 
 // Help texts as macros, so `concat!` can join them.
 macro_rules! exit_codes {
@@ -89,8 +91,37 @@ pub enum Command {
         /// Continue this interrupted run folder with the planned cells it has no result for
         /// (the same matrices and filters; refused if they changed). Run from the folder the
         /// run was started in.
-        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["matrices", "filter", "out"])]
+        #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["matrices", "filter", "out", "shard", "generator"])]
         resume: Option<PathBuf>,
+        /// Run part K of N of the cells (1-based), split by expected duration the same way on
+        /// every machine; `cachegate merge` combines the N run folders into one run.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Part>,
+        /// This run is generator I of G driving the same cells at one external target
+        /// (`[target] server` or `url`); `cachegate merge` adds their histograms and throughput.
+        #[arg(long, value_name = "I/G", conflicts_with = "shard")]
+        generator: Option<Part>,
+        /// Start the first cell at this instant (RFC 3339, e.g. 2026-12-07T10:00:00Z) or once a
+        /// barrier file exists (file:PATH), so generators on several hosts start together.
+        #[arg(long, value_name = "WHEN")]
+        start_at: Option<StartAt>,
+    },
+    /// Combine run folders of `run --shard K/N` (each holds some cells) or of `run --generator
+    /// I/G` (each drove the same cells) into one run folder with one report, gates and baseline
+    /// comparison. A missing part makes the run fail (exit 3), naming it.
+    #[command(after_help = EXIT_CODES)]
+    Merge {
+        /// The parts' run folders.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Folder that receives the merged run folder.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Compare the merged run against this earlier run folder.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[command(flatten)]
+        compare: CompareArgs,
     },
     /// Validate matrices and list their cells without running anything.
     #[command(after_help = MATRIX_ARGS)]
@@ -100,6 +131,9 @@ pub enum Command {
         matrices: Vec<PathBuf>,
         #[arg(long)]
         filter: Vec<String>,
+        /// List only the cells `run --shard K/N` would run.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<Part>,
     },
     /// Re-render a run folder's outputs (CSV, summary.json, junit.xml, summary.md, index.html)
     /// from its results.jsonl and print its table.

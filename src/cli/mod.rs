@@ -68,6 +68,9 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             compare,
             threads,
             resume,
+            shard,
+            generator,
+            start_at,
         } => {
             // Check the baseline before spending minutes on the run.
             let baseline = baseline.map(|b| RunDir::open(&b)).transpose()?;
@@ -89,6 +92,9 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
                 command: std::env::args().collect(),
                 progress: !no_progress,
                 matrix_args: matrices.iter().map(|m| m.display().to_string()).collect(),
+                shard,
+                generator,
+                start_at,
             };
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
             let threads = threads.unwrap_or(cpus / 2).max(1);
@@ -111,12 +117,26 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             signals::release();
             Ok(code?)
         }
-        Command::Check { matrices, filter } => {
+        Command::Check {
+            matrices,
+            filter,
+            shard,
+        } => {
             let loaded = matrices
                 .iter()
                 .map(|m| open_matrix(m))
                 .collect::<Result<Vec<_>, _>>()?;
-            let cells = runner::select_cells(&loaded, &filter)?;
+            let all = runner::select_cells(&loaded, &filter)?;
+            let mine = runner::cells_of_this_part(&all, shard);
+            let cells: Vec<_> = mine.iter().map(|&i| all[i].clone()).collect();
+            if let Some(shard) = shard {
+                let seconds: u64 = cells.iter().map(runner::shard::expected_seconds).sum();
+                println!(
+                    "shard {shard}: {} of {} cells, about {seconds} s",
+                    cells.len(),
+                    all.len()
+                );
+            }
             for cell in &cells {
                 let expect = format!("{:?}", cell.expected).to_lowercase();
                 println!(
@@ -154,6 +174,27 @@ fn dispatch(command: Command) -> anyhow::Result<i32> {
             print_warnings(&rendered);
             print_gates_and_deltas(&rendered.summary);
             Ok(rendered.judgement.exit_code(Verb::Compare))
+        }
+        Command::Merge {
+            runs,
+            out,
+            baseline,
+            compare,
+        } => {
+            let baseline = baseline.map(|b| RunDir::open(&b)).transpose()?;
+            let merged = crate::results::merge::merge(&runs, &out, std::env::args().collect())?;
+            for w in &merged.warnings {
+                eprintln!("warning: {w}");
+            }
+            let summary = runner::RunSummary {
+                end: merged
+                    .run_dir
+                    .read_info()
+                    .and_then(|i| i.end)
+                    .expect("merge records the end"),
+                run_dir: merged.run_dir.path,
+            };
+            Ok(finish_run(&summary, baseline.as_ref(), compare)?)
         }
         Command::Servers { command } => servers(command),
         Command::Images { command } => images::run(command),

@@ -588,12 +588,35 @@ fn check_counts(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
     Ok(())
 }
 
-/// `[target] url`: an http(s) URL of an app on 127.0.0.1 (the only address traffic may go to).
+/// `[target] url`: an http(s) URL of an app on 127.0.0.1 (the only address traffic may go to);
+/// `[target] server`: a 127.0.0.1 address and port.
 fn check_target(path: &Path, text: &str, target: &TargetSection) -> Result<()> {
+    let range = table_range(text, "[target]", 0).unwrap_or(0..text.len());
+    if let Some(server) = &target.server {
+        let bad = |why: &str| {
+            error_at(
+                path,
+                text,
+                range.clone(),
+                "server",
+                format!("field `target.server` = `{server}`: {why}"),
+            )
+        };
+        let addr: std::net::SocketAddr = server
+            .parse()
+            .map_err(|_| bad("expected 127.0.0.1:PORT"))?;
+        if addr.ip() != std::net::IpAddr::from([127, 0, 0, 1]) {
+            return Err(bad(
+                "cachegate only sends traffic to 127.0.0.1; publish the server's port there",
+            ));
+        }
+        if addr.port() == 0 {
+            return Err(bad("port 0 is no server's port"));
+        }
+    }
     let Some(url) = &target.url else {
         return Ok(());
     };
-    let range = table_range(text, "[target]", 0).unwrap_or(0..text.len());
     let bad = |why: String| {
         error_at(
             path,

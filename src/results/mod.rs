@@ -3,6 +3,8 @@
 
 pub mod checks;
 pub mod latency;
+pub mod merge;
+pub mod part;
 pub mod recorder;
 pub mod redact;
 pub mod store;
@@ -239,6 +241,16 @@ pub struct CellResult {
     pub gates: crate::config::gates::Gates,
     pub cachegate_version: String,
     pub host: crate::host::HostInfo,
+    /// `--generator` runs: this host's clock minus the target server's (`TIME`, halfway through
+    /// the round trip), so `merge` can say how far apart the generators' clocks were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<f64>,
+    /// A cell merged from several generators' results (`cachegate merge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generators: Option<merge::Generators>,
+    /// Merged runs: the run folder (id) the result came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_run: Option<String>,
 }
 
 impl CellResult {

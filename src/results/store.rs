@@ -39,6 +39,24 @@ pub struct RunInfo {
     /// `--filter` terms, and the folder they were given in.
     #[serde(default)]
     pub resume: Option<ResumeFrom>,
+    /// `--shard K/N`: this run holds part K of the cells; `planned` lists its own, `whole` all.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardPlan>,
+    /// `--generator I/G`: this run is one of G generators driving the same cells at one target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<super::part::Part>,
+    /// `cachegate merge`: the run folders (ids) this run was combined from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+}
+
+/// Which part of the whole plan a shard run holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardPlan {
+    pub part: super::part::Part,
+    /// Every cell of the unsharded run, in its order, so `merge` can tell a shard of another
+    /// plan and restore the whole run's order.
+    pub whole: Vec<PlannedCell>,
 }
 
 /// How to expand the run's cells again (`cachegate run --resume`).
@@ -50,6 +68,11 @@ pub struct ResumeFrom {
     /// When the run was resumed, each time.
     #[serde(default)]
     pub resumed_at: Vec<chrono::DateTime<chrono::Utc>>,
+    /// `--shard` and `--generator` as given, so a resumed part plans the same cells.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<super::part::Part>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator: Option<super::part::Part>,
 }
 
 /// One cell (and repeat) the run meant to run.

@@ -14,6 +14,7 @@ use crate::results::{CellResult, RunDir, ServerInfo, StackInfo, TopologyInfo, Ve
 use crate::scenario::CellEnv;
 use crate::server::container::{ContainerLabels, ContainerServer};
 use crate::server::deployment::Addresses;
+use crate::server::external::ExternalServer;
 use crate::server::no_server::NoServer;
 use crate::server::{
     Deployment, Family, NodeStarter, ProvisionedServer, RunningServer, ServerProcess, ServerSpec,
@@ -137,6 +138,9 @@ fn new_result(cell: &Cell, ctx: &CellContext<'_>) -> CellResult {
         gates: cell.gates.clone(),
         cachegate_version: env!("CARGO_PKG_VERSION").to_string(),
         host: ctx.host.clone(),
+        clock_offset_ms: None,
+        generators: None,
+        source_run: None,
     }
 }
 
@@ -192,7 +196,10 @@ pub async fn run_cell(
         version: binary.version.clone(),
         source: binary.source.clone(),
         binary: binary.binary.display().to_string(),
-        runtime: cell.axes.runtime.name().to_string(),
+        runtime: match cell.target.server {
+            Some(_) => "external".to_string(),
+            None => cell.axes.runtime.name().to_string(),
+        },
         identity: primary.identity(),
         persistence: cell.spec.persistence.to_string(),
         config: {
@@ -353,6 +360,13 @@ impl NodeStarter for RuntimeStarter<'_> {
     ) -> crate::error::Result<Box<dyn RunningServer>> {
         if binary.family == Family::NoServer {
             return Ok(Box::new(NoServer::new(spec)));
+        }
+        if let Some(addr) = &self.cell.target.server {
+            let addr = addr.parse().map_err(|_| crate::error::Error::Server {
+                server: spec.server.to_string(),
+                message: format!("[target] server `{addr}` is not an address"),
+            })?;
+            return Ok(Box::new(ExternalServer::connect(spec, addr)?));
         }
         Ok(match self.cell.axes.runtime {
             RuntimeKind::Process => Box::new(ServerProcess::start(spec, binary).await?),

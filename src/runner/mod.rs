@@ -6,6 +6,7 @@
 mod cell;
 mod interrupt;
 mod progress;
+pub mod shard;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -16,7 +17,8 @@ use crate::config::LoadedMatrix;
 use crate::error::{Error, Result};
 use crate::host::HostInfo;
 use crate::matrix::{self, Cell};
-use crate::results::store::{PlannedCell, ResumeFrom, RunEnd, RunInfo, RunOutcome};
+use crate::results::part::Part;
+use crate::results::store::{PlannedCell, ResumeFrom, RunEnd, RunInfo, RunOutcome, ShardPlan};
 use crate::results::{CellResult, RunDir};
 use crate::scenario;
 use crate::server::{ProvisionedServer, Provisioner};
@@ -25,6 +27,7 @@ use crate::stack::{self, ProvisionedStack};
 pub use cell::slug;
 pub use interrupt::{Interrupt, AFTER_SECOND_SIGNAL};
 
+#[derive(Clone)]
 pub struct RunOptions {
     /// Folder the run folder is created in.
     pub out: PathBuf,
@@ -35,6 +38,12 @@ pub struct RunOptions {
     pub progress: bool,
     /// The matrix arguments as given (paths or bundled names), recorded for `--resume`.
     pub matrix_args: Vec<String>,
+    /// `--shard K/N`: run only part K of the cells.
+    pub shard: Option<Part>,
+    /// `--generator I/G`: one of G runs driving the same cells at one external target.
+    pub generator: Option<Part>,
+    /// `--start-at`: wait for this before the first cell.
+    pub start_at: Option<shard::StartAt>,
 }
 
 pub struct RunSummary {
@@ -171,6 +180,13 @@ impl Provisioned {
         cell: &Cell,
     ) -> std::result::Result<ProvisionedServer, String> {
         let key = format!("{}|{}", matrix.path.display(), cell.spec.server);
+        if let Some(addr) = &cell.target.server {
+            return self
+                .servers
+                .entry(key)
+                .or_insert_with(|| external_server(cell, addr))
+                .clone();
+        }
         self.servers
             .entry(key)
             .or_insert_with(|| {
@@ -200,6 +216,39 @@ impl Provisioned {
     }
 }
 
+/// `[target] server`: what the server already running there is, checked against the cell's
+/// server axis (a run recorded as redis@7.4 must have loaded a 7.4).
+fn external_server(cell: &Cell, addr: &str) -> std::result::Result<ProvisionedServer, String> {
+    let wanted = &cell.spec.server;
+    let parsed: std::net::SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("[target] server `{addr}` is not an address"))?;
+    let protocol = wanted.family.protocol();
+    let password = cell.spec.settings.requirepass.as_deref();
+    let version = crate::server::control::reported_version(protocol, parsed, password)
+        .ok_or_else(|| {
+            format!("the external server at {addr} ([target] server) does not answer INFO/version")
+        })?;
+    let numbers: Vec<u32> = version
+        .split('.')
+        .map_while(|p| p.parse().ok())
+        .collect();
+    if !wanted.matches(&numbers) {
+        return Err(format!(
+            "the external server at {addr} reports version {version}, the cell's server axis \
+             says {wanted}"
+        ));
+    }
+    Ok(ProvisionedServer {
+        family: wanted.family,
+        version,
+        binary: std::path::PathBuf::new(),
+        lib_dir: None,
+        loader: None,
+        source: format!("external server at {addr} ([target] server), not started by cachegate"),
+    })
+}
+
 /// The `[report]` of the run: the first matrix's layout that sets one, every matrix's
 /// explanations (in order, so the first matrix's are tried first).
 fn report_options(matrices: &[LoadedMatrix]) -> ReportOptions {
@@ -225,11 +274,20 @@ pub async fn run(
     interrupt: &Interrupt,
 ) -> Result<RunSummary> {
     let cells = select_cells(matrices, &opts.filters)?;
+    if opts.generator.is_some() {
+        check_generator_cells(&cells)?;
+    }
+    let mine = cells_of_this_part(&cells, opts.shard);
     let name = match matrices {
         [one] => one.file.matrix.name.clone(),
         _ => "multi".to_string(),
     };
-    let run_dir = RunDir::create(&opts.out, &name)?;
+    let part = match (opts.shard, opts.generator) {
+        (Some(s), _) => format!("-shard{}of{}", s.index, s.of),
+        (None, Some(g)) => format!("-gen{}of{}", g.index, g.of),
+        (None, None) => String::new(),
+    };
+    let run_dir = RunDir::create(&opts.out, &format!("{name}{part}"))?;
     let host = HostInfo::detect();
     run_dir.write_info(&RunInfo {
         run_id: run_dir.id(),
@@ -239,10 +297,10 @@ pub async fn run(
             .iter()
             .map(|m| m.path.display().to_string())
             .collect(),
-        cells: cells.len(),
+        cells: mine.len(),
         cachegate_version: env!("CARGO_PKG_VERSION").to_string(),
         host: host.clone(),
-        planned: cells.iter().map(planned).collect(),
+        planned: mine.iter().map(|&i| planned(&cells[i])).collect(),
         end: None,
         report: report_options(matrices),
         resume: Some(ResumeFrom {
@@ -250,15 +308,53 @@ pub async fn run(
             filters: opts.filters.clone(),
             cwd: current_dir(),
             resumed_at: vec![],
+            shard: opts.shard,
+            generator: opts.generator,
         }),
+        shard: opts.shard.map(|part| ShardPlan {
+            part,
+            whole: cells.iter().map(planned).collect(),
+        }),
+        generator: opts.generator,
+        merged_from: vec![],
     })?;
+    let of = match opts.shard {
+        Some(s) => format!(" of {}, shard {s}", cells.len()),
+        None => String::new(),
+    };
     eprintln!(
-        "run folder: {}  ({} cells)",
+        "run folder: {}  ({} cells{of})",
         run_dir.path.display(),
-        cells.len()
+        mine.len()
     );
-    let all: Vec<usize> = (0..cells.len()).collect();
-    run_cells(matrices, &cells, &all, run_dir, opts, interrupt).await
+    if let Some(start) = &opts.start_at {
+        start.wait(&interrupt.stop_token()).await?;
+    }
+    run_cells(matrices, &cells, &mine, run_dir, opts, interrupt).await
+}
+
+/// The cells (indices) a run with `--shard` (or without) runs, in plan order.
+pub fn cells_of_this_part(cells: &[Cell], shard: Option<Part>) -> Vec<usize> {
+    match shard {
+        Some(part) => shard::cells_of(cells, part),
+        None => (0..cells.len()).collect(),
+    }
+}
+
+/// Generators share one target: each cell must name an external one, or every generator would
+/// load a server of its own.
+fn check_generator_cells(cells: &[Cell]) -> Result<()> {
+    match cells
+        .iter()
+        .find(|c| c.target.server.is_none() && c.target.url.is_none())
+    {
+        Some(c) => Err(Error::Usage(format!(
+            "--generator: cell {} starts its own server; generators drive one external target: \
+             set `[target] server = \"127.0.0.1:PORT\"` (cache-ops, login-flow) or `[target] url`",
+            c.id
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// What the run plans for a cell, with the fingerprint `--resume` compares.
@@ -329,7 +425,8 @@ pub async fn resume(
         .map(|m| crate::config::matrix_file::open_matrix(std::path::Path::new(m)))
         .collect::<Result<Vec<_>>>()?;
     let cells = select_cells(&matrices, &from.filters)?;
-    let now: Vec<PlannedCell> = cells.iter().map(planned).collect();
+    let mine = cells_of_this_part(&cells, from.shard);
+    let now: Vec<PlannedCell> = mine.iter().map(|&i| planned(&cells[i])).collect();
     if now != info.planned {
         let changed = now
             .iter()
@@ -358,22 +455,29 @@ pub async fn resume(
         .iter()
         .map(|r| (r.cell_id.as_str(), r.repeat))
         .collect();
-    let todo: Vec<usize> = (0..cells.len())
+    let todo: Vec<usize> = mine
+        .iter()
+        .copied()
         .filter(|&i| !done.contains(&(cells[i].id.as_str(), cells[i].repeat)))
         .collect();
     eprintln!(
         "resuming {}: {} of {} cells done, {} to run",
         run_dir.path.display(),
-        cells.len() - todo.len(),
-        cells.len(),
+        mine.len() - todo.len(),
+        mine.len(),
         todo.len()
     );
     info.end = None;
     let mut from = from;
     from.resumed_at.push(chrono::Utc::now());
+    let opts = RunOptions {
+        shard: from.shard,
+        generator: from.generator,
+        ..opts.clone()
+    };
     info.resume = Some(from);
     run_dir.write_info(&info)?;
-    run_cells(&matrices, &cells, &todo, run_dir, opts, interrupt).await
+    run_cells(&matrices, &cells, &todo, run_dir, &opts, interrupt).await
 }
 
 /// Run `cells[i]` for each `i` in `todo` into `run_dir`, then record how the run ended.
@@ -422,11 +526,23 @@ async fn run_cells(
             cell.id,
             cell::repeat_suffix(cell)
         );
+        // Generators of one cell share its keys (one workload over one keyspace, as one bigger
+        // generator would) and register distinct users.
+        let (key_prefix, user_tag) = match opts.generator {
+            Some(g) => (
+                format!("cg:gen:{}:{}:", slug(&cell.id), cell.repeat),
+                format!("cg{index}g{}x{}", g.index, std::process::id()),
+            ),
+            None => (
+                format!("cg:{}:{index}:", run_dir.id()),
+                format!("cg{index}x{}", std::process::id()),
+            ),
+        };
         let ctx = cell::CellContext {
             run_dir: &run_dir,
             host: &host,
-            key_prefix: format!("cg:{}:{index}:", run_dir.id()),
-            user_tag: format!("cg{index}x{}", std::process::id()),
+            key_prefix,
+            user_tag,
             cancel: interrupt.stop_token(),
             interrupt,
             log_base: format!("logs/{}", log_names[index]),
@@ -436,10 +552,15 @@ async fn run_cells(
         let hurry = interrupt.hurry_token();
         // A second signal drops the running cell's future: everything it started is killed by
         // its owner's drop (processes by PID, temp folders removed), and the cell is recorded.
-        let result = tokio::select! {
+        let clock_offset_ms = opts
+            .generator
+            .and(cell.target.server.as_deref())
+            .and_then(|addr| clock_offset_ms(cell, addr));
+        let mut result = tokio::select! {
             result = cell::run_cell(cell, binary, stack, &ctx) => result,
             _ = hurry.cancelled() => cell::abandoned(cell, &ctx),
         };
+        result.clock_offset_ms = clock_offset_ms;
         eprintln!("{label}  {}", cell::one_line(&result));
         if let Err(e) = keep(&run_dir, &result).await {
             failure = Some(format!("the output stopped being writable: {e}"));
@@ -470,6 +591,22 @@ async fn run_cells(
         run_dir: run_dir.path.clone(),
         end,
     })
+}
+
+/// A generator's clock against the external server's (`TIME`), in milliseconds, so `merge`
+/// can say how far apart the generators' clocks were. Redis protocol only (memcached's `time`
+/// stat has whole seconds).
+fn clock_offset_ms(cell: &Cell, addr: &str) -> Option<f64> {
+    if cell.spec.server.family.protocol() != crate::server::spec::Protocol::Resp {
+        return None;
+    }
+    let addr = addr.parse().ok()?;
+    let password = cell.spec.settings.requirepass.as_deref();
+    // The best of a few exchanges: the one with the shortest round trip errs least.
+    (0..5)
+        .filter_map(|_| crate::server::control::clock_offset_us(addr, password))
+        .min_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(offset, _)| offset / 1000.0)
 }
 
 /// Append a finished cell to the run folder, retrying once; if it cannot be written, print it

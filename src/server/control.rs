@@ -112,3 +112,119 @@ pub fn memcached_stats(addr: SocketAddr) -> Option<std::collections::BTreeMap<St
             .collect(),
     )
 }
+
+/// Length of the first complete RESP2 reply at the start of `buf`, or `None` while it is still
+/// arriving.
+fn reply_len(buf: &[u8]) -> Option<usize> {
+    let line_end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let header = std::str::from_utf8(&buf[1..line_end]).ok()?;
+    let after = line_end + 2;
+    match buf.first()? {
+        b'+' | b'-' | b':' => Some(after),
+        b'$' => match header.parse::<i64>().ok()? {
+            n if n < 0 => Some(after),
+            n => (buf.len() >= after + n as usize + 2).then_some(after + n as usize + 2),
+        },
+        b'*' => {
+            let mut at = after;
+            for _ in 0..header.parse::<i64>().ok()?.max(0) {
+                at += reply_len(&buf[at..])?;
+            }
+            Some(at)
+        }
+        _ => Some(buf.len()),
+    }
+}
+
+/// One command (after AUTH when a password is set) and its whole reply, bulk strings and
+/// arrays included (`send_command` reads only a line).
+pub fn exchange(
+    addr: SocketAddr,
+    password: Option<&str>,
+    args: &[&str],
+) -> std::io::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
+    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut payload = Vec::new();
+    for cmd in password.map(|pw| vec!["AUTH", pw]).into_iter().chain([args.to_vec()]) {
+        payload.extend(format!("*{}\r\n", cmd.len()).bytes());
+        for a in cmd {
+            payload.extend(format!("${}\r\n", a.len()).bytes());
+            payload.extend(a.bytes());
+            payload.extend(b"\r\n");
+        }
+    }
+    stream.write_all(&payload)?;
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    let skip = |reply: &[u8]| if password.is_some() { reply_len(reply) } else { Some(0) };
+    loop {
+        if let Some(auth) = skip(&reply) {
+            if let Some(n) = reply_len(&reply[auth..]) {
+                return Ok(reply[auth..auth + n].to_vec());
+            }
+        }
+        let n = stream.read(&mut buf)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        reply.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// This host's clock minus the server's, in microseconds: `TIME` read halfway through the round
+/// trip (so the error is at most half of it, which is returned too).
+pub fn clock_offset_us(addr: SocketAddr, password: Option<&str>) -> Option<(f64, f64)> {
+    let now_us = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1e6)
+            .unwrap_or_default()
+    };
+    let before = now_us();
+    let reply = exchange(addr, password, &["TIME"]).ok()?;
+    let after = now_us();
+    // *2\r\n$10\r\n<seconds>\r\n$6\r\n<microseconds>\r\n
+    let text = String::from_utf8_lossy(&reply);
+    let numbers: Vec<f64> = text
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with(['*', '$']))
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    let [secs, micros] = numbers[..] else {
+        return None;
+    };
+    Some(((before + after) / 2.0 - (secs * 1e6 + micros), (after - before) / 2.0))
+}
+
+/// The version a running server reports: `redis_version` or `valkey_version` from `INFO
+/// server` (Valkey reports both; its own is preferred), memcached's `version`.
+pub fn reported_version(protocol: Protocol, addr: SocketAddr, password: Option<&str>) -> Option<String> {
+    if protocol == Protocol::Memcache {
+        return memcached_version(addr);
+    }
+    let reply = exchange(addr, password, &["INFO", "server"]).ok()?;
+    let text = String::from_utf8_lossy(&reply);
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+    };
+    field("valkey_version:").or_else(|| field("redis_version:"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reply_len;
+
+    #[test]
+    fn whole_replies_are_measured_and_partial_ones_waited_for() {
+        assert_eq!(reply_len(b"+OK\r\n"), Some(5));
+        assert_eq!(reply_len(b"$3\r\nabc\r\n+OK"), Some(9));
+        assert_eq!(reply_len(b"$3\r\nab"), None);
+        let time = b"*2\r\n$10\r\n1700000000\r\n$6\r\n123456\r\n";
+        assert_eq!(reply_len(time), Some(time.len()));
+        assert_eq!(reply_len(&time[..time.len() - 3]), None);
+        assert_eq!(reply_len(b"$-1\r\n"), Some(5));
+    }
+}

@@ -6,6 +6,7 @@ pub mod container;
 pub mod control;
 pub mod debian;
 pub mod deployment;
+pub mod external;
 pub mod image;
 pub mod no_server;
 pub mod process;

@@ -23,6 +23,11 @@ pub struct TargetSection {
     /// session configuration is the app's own; a cell's server is still started for it if the
     /// app is pointed at it.
     pub url: Option<String>,
+    /// An external cache server (`127.0.0.1:PORT`) loaded instead of starting one: cache-ops and
+    /// login-flow only (it is never stopped or restarted), e.g. for `run --generator`, where
+    /// several generator hosts load one server. The server axis still names its family and
+    /// version; the version it reports is recorded.
+    pub server: Option<String>,
     #[serde(default)]
     pub paths: Paths,
     #[serde(default)]
