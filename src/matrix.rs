@@ -338,8 +338,8 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 None
             };
             if let Some(why) = why {
-                let range = crate::config::table_range(&m.text, "[target]", 0)
-                    .unwrap_or(0..m.text.len());
+                let range =
+                    crate::config::table_range(&m.text, "[target]", 0).unwrap_or(0..m.text.len());
                 let offset = crate::config::key_offset(&m.text, range.clone(), "server")
                     .unwrap_or(range.start);
                 return Err(Error::input_at(

@@ -52,6 +52,19 @@ fn check_rejects_bad_files_with_file_line_and_field() {
             "field `axes.server`: bad version `seven`",
         ),
         (
+            "external-address.toml",
+            format!("{GOOD}[target]\nserver = \"10.0.0.1:6379\"\n"),
+            ":11:1",
+            "field `target.server` = `10.0.0.1:6379`: cachegate only sends traffic to 127.0.0.1",
+        ),
+        (
+            "external-topology.toml",
+            format!("{GOOD}[target]\nserver = \"127.0.0.1:6379\"\n")
+                .replace("[\"redis@6.2\"]", "[\"redis@6.2\"]\ntopology = [\"replica:1\"]"),
+            ":12:1",
+            "field `target.server`: cell redis@6.2/none/replica:1: topology `replica:1` starts several nodes",
+        ),
+        (
             "family.toml",
             GOOD.replace("redis@6.2", "keydb@6"),
             ":4:10",

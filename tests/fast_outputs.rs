@@ -402,3 +402,46 @@ fn markdown_metacharacters_in_values_do_not_break_summary_md() {
         "{md}"
     );
 }
+
+/// Hostile strings in a cell id, a verdict reason and an error message (as a matrix or a
+/// server could produce them) are escaped in every HTML context (text, attributes, the SVG
+/// charts) and in JUnit: none of them opens an element or closes an attribute.
+#[test]
+fn hostile_strings_are_escaped_in_html_svg_and_junit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tag = "<img src=x onerror=alert(1)>";
+    let quote = "\"' onmouseover='alert(2)";
+    let run = edited_run(tmp.path(), "hostile-html", |mut v| {
+        if v["cell_id"] == "redis@7.4/none/oom" {
+            v["cell_id"] = format!("redis@7.4/{tag}{quote}").into();
+            v["verdict_reason"] = format!("reason {tag} {quote}").into();
+            v["errors"][0]["example"] = format!("</script><script>alert(3)</script>{quote}").into();
+        }
+        Some(v)
+    });
+    let (code, text) = cachegate(&[Path::new("report"), &run]);
+    assert_eq!(code, Some(0), "{text}");
+    let html = std::fs::read_to_string(run.join("index.html")).unwrap();
+    for raw in [tag, quote, "<script>alert(3)", "onmouseover='"] {
+        assert!(!html.contains(raw), "unescaped in index.html: {raw}");
+    }
+    assert!(html.contains("&lt;img src=x onerror=alert(1)&gt;"));
+    assert!(html.contains("&quot;&#39; onmouseover=&#39;alert(2)"));
+    // Every <svg> chart's labels are escaped too: no element from the strings inside one.
+    for svg in html.split("<svg").skip(1) {
+        let body = &svg[..svg.find("</svg>").unwrap_or(svg.len())];
+        assert!(
+            !body.contains("<img") && !body.contains("<script"),
+            "{body}"
+        );
+    }
+    let junit = std::fs::read_to_string(run.join("junit.xml")).unwrap();
+    assert!(
+        !junit.contains(tag) && !junit.contains("<script>"),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{junit}"
+    );
+}

@@ -602,9 +602,8 @@ fn check_target(path: &Path, text: &str, target: &TargetSection) -> Result<()> {
                 format!("field `target.server` = `{server}`: {why}"),
             )
         };
-        let addr: std::net::SocketAddr = server
-            .parse()
-            .map_err(|_| bad("expected 127.0.0.1:PORT"))?;
+        let addr: std::net::SocketAddr =
+            server.parse().map_err(|_| bad("expected 127.0.0.1:PORT"))?;
         if addr.ip() != std::net::IpAddr::from([127, 0, 0, 1]) {
             return Err(bad(
                 "cachegate only sends traffic to 127.0.0.1; publish the server's port there",

@@ -48,7 +48,9 @@ impl Generators {
             self.start_spread_ms
         );
         if let Some(c) = self.clock_spread_ms {
-            s.push_str(&format!("; clocks {c:.1} ms apart (against the server's TIME)"));
+            s.push_str(&format!(
+                "; clocks {c:.1} ms apart (against the server's TIME)"
+            ));
         }
         if !self.missing.is_empty() {
             let missing: Vec<String> = self.missing.iter().map(|g| g.to_string()).collect();
@@ -143,15 +145,21 @@ pub fn merge(paths: &[PathBuf], out: &Path, command: Vec<String>) -> Result<Merg
                 }
             }
             let missing = missing_parts(&sources, of, |i| i.generator);
-            let missing: Vec<String> =
-                missing.iter().map(|g| format!("generator {g}/{of}")).collect();
+            let missing: Vec<String> = missing
+                .iter()
+                .map(|g| format!("generator {g}/{of}"))
+                .collect();
             (planned, missing)
         }
     };
     copy_logs(&sources, &run_dir)?;
     run_dir.write_info(&RunInfo {
         run_id: id.clone(),
-        started_at: sources.iter().map(|s| s.info.started_at).min().expect("a source"),
+        started_at: sources
+            .iter()
+            .map(|s| s.info.started_at)
+            .min()
+            .expect("a source"),
         command,
         matrices: first.matrices.clone(),
         cells: planned.len(),
@@ -245,7 +253,11 @@ fn same_cells(a: &[PlannedCell], b: &[PlannedCell]) -> bool {
 
 fn missing_parts(sources: &[Source], of: u32, part: impl Fn(&RunInfo) -> Option<Part>) -> Vec<u32> {
     (1..=of)
-        .filter(|k| !sources.iter().any(|s| part(&s.info).map(|p| p.index) == Some(*k)))
+        .filter(|k| {
+            !sources
+                .iter()
+                .any(|s| part(&s.info).map(|p| p.index) == Some(*k))
+        })
         .collect()
 }
 
@@ -378,7 +390,10 @@ pub fn merge_generators(mut parts: Vec<(u32, CellResult)>, of: u32) -> Result<Ce
     out.finished_at = results.iter().map(|r| r.finished_at).max().expect("a part");
     // The generators measured at the same time: the window is the longest of theirs, and the
     // throughput the sum of each generator's.
-    out.measured_seconds = results.iter().map(|r| r.measured_seconds).fold(0.0, f64::max);
+    out.measured_seconds = results
+        .iter()
+        .map(|r| r.measured_seconds)
+        .fold(0.0, f64::max);
     out.counts = Default::default();
     out.errors = vec![];
     out.timeline = vec![];
@@ -419,8 +434,9 @@ pub fn merge_generators(mut parts: Vec<(u32, CellResult)>, of: u32) -> Result<Ce
         }
         merge_timeline(&mut out.timeline, &r.timeline);
     }
-    out.errors.sort_by(|a, b| b.count.cmp(&a.count));
-    out.app_exceptions.sort_by(|a, b| b.count.cmp(&a.count));
+    out.errors.sort_by_key(|e| std::cmp::Reverse(e.count));
+    out.app_exceptions
+        .sort_by_key(|e| std::cmp::Reverse(e.count));
     out.ops = ops
         .into_iter()
         .map(|list| merge_op(&list, &out.cell_id))
@@ -463,11 +479,13 @@ fn dedup<'a>(items: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 fn merge_op(list: &[&OpStats], cell: &str) -> Result<OpStats> {
     let mut h = latency::new_histogram();
     for o in list {
-        let part = latency::decode(&o.histogram).map_err(|e| {
-            Error::Usage(format!("cell {cell}, operation {}: {e}", o.op))
-        })?;
+        let part = latency::decode(&o.histogram)
+            .map_err(|e| Error::Usage(format!("cell {cell}, operation {}: {e}", o.op)))?;
         h.add(&part).map_err(|e| {
-            Error::Usage(format!("cell {cell}, operation {}: merging histograms: {e:?}", o.op))
+            Error::Usage(format!(
+                "cell {cell}, operation {}: merging histograms: {e:?}",
+                o.op
+            ))
         })?;
     }
     let sum = |f: fn(&OpStats) -> Option<u64>| -> Option<u64> {
@@ -483,7 +501,9 @@ fn merge_op(list: &[&OpStats], cell: &str) -> Result<OpStats> {
         // Only summaries of these are kept: the merged values are each the worst generator's
         // (an upper bound), the counts summed.
         failed_latency: worst_of(list.iter().filter_map(|o| o.failed_latency.as_ref())),
-        latency_with_failures: worst_of(list.iter().filter_map(|o| o.latency_with_failures.as_ref())),
+        latency_with_failures: worst_of(
+            list.iter().filter_map(|o| o.latency_with_failures.as_ref()),
+        ),
         hits: sum(|o| o.hits),
         misses: sum(|o| o.misses),
     })

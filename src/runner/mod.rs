@@ -225,14 +225,11 @@ fn external_server(cell: &Cell, addr: &str) -> std::result::Result<ProvisionedSe
         .map_err(|_| format!("[target] server `{addr}` is not an address"))?;
     let protocol = wanted.family.protocol();
     let password = cell.spec.settings.requirepass.as_deref();
-    let version = crate::server::control::reported_version(protocol, parsed, password)
-        .ok_or_else(|| {
+    let version =
+        crate::server::control::reported_version(protocol, parsed, password).ok_or_else(|| {
             format!("the external server at {addr} ([target] server) does not answer INFO/version")
         })?;
-    let numbers: Vec<u32> = version
-        .split('.')
-        .map_while(|p| p.parse().ok())
-        .collect();
+    let numbers: Vec<u32> = version.split('.').map_while(|p| p.parse().ok()).collect();
     if !wanted.matches(&numbers) {
         return Err(format!(
             "the external server at {addr} reports version {version}, the cell's server axis \

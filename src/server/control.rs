@@ -146,7 +146,11 @@ pub fn exchange(
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
     let mut payload = Vec::new();
-    for cmd in password.map(|pw| vec!["AUTH", pw]).into_iter().chain([args.to_vec()]) {
+    for cmd in password
+        .map(|pw| vec!["AUTH", pw])
+        .into_iter()
+        .chain([args.to_vec()])
+    {
         payload.extend(format!("*{}\r\n", cmd.len()).bytes());
         for a in cmd {
             payload.extend(format!("${}\r\n", a.len()).bytes());
@@ -157,7 +161,13 @@ pub fn exchange(
     stream.write_all(&payload)?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
-    let skip = |reply: &[u8]| if password.is_some() { reply_len(reply) } else { Some(0) };
+    let skip = |reply: &[u8]| {
+        if password.is_some() {
+            reply_len(reply)
+        } else {
+            Some(0)
+        }
+    };
     loop {
         if let Some(auth) = skip(&reply) {
             if let Some(n) = reply_len(&reply[auth..]) {
@@ -194,12 +204,19 @@ pub fn clock_offset_us(addr: SocketAddr, password: Option<&str>) -> Option<(f64,
     let [secs, micros] = numbers[..] else {
         return None;
     };
-    Some(((before + after) / 2.0 - (secs * 1e6 + micros), (after - before) / 2.0))
+    Some((
+        (before + after) / 2.0 - (secs * 1e6 + micros),
+        (after - before) / 2.0,
+    ))
 }
 
 /// The version a running server reports: `redis_version` or `valkey_version` from `INFO
 /// server` (Valkey reports both; its own is preferred), memcached's `version`.
-pub fn reported_version(protocol: Protocol, addr: SocketAddr, password: Option<&str>) -> Option<String> {
+pub fn reported_version(
+    protocol: Protocol,
+    addr: SocketAddr,
+    password: Option<&str>,
+) -> Option<String> {
     if protocol == Protocol::Memcache {
         return memcached_version(addr);
     }

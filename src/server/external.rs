@@ -73,7 +73,11 @@ impl RunningServer for ExternalServer {
 
     async fn is_running(&mut self) -> bool {
         let protocol = self.spec.server.family.protocol();
-        super::control::ready(protocol, self.addr, self.spec.settings.requirepass.as_deref())
+        super::control::ready(
+            protocol,
+            self.addr,
+            self.spec.settings.requirepass.as_deref(),
+        )
     }
 
     /// The cell ends by "stopping" its server: for an external one that is leaving it running.

@@ -43,6 +43,8 @@ fn esc(s: &str) -> String {
         .replace('<', "&lt;")
         .replace('>', "&gt;")
         .replace('"', "&quot;")
+        // Also inside single-quoted attributes (the SVG charts' own markup uses them).
+        .replace('\'', "&#39;")
 }
 
 fn verdict_badge(v: &str) -> String {
@@ -434,6 +436,12 @@ fn cell_details(h: &mut String, results: &[CellResult], info: Option<&RunInfo>) 
             .unwrap_or_default();
         if !ran_as.is_empty() {
             let _ = write!(h, "<p class=\"muted\">ran as: {}</p>", esc(&ran_as));
+        }
+        if let Some(g) = &r.generators {
+            let _ = write!(h, "<p class=\"muted\">load: {}</p>", esc(&g.describe()));
+        }
+        if let Some(source) = &r.source_run {
+            let _ = write!(h, "<p class=\"muted\">from run {}</p>", esc(source));
         }
         let _ = write!(
             h,
