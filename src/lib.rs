@@ -9,6 +9,8 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod fd_limit;
+#[doc(hidden)]
+pub mod fuzz_entry;
 pub mod host;
 pub mod judge;
 pub mod matrix;

@@ -34,6 +34,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("matrix", 9),
     ("runner", 10),
     ("cli", 11),
+    // Fuzz targets drive the parsers of every layer, like the command line does.
+    ("fuzz_entry", 11),
 ];
 
 /// (file, imported module, why) for the arrows that still run upward.

@@ -252,7 +252,7 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
 
 /// A matrix from its text; `path` is where it is (a file, or a path in the bundled tree, whose
 /// scenario files are then the bundled ones).
-fn load_matrix_text(path: PathBuf, text: String) -> Result<LoadedMatrix> {
+pub fn load_matrix_text(path: PathBuf, text: String) -> Result<LoadedMatrix> {
     let path = path.as_path();
     let file: MatrixFile = parse_toml_text(path, &text)?;
     let at = |offset: usize, message: String| Error::input_at(path, &text, offset, message);

@@ -32,8 +32,29 @@ pub fn parse_toml_file<T: DeserializeOwned>(path: &Path) -> Result<(T, String)> 
 /// A file's text. A file that is not UTF-8 is bad input placed at its first bad byte (TOML is
 /// UTF-8 by definition).
 pub fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Usage(format!("cannot read {}: {e}", path.display())))?;
+    use std::io::Read;
+    let cannot = |e: std::io::Error| Error::Usage(format!("cannot read {}: {e}", path.display()));
+    // Read at most one byte past the limit: `use = "/dev/zero"` or a huge file is refused
+    // instead of filling the memory.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
+        .map_err(cannot)?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        return Err(Error::Usage(format!(
+            "{} is larger than {} MiB: not a matrix or scenario file",
+            path.display(),
+            MAX_INPUT_BYTES >> 20
+        )));
+    }
+    text_of(path, bytes)
+}
+
+/// The most bytes a matrix or scenario file may have (the bundled ones have a few KiB).
+pub const MAX_INPUT_BYTES: u64 = 16 << 20;
+
+/// Bytes as text, or bad input placed at the first byte that is not UTF-8.
+pub fn text_of(path: &Path, bytes: Vec<u8>) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| {
         let valid = e.utf8_error().valid_up_to();
         let bad = e.as_bytes()[valid];

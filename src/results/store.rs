@@ -372,7 +372,12 @@ pub fn read_jsonl(path: &Path) -> Result<Vec<CellResult>> {
 /// appended a whole line at a time, so only a killed append leaves one) is left out and
 /// reported, so that `report`, `compare` and `--resume` keep every complete cell.
 pub fn read_jsonl_allowing_a_cut_off_end(path: &Path) -> Result<ResultsRead> {
-    let bytes = read_bytes(path)?;
+    parse_results(path, &read_bytes(path)?)
+}
+
+/// The results in the bytes of a `results.jsonl` (named `path` in errors), as
+/// [`read_jsonl_allowing_a_cut_off_end`] reads them.
+pub fn parse_results(path: &Path, bytes: &[u8]) -> Result<ResultsRead> {
     let mut lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     // After a final newline `split` yields an empty piece; without one, the last piece is a
     // line the writer did not finish.
