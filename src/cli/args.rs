@@ -106,23 +106,6 @@ pub enum Command {
         #[arg(long, value_name = "WHEN")]
         start_at: Option<StartAt>,
     },
-    /// Combine run folders of `run --shard K/N` (each holds some cells) or of `run --generator
-    /// I/G` (each drove the same cells) into one run folder with one report, gates and baseline
-    /// comparison. A missing part makes the run fail (exit 3), naming it.
-    #[command(after_help = EXIT_CODES)]
-    Merge {
-        /// The parts' run folders.
-        #[arg(required = true)]
-        runs: Vec<PathBuf>,
-        /// Folder that receives the merged run folder.
-        #[arg(long, default_value = "reports")]
-        out: PathBuf,
-        /// Compare the merged run against this earlier run folder.
-        #[arg(long)]
-        baseline: Option<PathBuf>,
-        #[command(flatten)]
-        compare: CompareArgs,
-    },
     /// Validate matrices and list their cells without running anything.
     #[command(after_help = MATRIX_ARGS)]
     Check {
@@ -152,6 +135,23 @@ pub enum Command {
     Compare {
         baseline: PathBuf,
         current: PathBuf,
+        #[command(flatten)]
+        compare: CompareArgs,
+    },
+    /// Combine run folders of `run --shard K/N` (each holds some cells) or of `run --generator
+    /// I/G` (each drove the same cells) into one run folder with one report, gates and baseline
+    /// comparison. A missing part makes the run fail (exit 3), naming it.
+    #[command(after_help = EXIT_CODES)]
+    Merge {
+        /// The parts' run folders.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Folder that receives the merged run folder.
+        #[arg(long, default_value = "reports")]
+        out: PathBuf,
+        /// Compare the merged run against this earlier run folder.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
         #[command(flatten)]
         compare: CompareArgs,
     },
