@@ -218,17 +218,12 @@ fn split_of(sources: &[Source]) -> Result<Split> {
                 g
             }
             _ => {
-                let what = |i: &RunInfo| match (&i.shard, i.generator) {
-                    (Some(sh), _) => format!("shard {}", sh.part),
-                    (None, Some(g)) => format!("generator {g}"),
-                    (None, None) => "a whole run".to_string(),
-                };
                 return Err(Error::Usage(format!(
                     "{} is {} but {} is {}: merge the shards of one run, or the generators of one",
                     shown(s),
-                    what(&s.info),
+                    s.info.part_label(),
                     shown(first),
-                    what(&first.info)
+                    first.info.part_label()
                 )));
             }
         };
@@ -277,13 +272,7 @@ fn merged_end(sources: &[Source], missing: &[String]) -> RunEnd {
         };
     }
     for s in sources {
-        let part = s
-            .info
-            .shard
-            .as_ref()
-            .map(|sh| format!("shard {}", sh.part))
-            .or(s.info.generator.map(|g| format!("generator {g}")))
-            .unwrap_or_default();
+        let part = s.info.part_label();
         match &s.info.end {
             Some(end) if end.outcome == RunOutcome::Completed => {}
             Some(end) => {

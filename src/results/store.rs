@@ -135,6 +135,15 @@ impl RunEnd {
 }
 
 impl RunInfo {
+    /// "shard 2/3", "generator 1/2", or "a whole run", for messages about split runs.
+    pub fn part_label(&self) -> String {
+        match (&self.shard, self.generator) {
+            (Some(shard), _) => format!("shard {}", shard.part),
+            (None, Some(g)) => format!("generator {g}"),
+            (None, None) => "a whole run".to_string(),
+        }
+    }
+
     /// Planned cells with no result in `results`, in planned order.
     pub fn not_run(&self, results: &[CellResult]) -> Vec<PlannedCell> {
         self.planned

@@ -17,20 +17,7 @@ pub fn send_command(
 ) -> std::io::Result<String> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
     stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-    let mut payload = Vec::new();
-    let mut push = |cmd: &[&str]| {
-        payload.extend(format!("*{}\r\n", cmd.len()).bytes());
-        for a in cmd {
-            payload.extend(format!("${}\r\n", a.len()).bytes());
-            payload.extend(a.bytes());
-            payload.extend(b"\r\n");
-        }
-    };
-    if let Some(pw) = password {
-        push(&["AUTH", pw]);
-    }
-    push(args);
-    stream.write_all(&payload)?;
+    stream.write_all(&encode(password, args))?;
     let mut reply = String::new();
     let mut buf = [0u8; 512];
     // Read until we have one line per command sent.
@@ -43,6 +30,24 @@ pub fn send_command(
         reply.push_str(&String::from_utf8_lossy(&buf[..n]));
     }
     Ok(reply)
+}
+
+/// `AUTH password` (when set) and `args`, as RESP arrays of bulk strings.
+fn encode(password: Option<&str>, args: &[&str]) -> Vec<u8> {
+    let mut payload = Vec::new();
+    for cmd in password
+        .map(|pw| vec!["AUTH", pw])
+        .into_iter()
+        .chain([args.to_vec()])
+    {
+        payload.extend(format!("*{}\r\n", cmd.len()).bytes());
+        for a in cmd {
+            payload.extend(format!("${}\r\n", a.len()).bytes());
+            payload.extend(a.bytes());
+            payload.extend(b"\r\n");
+        }
+    }
+    payload
 }
 
 /// Does the server answer PONG (not LOADING, not an auth error)?
@@ -145,20 +150,7 @@ pub fn exchange(
 ) -> std::io::Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
     stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    let mut payload = Vec::new();
-    for cmd in password
-        .map(|pw| vec!["AUTH", pw])
-        .into_iter()
-        .chain([args.to_vec()])
-    {
-        payload.extend(format!("*{}\r\n", cmd.len()).bytes());
-        for a in cmd {
-            payload.extend(format!("${}\r\n", a.len()).bytes());
-            payload.extend(a.bytes());
-            payload.extend(b"\r\n");
-        }
-    }
-    stream.write_all(&payload)?;
+    stream.write_all(&encode(password, args))?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     let skip = |reply: &[u8]| {
