@@ -7,6 +7,7 @@ use crate::config::matrix_file::{CellSelector, ExpectedOutcome, RuntimeKind};
 use crate::config::LoadedMatrix;
 use crate::error::{Error, Result};
 use crate::scenario::{self, ScenarioConfig};
+use crate::server::tls::Transport;
 use crate::server::{Persistence, ServerMode, ServerRef, ServerSettings, ServerSpec, Topology};
 use crate::stack::StackSpec;
 use crate::target::TargetSection;
@@ -18,6 +19,7 @@ pub struct CellAxes {
     pub persistence: Persistence,
     pub runtime: RuntimeKind,
     pub topology: Topology,
+    pub transport: Transport,
     pub policy: Option<String>,
     pub stack: Option<String>,
     pub settings: Option<String>,
@@ -25,8 +27,9 @@ pub struct CellAxes {
 }
 
 impl CellAxes {
-    /// Stable id: `server/persistence[/runtime][/topology][/policy][/stack][/settings][/variant]`;
-    /// the default runtime and topology (process, standalone) are left out.
+    /// Stable id:
+    /// `server/persistence[/runtime][/topology][/transport][/policy][/stack][/settings][/variant]`;
+    /// the default runtime, topology and transport (process, standalone, plaintext) are left out.
     pub fn id(&self) -> String {
         let mut parts = vec![self.server.to_string(), self.persistence.to_string()];
         if self.runtime != RuntimeKind::Process {
@@ -34,6 +37,9 @@ impl CellAxes {
         }
         if !self.topology.is_standalone() {
             parts.push(self.topology.to_string());
+        }
+        if !self.transport.is_plaintext() {
+            parts.push(self.transport.name().to_string());
         }
         parts.extend(
             [&self.policy, &self.stack, &self.settings, &self.variant]
@@ -53,6 +59,9 @@ impl CellAxes {
         // Left out when standalone, so results of runs before topologies read the same.
         if !self.topology.is_standalone() {
             m.insert("topology".into(), self.topology.to_string());
+        }
+        if !self.transport.is_plaintext() {
+            m.insert("transport".into(), self.transport.name().into());
         }
         for (k, v) in [
             ("policy", &self.policy),
@@ -79,6 +88,7 @@ impl CellAxes {
                 .is_none_or(|p| *p == self.persistence)
             && sel.runtime.is_none_or(|r| r == self.runtime)
             && sel.topology.is_none_or(|t| t == self.topology)
+            && sel.transport.is_none_or(|t| t == self.transport)
             && same(&sel.policy, &self.policy)
             && same(&sel.stack, &self.stack)
             && same(&sel.settings, &self.settings)
@@ -182,6 +192,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
             persistence: Persistence::none(),
             runtime: RuntimeKind::Process,
             topology: Topology::Standalone,
+            transport: Transport::Plaintext,
             policy: None,
             stack: None,
             settings: None,
@@ -193,6 +204,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
     });
     combos = product(combos, &f.axes.runtime, |a, r| a.runtime = *r);
     combos = product(combos, &f.axes.topology, |a, t| a.topology = *t);
+    combos = product(combos, &f.axes.transport, |a, t| a.transport = *t);
     let policies = optional(f.axes.policy.clone());
     combos = product(combos, &policies, |a, p| a.policy = p.clone());
     combos = product(combos, &stacks, |a, s| a.stack = s.clone());
@@ -248,6 +260,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
             persistence: inc.persistence.clone().unwrap_or_else(Persistence::none),
             runtime: inc.runtime.unwrap_or(RuntimeKind::Process),
             topology: inc.topology.unwrap_or_default(),
+            transport: inc.transport.unwrap_or_default(),
             policy: inc.policy.clone(),
             stack: inc.stack.clone().or_else(|| stacks[0].clone()),
             settings: inc.settings.clone().or_else(|| settings[0].clone()),
@@ -287,6 +300,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 ..f.server.clone()
             },
             mode: ServerMode::Server,
+            secrets: None,
         };
         // Nodes of a topology find each other (and tell clients where the others are) by
         // 127.0.0.1 addresses: on a bridge network those would be each container's own.
@@ -350,7 +364,17 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
                 ));
             }
         }
-        if let Err(misfit) = crate::scenario::fit::check(&spec, axes.topology, &scenario) {
+        let auth = crate::scenario::fit::check_auth(
+            &spec,
+            axes.topology,
+            axes.transport,
+            axes.runtime,
+            &scenario,
+            f.target.server.is_some(),
+        );
+        if let Err(misfit) =
+            auth.and_then(|()| crate::scenario::fit::check(&spec, axes.topology, &scenario))
+        {
             return Err(misfit_error(m, &misfit, origin.0));
         }
         let expectation = f.expect.iter().rev().find(|e| axes.matches(&e.when));
@@ -435,13 +459,14 @@ pub fn filter_matches(cell: &Cell, terms: &[String]) -> Result<bool> {
                     "server" => sel.server = Some(value.parse().map_err(bad)?),
                     "persistence" => sel.persistence = Some(value.parse().map_err(bad)?),
                     "topology" => sel.topology = Some(value.parse().map_err(bad)?),
+                    "transport" => sel.transport = Some(value.parse().map_err(bad)?),
                     "variant" => sel.variant = Some(value.to_string()),
                     "stack" => sel.stack = Some(value.to_string()),
                     "policy" => sel.policy = Some(value.to_string()),
                     "settings" => sel.settings = Some(value.to_string()),
                     other => {
                         return Err(Error::Usage(format!(
-                            "--filter {term}: unknown axis `{other}` (server, persistence, runtime, topology, policy, stack, settings, variant)"
+                            "--filter {term}: unknown axis `{other}` (server, persistence, runtime, topology, transport, policy, stack, settings, variant)"
                         )))
                     }
                 }

@@ -222,8 +222,7 @@ fn generators_load_one_server_together_and_merge_exactly() {
         assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
     }
     let stats =
-        cachegate::server::control::exchange(server.endpoint().addr, None, &["INFO", "stats"])
-            .unwrap();
+        cachegate::server::control::exchange(&server.endpoint(), &["INFO", "stats"]).unwrap();
     rt.block_on(server.stop(cachegate::server::StopKind::Graceful))
         .unwrap();
 

@@ -32,6 +32,11 @@ const MATRICES: &[(&str, &str)] = &[
         "stack-transitions",
         include_str!("../../matrices/stack-transitions.toml"),
     ),
+    ("tls-auth", include_str!("../../matrices/tls-auth.toml")),
+    (
+        "tls-auth-ops",
+        include_str!("../../matrices/tls-auth-ops.toml"),
+    ),
     ("topologies", include_str!("../../matrices/topologies.toml")),
     (
         "topologies-raw",

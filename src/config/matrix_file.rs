@@ -10,6 +10,7 @@ use super::bundled;
 use super::scenario_file::ScenarioParams;
 use super::{bounds, key_offset, parse_toml_text, read_text, table_range};
 use crate::error::{Error, Result};
+use crate::server::tls::Transport;
 use crate::server::{Persistence, ServerRef, ServerSettings, Topology};
 use crate::stack::StackSpec;
 use crate::target::TargetSection;
@@ -123,6 +124,10 @@ pub struct Axes {
     /// `cluster:M`, `cluster:M:R`.
     #[serde(default = "default_topology")]
     pub topology: Vec<Topology>,
+    /// How clients reach the server: `plaintext` (default) or `tls` (certificates made per
+    /// cell, see `[server.tls]`; `{server}` becomes a `rediss://` URL).
+    #[serde(default = "default_transport")]
+    pub transport: Vec<Transport>,
     /// maxmemory-policy values (with `[server] maxmemory`), e.g. ["noeviction", "allkeys-lru"].
     #[serde(default)]
     pub policy: Vec<String>,
@@ -152,6 +157,10 @@ fn default_topology() -> Vec<Topology> {
     vec![Topology::Standalone]
 }
 
+fn default_transport() -> Vec<Transport> {
+    vec![Transport::Plaintext]
+}
+
 /// Picks cells by axis values; unset fields match anything. `server = "redis@6"` matches every
 /// redis 6.x on the server axis.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -165,6 +174,8 @@ pub struct CellSelector {
     pub runtime: Option<RuntimeKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub topology: Option<Topology>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

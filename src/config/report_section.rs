@@ -16,6 +16,7 @@ pub const AXES: &[&str] = &[
     "persistence",
     "runtime",
     "topology",
+    "transport",
     "policy",
     "stack",
     "settings",

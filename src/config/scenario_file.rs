@@ -153,6 +153,9 @@ pub struct ScenarioParams {
     /// Random seed for key/op choices (default: fixed, so runs are comparable).
     pub seed: Option<u64>,
     pub mix: Option<OpMix>,
+    /// cache-ops: log in as this `[[server.users]]` ACL user instead of the harness's own, so a
+    /// user's rules (and their cost) are measured.
+    pub acl_user: Option<String>,
 
     /// login-flow: concurrent users, each with its own cookie jar.
     pub users: Option<u32>,

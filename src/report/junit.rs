@@ -41,6 +41,12 @@ pub fn render(summary: &Summary, cells: &[CellView]) -> String {
                 s.set_type("ERROR");
                 s
             }
+            Verdict::Unsupported => {
+                let mut s = TestCaseStatus::skipped();
+                s.set_message(c.reason.clone());
+                s.set_type("UNSUPPORTED");
+                s
+            }
         };
         let mut case = TestCase::new(name, status);
         case.set_classname(format!("cachegate.{}", c.scenario));

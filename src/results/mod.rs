@@ -33,6 +33,10 @@ pub enum Verdict {
     Xpass,
     /// Could not run (provisioning, server start-up, ...): never counted as passed.
     Error,
+    /// Not run because the server build lacks what the cell needs (a server without TLS on the
+    /// `tls` transport), as probed: a fact about the build, not a failure of the cell's settings
+    /// or of the harness, so it does not change the exit code; JUnit reports it as skipped.
+    Unsupported,
 }
 
 impl Verdict {
@@ -44,13 +48,17 @@ impl Verdict {
     /// Did the scenario itself fail (whatever was expected)? Its numbers then measure
     /// failures, and are not compared with those of cells that worked.
     pub fn is_failure(self) -> bool {
-        matches!(self, Verdict::Fail | Verdict::Xfail | Verdict::Error)
+        matches!(
+            self,
+            Verdict::Fail | Verdict::Xfail | Verdict::Error | Verdict::Unsupported
+        )
     }
 
     /// Order for "the worst of several repeats".
     pub fn severity(self) -> u8 {
         match self {
             Verdict::Pass => 0,
+            Verdict::Unsupported => 0,
             Verdict::Xfail => 1,
             Verdict::Xpass => 2,
             Verdict::Fail => 3,

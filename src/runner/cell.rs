@@ -179,13 +179,22 @@ pub async fn run_cell(
             packages: s.packages.clone(),
         });
     }
+    let spec = match with_secrets(cell, &binary).await {
+        Ok(spec) => spec,
+        Err(Refusal::Unsupported(reason)) => {
+            result.verdict = Verdict::Unsupported;
+            result.verdict_reason = reason;
+            result.finished_at = chrono::Utc::now();
+            return result;
+        }
+        Err(Refusal::Infra(e)) => return infra(result, e),
+    };
     let mut starter = RuntimeStarter {
         cell,
         binary: &binary,
         run_id: ctx.run_dir.id(),
     };
-    let mut deployment = match Deployment::start(cell.axes.topology, &cell.spec, &mut starter).await
-    {
+    let mut deployment = match Deployment::start(cell.axes.topology, &spec, &mut starter).await {
         Ok(d) => d,
         Err(e) => return infra(result, e.to_string()),
     };
@@ -207,6 +216,9 @@ pub async fn run_cell(
             let mut c = cell.spec.settings.clone();
             if c.requirepass.is_some() {
                 c.requirepass = Some(crate::results::redact::REDACTED.into());
+            }
+            for user in c.users.iter_mut().filter(|u| !u.password.is_empty()) {
+                user.password = crate::results::redact::REDACTED.into();
             }
             c
         },
@@ -332,6 +344,38 @@ pub async fn run_cell(
             .push_str(&format!("; removing the server: {e}"));
     }
     result
+}
+
+/// Why a cell's server is not started.
+enum Refusal {
+    /// The build cannot do what the cell asks (UNSUPPORTED).
+    Unsupported(String),
+    /// Something went wrong making what it needs (ERROR).
+    Infra(String),
+}
+
+/// The cell's spec with its secrets: certificates on the `tls` transport (after probing that the
+/// binary serves TLS at all) and the harness's ACL password when the matrix defines users.
+async fn with_secrets(cell: &Cell, binary: &ProvisionedServer) -> Result<ServerSpec, Refusal> {
+    let tls = !cell.axes.transport.is_plaintext();
+    let users = &cell.spec.settings.users;
+    if !tls && users.is_empty() {
+        return Ok(cell.spec.clone());
+    }
+    if tls {
+        if let Err(why) = crate::server::tls::supports_tls(binary).await {
+            return Err(Refusal::Unsupported(
+                crate::server::tls::unsupported_reason(binary, &why),
+            ));
+        }
+    }
+    let secrets =
+        crate::server::acl::Secrets::for_cell(tls.then_some(&cell.spec.settings.tls), users)
+            .map_err(Refusal::Infra)?;
+    Ok(ServerSpec {
+        secrets: Some(secrets),
+        ..cell.spec.clone()
+    })
 }
 
 /// Starts the cell's nodes on the runtime its `runtime` axis names.

@@ -223,12 +223,13 @@ fn external_server(cell: &Cell, addr: &str) -> std::result::Result<ProvisionedSe
     let parsed: std::net::SocketAddr = addr
         .parse()
         .map_err(|_| format!("[target] server `{addr}` is not an address"))?;
-    let protocol = wanted.family.protocol();
-    let password = cell.spec.settings.requirepass.as_deref();
     let version =
-        crate::server::control::reported_version(protocol, parsed, password).ok_or_else(|| {
-            format!("the external server at {addr} ([target] server) does not answer INFO/version")
-        })?;
+        crate::server::control::reported_version(&cell.spec.harness_endpoint(parsed.port()))
+            .ok_or_else(|| {
+                format!(
+                    "the external server at {addr} ([target] server) does not answer INFO/version"
+                )
+            })?;
     let numbers: Vec<u32> = version.split('.').map_while(|p| p.parse().ok()).collect();
     if !wanted.matches(&numbers) {
         return Err(format!(
@@ -597,11 +598,11 @@ fn clock_offset_ms(cell: &Cell, addr: &str) -> Option<f64> {
     if cell.spec.server.family.protocol() != crate::server::spec::Protocol::Resp {
         return None;
     }
-    let addr = addr.parse().ok()?;
-    let password = cell.spec.settings.requirepass.as_deref();
+    let addr: std::net::SocketAddr = addr.parse().ok()?;
+    let endpoint = cell.spec.harness_endpoint(addr.port());
     // The best of a few exchanges: the one with the shortest round trip errs least.
     (0..5)
-        .filter_map(|_| crate::server::control::clock_offset_us(addr, password))
+        .filter_map(|_| crate::server::control::clock_offset_us(&endpoint))
         .min_by(|a, b| a.1.total_cmp(&b.1))
         .map(|(offset, _)| offset / 1000.0)
 }

@@ -55,6 +55,9 @@ pub struct CacheOpsConfig {
     pub max_error_rate: f64,
     pub seed: u64,
     pub mix: OpMix,
+    /// The `[[server.users]]` user the load logs in as (default: the harness's credentials).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acl_user: Option<String>,
 }
 
 impl CacheOpsConfig {
@@ -116,6 +119,7 @@ impl CacheOpsConfig {
             max_error_rate: max_error_rate(p.max_error_rate)?,
             seed: p.seed.unwrap_or(1),
             mix,
+            acl_user: p.acl_user.clone(),
         })
     }
 }
@@ -239,9 +243,24 @@ const SHARDS_PER_THREAD: usize = 4;
 /// Connects in flight at once during setup.
 const CONNECTS_IN_FLIGHT: usize = 256;
 
-/// Where the cell's commands go: its server, or every shard of its cluster by hash slot.
-pub async fn target_of(env: &super::CellEnv<'_>) -> Result<Target, String> {
-    let endpoint = env.server.endpoint();
+/// Where the cell's commands go: its server, or every shard of its cluster by hash slot; as
+/// `acl_user` when one is named.
+pub async fn target_of(env: &super::CellEnv<'_>, acl_user: Option<&str>) -> Result<Target, String> {
+    let mut endpoint = env.server.endpoint();
+    if let Some(name) = acl_user {
+        let user = env
+            .server
+            .spec()
+            .settings
+            .users
+            .iter()
+            .find(|u| u.name == name)
+            .ok_or_else(|| format!("acl_user `{name}` is not in [[server.users]]"))?;
+        // `default` without a password is who an unauthenticated connection already is.
+        let anonymous = user.password.is_empty();
+        endpoint.user = (!anonymous).then(|| user.name.clone());
+        endpoint.password = (!anonymous).then(|| user.password.clone());
+    }
     if !env.topology.is_cluster() {
         return Ok(Target::Single(endpoint));
     }
@@ -754,6 +773,7 @@ impl super::Scenario for CacheOpsConfig {
         "seed",
         "mix",
         "duration",
+        "acl_user",
     ];
     const NEEDS_APP: bool = false;
     const OPS: Option<&'static [&'static str]> = Some(OP_NAMES);
@@ -771,7 +791,7 @@ impl super::Scenario for CacheOpsConfig {
         self.connections as u64
     }
     async fn run(&self, env: &mut super::CellEnv<'_>) -> ScenarioOutput {
-        let target = match target_of(env).await {
+        let target = match target_of(env, self.acl_user.as_deref()).await {
             Ok(t) => t,
             Err(reason) => {
                 return ScenarioOutput {

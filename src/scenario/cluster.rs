@@ -93,8 +93,7 @@ impl SlotMap {
             None => {
                 self.nodes.push(Endpoint {
                     addr,
-                    password: seed.password.clone(),
-                    protocol: seed.protocol,
+                    ..seed.clone()
                 });
                 self.nodes.len() - 1
             }

@@ -5,6 +5,8 @@
 //! mode (a topology of nodes); durability and server-upgrade, which read the server over RESP or
 //! its data files, do not run on it.
 
+use crate::config::matrix_file::RuntimeKind;
+use crate::server::tls::Transport;
 use crate::server::{Family, ServerSpec, Topology};
 
 use super::promise::RestartKind;
@@ -16,6 +18,100 @@ pub struct Misfit {
     /// `axes.persistence`, `server.requirepass`, `scenario.restart`, ...
     pub field: &'static str,
     pub message: String,
+}
+
+/// What the `tls` transport and ACL users need: a Redis or Valkey server of one node started by
+/// the process runtime, and (for TLS) a scenario whose harness connections all speak TLS. ACL
+/// users need Redis 6 or later. A cache-ops `acl_user` must be one of `[[server.users]]`.
+pub fn check_auth(
+    spec: &ServerSpec,
+    topology: Topology,
+    transport: Transport,
+    runtime: RuntimeKind,
+    scenario: &ScenarioConfig,
+    external: bool,
+) -> Result<(), Misfit> {
+    let server = spec.server.to_string();
+    let misfit = |field: &'static str, why: String| {
+        Err(Misfit {
+            field,
+            message: format!("{server}: {why}"),
+        })
+    };
+    let users = &spec.settings.users;
+    if let Some(problem) = users.iter().find_map(|u| u.problem()) {
+        return misfit("server.users", problem);
+    }
+    if let ScenarioConfig::CacheOps(c) = scenario {
+        if let Some(name) = &c.acl_user {
+            if !users.iter().any(|u| &u.name == name) {
+                return misfit(
+                    "scenario.acl_user",
+                    format!("acl_user `{name}` is not one of [[server.users]]"),
+                );
+            }
+        }
+    }
+    let real = matches!(spec.server.family, Family::Redis | Family::Valkey);
+    if !users.is_empty() {
+        if !real {
+            return misfit(
+                "server.users",
+                "ACL users need a Redis or Valkey server".into(),
+            );
+        }
+        if spec.server.family == Family::Redis && spec.server.version.first() < Some(&6) {
+            return misfit("server.users", "ACL users need Redis 6 or later".into());
+        }
+        if !topology.is_standalone() {
+            return misfit(
+                "server.users",
+                format!(
+                    "ACL users with topology `{topology}` are not supported yet (replicas and \
+                     Sentinels would need the harness's user too); use `standalone`"
+                ),
+            );
+        }
+        if external {
+            return misfit(
+                "server.users",
+                "ACL users are written into the config of a server cachegate starts; an \
+                 external [target] server has its own"
+                    .into(),
+            );
+        }
+    }
+    if transport.is_plaintext() {
+        return Ok(());
+    }
+    let why = if !real {
+        Some("the tls transport needs a Redis or Valkey server".to_string())
+    } else if !topology.is_standalone() {
+        Some(format!(
+            "the tls transport with topology `{topology}` is not supported yet (standalone only)"
+        ))
+    } else if runtime != RuntimeKind::Process {
+        Some("the tls transport runs on the process runtime only (not yet in containers)".into())
+    } else if external {
+        Some("the tls transport makes its own certificates for a server cachegate starts".into())
+    } else if !matches!(
+        scenario,
+        ScenarioConfig::CacheOps(_)
+            | ScenarioConfig::LoginFlow(_)
+            | ScenarioConfig::SessionPersistence(_)
+    ) {
+        Some(format!(
+            "scenario kind `{}` does not run over TLS yet (cache-ops, login-flow and \
+             session-persistence do)",
+            scenario.info().name
+        ))
+    } else {
+        None
+    };
+    match why {
+        Some(why) => misfit("axes.transport", why),
+        None => Ok(()),
+    }
 }
 
 pub fn check(

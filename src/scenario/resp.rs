@@ -9,9 +9,11 @@
 //! everywhere else (tests, verification), where convenience matters more than cycles.
 
 use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
 pub use crate::server::Endpoint;
@@ -29,8 +31,55 @@ pub enum Reply {
 /// Read buffer size; grown only for a reply larger than this.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// Plain TCP, or TLS (tokio-rustls) on the `tls` transport. An enum rather than a boxed trait
+/// object: the plaintext hot loop keeps its direct calls.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 pub struct RespConn {
-    stream: TcpStream,
+    stream: Stream,
     wbuf: Vec<u8>,
     /// Received bytes live in `rbuf[rstart..rend]`; the rest of `rbuf` is scratch space that is
     /// never zeroed again (zeroing 64 KiB before every read cost more CPU than the read).
@@ -46,6 +95,21 @@ impl RespConn {
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
         stream.set_nodelay(true)?;
+        let stream = match &endpoint.tls {
+            None => Stream::Plain(stream),
+            Some(material) => {
+                let connector = tokio_rustls::TlsConnector::from(material.client_config());
+                let tls = tokio::time::timeout(
+                    timeout,
+                    connector.connect(crate::server::tls::TlsMaterial::server_name(), stream),
+                )
+                .await
+                .map_err(|_| {
+                    io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out")
+                })??;
+                Stream::Tls(Box::new(tls))
+            }
+        };
         let mut conn = RespConn {
             stream,
             wbuf: Vec::with_capacity(16 * 1024),
@@ -54,8 +118,9 @@ impl RespConn {
             rend: 0,
             queued: 0,
         };
-        if let Some(pw) = &endpoint.password {
-            conn.push(&[b"AUTH", pw.as_bytes()]);
+        if let Some(auth) = endpoint.auth_args() {
+            let auth: Vec<&[u8]> = auth.iter().map(|a| a.as_bytes()).collect();
+            conn.push(&auth);
             let mut replies = Vec::with_capacity(1);
             tokio::time::timeout(timeout, conn.round_trip(&mut replies))
                 .await
@@ -88,6 +153,8 @@ impl RespConn {
         out.clear();
         let expected = std::mem::take(&mut self.queued);
         self.stream.write_all(&self.wbuf).await?;
+        // TLS holds records until flushed; for plain TCP this is a no-op.
+        self.stream.flush().await?;
         self.wbuf.clear();
         while out.len() < expected {
             match parse(&self.rbuf[self.rstart..self.rend])? {
@@ -146,6 +213,8 @@ impl RespConn {
         self.push(args);
         self.queued = 0;
         self.stream.write_all(&self.wbuf).await?;
+        // TLS holds records until flushed; for plain TCP this is a no-op.
+        self.stream.flush().await?;
         self.wbuf.clear();
         loop {
             match parse_value(&self.rbuf[self.rstart..self.rend])? {

@@ -390,12 +390,10 @@ impl ContainerServer {
         let endpoint = self.endpoint();
         let mut last_check = Instant::now();
         loop {
-            let (addr, pw, protocol) =
-                (endpoint.addr, endpoint.password.clone(), endpoint.protocol);
-            let pong =
-                tokio::task::spawn_blocking(move || control::ready(protocol, addr, pw.as_deref()))
-                    .await
-                    .unwrap_or(false);
+            let probe = endpoint.clone();
+            let pong = tokio::task::spawn_blocking(move || control::ready(&probe))
+                .await
+                .unwrap_or(false);
             if pong {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
                 return Ok(());

@@ -9,19 +9,44 @@ use std::time::Duration;
 use super::runtime::{Endpoint, StopKind};
 use super::spec::Protocol;
 
+/// A blocking connection to the server: plain TCP, or TLS on the `tls` transport.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
+
+fn connect(
+    endpoint: &Endpoint,
+    connect_timeout: Duration,
+    read_timeout: Duration,
+) -> std::io::Result<Box<dyn Stream>> {
+    let tcp = TcpStream::connect_timeout(&endpoint.addr, connect_timeout)?;
+    tcp.set_read_timeout(Some(read_timeout))?;
+    tcp.set_write_timeout(Some(read_timeout))?;
+    Ok(match &endpoint.tls {
+        None => Box::new(tcp),
+        Some(material) => {
+            let conn = rustls::ClientConnection::new(
+                material.client_config(),
+                super::tls::TlsMaterial::server_name(),
+            )
+            .map_err(std::io::Error::other)?;
+            Box::new(rustls::StreamOwned::new(conn, tcp))
+        }
+    })
+}
+
 /// Send one command (after AUTH when a password is set) and read a line per command sent.
-pub fn send_command(
-    addr: SocketAddr,
-    password: Option<&str>,
-    args: &[&str],
-) -> std::io::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
-    stream.set_read_timeout(Some(Duration::from_millis(500)))?;
-    stream.write_all(&encode(password, args))?;
+pub fn send_command(endpoint: &Endpoint, args: &[&str]) -> std::io::Result<String> {
+    let mut stream = connect(
+        endpoint,
+        Duration::from_millis(200),
+        Duration::from_millis(500),
+    )?;
+    let auth = endpoint.auth_args();
+    stream.write_all(&encode(auth.as_deref(), args))?;
     let mut reply = String::new();
     let mut buf = [0u8; 512];
     // Read until we have one line per command sent.
-    let expected_lines = if password.is_some() { 2 } else { 1 };
+    let expected_lines = if auth.is_some() { 2 } else { 1 };
     while reply.matches("\r\n").count() < expected_lines {
         let n = stream.read(&mut buf)?;
         if n == 0 {
@@ -32,14 +57,10 @@ pub fn send_command(
     Ok(reply)
 }
 
-/// `AUTH password` (when set) and `args`, as RESP arrays of bulk strings.
-fn encode(password: Option<&str>, args: &[&str]) -> Vec<u8> {
+/// `AUTH ...` (when given) and `args`, as RESP arrays of bulk strings.
+fn encode(auth: Option<&[&str]>, args: &[&str]) -> Vec<u8> {
     let mut payload = Vec::new();
-    for cmd in password
-        .map(|pw| vec!["AUTH", pw])
-        .into_iter()
-        .chain([args.to_vec()])
-    {
+    for cmd in auth.into_iter().chain([args]) {
         payload.extend(format!("*{}\r\n", cmd.len()).bytes());
         for a in cmd {
             payload.extend(format!("${}\r\n", a.len()).bytes());
@@ -51,17 +72,17 @@ fn encode(password: Option<&str>, args: &[&str]) -> Vec<u8> {
 }
 
 /// Does the server answer PONG (not LOADING, not an auth error)?
-pub fn ping(addr: SocketAddr, password: Option<&str>) -> bool {
-    send_command(addr, password, &["PING"])
+pub fn ping(endpoint: &Endpoint) -> bool {
+    send_command(endpoint, &["PING"])
         .map(|r| r.lines().last().is_some_and(|l| l.starts_with("+PONG")))
         .unwrap_or(false)
 }
 
 /// Is the server ready for clients: PONG over RESP, or a `version` reply from memcached.
-pub fn ready(protocol: Protocol, addr: SocketAddr, password: Option<&str>) -> bool {
-    match protocol {
-        Protocol::Resp => ping(addr, password),
-        Protocol::Memcache => memcached_version(addr).is_some(),
+pub fn ready(endpoint: &Endpoint) -> bool {
+    match endpoint.protocol {
+        Protocol::Resp => ping(endpoint),
+        Protocol::Memcache => memcached_version(endpoint.addr).is_some(),
     }
 }
 
@@ -72,11 +93,7 @@ pub fn shutdown(endpoint: Endpoint, how: StopKind) {
         StopKind::Save => "SAVE",
         _ => "NOSAVE",
     };
-    let _ = send_command(
-        endpoint.addr,
-        endpoint.password.as_deref(),
-        &["SHUTDOWN", mode],
-    );
+    let _ = send_command(&endpoint, &["SHUTDOWN", mode]);
 }
 
 /// One memcached text-protocol command, its reply read until it ends with `terminator`.
@@ -143,18 +160,14 @@ fn reply_len(buf: &[u8]) -> Option<usize> {
 
 /// One command (after AUTH when a password is set) and its whole reply, bulk strings and
 /// arrays included (`send_command` reads only a line).
-pub fn exchange(
-    addr: SocketAddr,
-    password: Option<&str>,
-    args: &[&str],
-) -> std::io::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500))?;
-    stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-    stream.write_all(&encode(password, args))?;
+pub fn exchange(endpoint: &Endpoint, args: &[&str]) -> std::io::Result<Vec<u8>> {
+    let mut stream = connect(endpoint, Duration::from_millis(500), Duration::from_secs(2))?;
+    let auth = endpoint.auth_args();
+    stream.write_all(&encode(auth.as_deref(), args))?;
     let mut reply = Vec::new();
     let mut buf = [0u8; 4096];
     let skip = |reply: &[u8]| {
-        if password.is_some() {
+        if auth.is_some() {
             reply_len(reply)
         } else {
             Some(0)
@@ -176,7 +189,7 @@ pub fn exchange(
 
 /// This host's clock minus the server's, in microseconds: `TIME` read halfway through the round
 /// trip (so the error is at most half of it, which is returned too).
-pub fn clock_offset_us(addr: SocketAddr, password: Option<&str>) -> Option<(f64, f64)> {
+pub fn clock_offset_us(endpoint: &Endpoint) -> Option<(f64, f64)> {
     let now_us = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -184,7 +197,7 @@ pub fn clock_offset_us(addr: SocketAddr, password: Option<&str>) -> Option<(f64,
             .unwrap_or_default()
     };
     let before = now_us();
-    let reply = exchange(addr, password, &["TIME"]).ok()?;
+    let reply = exchange(endpoint, &["TIME"]).ok()?;
     let after = now_us();
     // *2\r\n$10\r\n<seconds>\r\n$6\r\n<microseconds>\r\n
     let text = String::from_utf8_lossy(&reply);
@@ -204,15 +217,11 @@ pub fn clock_offset_us(addr: SocketAddr, password: Option<&str>) -> Option<(f64,
 
 /// The version a running server reports: `redis_version` or `valkey_version` from `INFO
 /// server` (Valkey reports both; its own is preferred), memcached's `version`.
-pub fn reported_version(
-    protocol: Protocol,
-    addr: SocketAddr,
-    password: Option<&str>,
-) -> Option<String> {
-    if protocol == Protocol::Memcache {
-        return memcached_version(addr);
+pub fn reported_version(endpoint: &Endpoint) -> Option<String> {
+    if endpoint.protocol == Protocol::Memcache {
+        return memcached_version(endpoint.addr);
     }
-    let reply = exchange(addr, password, &["INFO", "server"]).ok()?;
+    let reply = exchange(endpoint, &["INFO", "server"]).ok()?;
     let text = String::from_utf8_lossy(&reply);
     let field = |name: &str| {
         text.lines()

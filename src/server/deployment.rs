@@ -241,6 +241,7 @@ impl Deployment {
             } else {
                 vec![]
             },
+            ..Addresses::credentials(self.nodes[0].server.as_ref())
         }
     }
 
@@ -496,6 +497,10 @@ pub struct Addresses {
     pub sentinels: Vec<u16>,
     /// Every data node's URL (cluster topologies only).
     pub cluster: Vec<String>,
+    /// `{user:NAME}`: the primary's URL logging in as each `[[server.users]]` user.
+    pub users: std::collections::BTreeMap<String, String>,
+    /// `{ca_cert}`, `{client_cert}`, ...: the cell's certificate files on the `tls` transport.
+    pub tls_files: std::collections::BTreeMap<String, String>,
 }
 
 impl Addresses {
@@ -504,6 +509,32 @@ impl Addresses {
         Addresses {
             primary: server.url().trim_end_matches('/').to_string(),
             port: server.port(),
+            ..Addresses::credentials(server)
+        }
+    }
+
+    /// The ACL users' URLs and the certificate files of `server` (the primary).
+    fn credentials(server: &dyn RunningServer) -> Addresses {
+        let spec = server.spec();
+        Addresses {
+            users: spec
+                .settings
+                .users
+                .iter()
+                .filter_map(|u| {
+                    let url = spec.user_url(server.port(), &u.name)?;
+                    Some((u.name.clone(), url.trim_end_matches('/').to_string()))
+                })
+                .collect(),
+            tls_files: spec
+                .tls()
+                .map(|m| {
+                    super::tls::FILE_PLACEHOLDERS
+                        .iter()
+                        .map(|(name, file)| (name.to_string(), m.path(file).display().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
             ..Default::default()
         }
     }
@@ -548,6 +579,7 @@ fn sentinel_spec(spec: &ServerSpec, primary_port: u16) -> ServerSpec {
             ..Default::default()
         },
         mode: ServerMode::Sentinel,
+        secrets: None,
     }
 }
 
@@ -598,9 +630,18 @@ pub async fn query<T: redis::FromRedisValue>(
     endpoint: &Endpoint,
     cmd: &redis::Cmd,
 ) -> redis::RedisResult<T> {
+    if endpoint.tls.is_some() {
+        // Topologies and the scenarios that use this are refused over TLS at `check`.
+        return Err(redis::RedisError::from(std::io::Error::other(
+            "control queries over TLS are not supported",
+        )));
+    }
     let mut settings = RedisConnectionInfo::default().set_skip_set_lib_name();
     if let Some(pw) = &endpoint.password {
         settings = settings.set_password(pw);
+    }
+    if let Some(user) = &endpoint.user {
+        settings = settings.set_username(user);
     }
     let info = ConnectionAddr::Tcp("127.0.0.1".into(), endpoint.addr.port())
         .into_connection_info()?

@@ -19,8 +19,7 @@ impl ExternalServer {
     /// A server already listening at `addr`: refused unless it answers (PONG, or memcached's
     /// `version`) with the cell's password.
     pub fn connect(spec: &ServerSpec, addr: SocketAddr) -> Result<ExternalServer> {
-        let protocol = spec.server.family.protocol();
-        if !super::control::ready(protocol, addr, spec.settings.requirepass.as_deref()) {
+        if !super::control::ready(&spec.harness_endpoint(addr.port())) {
             return Err(Error::Server {
                 server: spec.server.to_string(),
                 message: format!(
@@ -72,12 +71,7 @@ impl RunningServer for ExternalServer {
     }
 
     async fn is_running(&mut self) -> bool {
-        let protocol = self.spec.server.family.protocol();
-        super::control::ready(
-            protocol,
-            self.addr,
-            self.spec.settings.requirepass.as_deref(),
-        )
+        super::control::ready(&self.spec.harness_endpoint(self.addr.port()))
     }
 
     /// The cell ends by "stopping" its server: for an external one that is leaving it running.

@@ -1,6 +1,7 @@
 //! Servers: what to run (`spec`), where binaries come from (`catalog`, `provision`), and how
 //! they run (`runtime`: the seam; `process`, `container`; `image` builds container images).
 
+pub mod acl;
 pub mod catalog;
 pub mod container;
 pub mod control;
@@ -13,6 +14,7 @@ pub mod process;
 pub mod provision;
 pub mod runtime;
 pub mod spec;
+pub mod tls;
 pub mod topology;
 
 pub use deployment::{Deployment, Node, NodeStarter, Role};

@@ -2,7 +2,6 @@
 //! generated config and a private data dir. Stopped by PID; killed on drop, so a panic or an
 //! early return never leaves a server behind.
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -66,19 +65,12 @@ impl ServerProcess {
     }
 
     pub fn url(&self) -> String {
-        self.spec
-            .server
-            .family
-            .url(self.port, self.spec.settings.requirepass.as_deref())
+        self.spec.client_url(self.port)
     }
 
-    /// Address and password, for the harness's own load connections.
+    /// Address, credentials and TLS, for the harness's own load connections.
     pub fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            addr: SocketAddr::from(([127, 0, 0, 1], self.port)),
-            password: self.spec.settings.requirepass.clone(),
-            protocol: self.spec.server.family.protocol(),
-        }
+        self.spec.harness_endpoint(self.port)
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -149,16 +141,15 @@ impl ServerProcess {
 
     /// Poll PING until the server answers PONG (not LOADING), or it exits, or time runs out.
     async fn wait_ready(&mut self, started: Instant) -> Result<()> {
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        let password = self.spec.settings.requirepass.clone();
+        let endpoint = self.endpoint();
         loop {
             if !self.is_running() {
                 let tail = self.log_tail(5).join(" | ");
                 self.child = None;
                 return Err(self.fail(format!("exited during start-up; log: {tail}")));
             }
-            let protocol = self.spec.server.family.protocol();
-            if control::ready(protocol, addr, password.as_deref()) {
+            // Blocking (a TLS handshake included) but short: connect 200 ms, read 500 ms.
+            if control::ready(&endpoint) {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
                 return Ok(());
             }

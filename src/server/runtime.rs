@@ -33,8 +33,34 @@ pub enum StopKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Endpoint {
     pub addr: SocketAddr,
+    /// An ACL user (`AUTH user password`); `None` authenticates as `default`.
+    pub user: Option<String>,
     pub password: Option<String>,
     pub protocol: Protocol,
+    /// TLS on the `tls` transport: the cell's CA (and client certificate).
+    pub tls: Option<std::sync::Arc<super::tls::TlsMaterial>>,
+}
+
+impl Endpoint {
+    /// A plaintext endpoint at `addr` with an optional `requirepass` password.
+    pub fn plain(addr: SocketAddr, password: Option<&str>, protocol: Protocol) -> Endpoint {
+        Endpoint {
+            addr,
+            user: None,
+            password: password.map(str::to_string),
+            protocol,
+            tls: None,
+        }
+    }
+
+    /// The `AUTH` command's arguments, when there is a password.
+    pub fn auth_args(&self) -> Option<Vec<&str>> {
+        let pw = self.password.as_deref()?;
+        Some(match &self.user {
+            Some(user) => vec!["AUTH", user, pw],
+            None => vec!["AUTH", pw],
+        })
+    }
 }
 
 /// Which runtime ran a server and what identifies it there, for the report.
@@ -101,19 +127,12 @@ pub trait RunningServer: Send {
 
     /// The server's URL for clients, with the password if one is set.
     fn url(&self) -> String {
-        let spec = self.spec();
-        spec.server
-            .family
-            .url(self.port(), spec.settings.requirepass.as_deref())
+        self.spec().client_url(self.port())
     }
 
-    /// Address and password, for the harness's own connections.
+    /// Address, credentials and TLS, for the harness's own connections.
     fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            addr: SocketAddr::from(([127, 0, 0, 1], self.port())),
-            password: self.spec().settings.requirepass.clone(),
-            protocol: self.spec().server.family.protocol(),
-        }
+        self.spec().harness_endpoint(self.port())
     }
 
     /// Is the server still running (not exited)?

@@ -355,6 +355,13 @@ pub struct ServerSettings {
     /// `requirepass`; clients of the harness authenticate with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requirepass: Option<String>,
+    /// ACL users (Redis 6+, Valkey), beside or instead of `requirepass`:
+    /// `[[server.users]] name = "app", password = "...", rules = "~* +@all -flushall"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<super::acl::AclUser>,
+    /// How the certificates of cells on the `tls` transport are made.
+    #[serde(default, skip_serializing_if = "super::tls::TlsOptions::is_default")]
+    pub tls: super::tls::TlsOptions,
     /// Extra config lines passed through verbatim, e.g. ["io-threads 2"].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub extra: Vec<String>,
@@ -370,6 +377,10 @@ pub struct ServerSpec {
     /// A data server (the default) or a Sentinel (the same binary with `--sentinel`).
     #[serde(default, skip_serializing_if = "ServerMode::is_server")]
     pub mode: ServerMode,
+    /// The cell's certificates and the harness's ACL password: made when the cell starts, never
+    /// recorded.
+    #[serde(skip)]
+    pub secrets: Option<std::sync::Arc<super::acl::Secrets>>,
 }
 
 /// How the binary runs: as a data server or as a Sentinel watching one.
@@ -396,6 +407,65 @@ impl ServerMode {
 }
 
 impl ServerSpec {
+    fn harness_password(&self) -> Option<&str> {
+        self.secrets.as_ref()?.harness_password.as_deref()
+    }
+
+    /// The cell's certificates, on the `tls` transport.
+    pub fn tls(&self) -> Option<&std::sync::Arc<super::tls::TlsMaterial>> {
+        self.secrets.as_ref()?.tls.as_ref()
+    }
+
+    /// How the harness connects to the server at `port`: over TLS on the `tls` transport, as its
+    /// own ACL user when the matrix defines users, else with `requirepass`.
+    pub fn harness_endpoint(&self, port: u16) -> super::runtime::Endpoint {
+        let (user, password) = match self.harness_password() {
+            Some(pw) => (
+                Some(super::acl::HARNESS_USER.to_string()),
+                Some(pw.to_string()),
+            ),
+            None => (None, self.settings.requirepass.clone()),
+        };
+        super::runtime::Endpoint {
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+            user,
+            password,
+            protocol: self.server.family.protocol(),
+            tls: self.tls().cloned(),
+        }
+    }
+
+    /// The server's URL for clients (`{server}`): `rediss://` on the `tls` transport, with the
+    /// `requirepass` password when one is set.
+    pub fn client_url(&self, port: u16) -> String {
+        let url = self
+            .server
+            .family
+            .url(port, self.settings.requirepass.as_deref());
+        match self.tls() {
+            Some(_) => url.replacen("redis://", "rediss://", 1),
+            None => url,
+        }
+    }
+
+    /// The URL logging in as the ACL user `name` (`{user:NAME}`), if the matrix defines it.
+    pub fn user_url(&self, port: u16, name: &str) -> Option<String> {
+        let user = self.settings.users.iter().find(|u| u.name == name)?;
+        let scheme = if self.tls().is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let escape = |s: &str| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        };
+        Some(format!(
+            "{scheme}://{}:{}@127.0.0.1:{port}/",
+            escape(&user.name),
+            escape(&user.password)
+        ))
+    }
+
     /// Does this server run in cluster mode (so it needs its bus port free as well)?
     pub fn is_cluster_node(&self) -> bool {
         self.settings
@@ -432,13 +502,17 @@ impl ServerSpec {
 
     /// The config text, listening on `bind` (a container's own interface, for bridge networks).
     pub fn config_text_bound(&self, bind: &str, port: u16, dir: &std::path::Path) -> String {
-        let mut lines = vec![
-            format!("port {port}"),
+        let tls = self.secrets.as_ref().and_then(|s| s.tls.as_ref());
+        let mut lines = match tls {
+            Some(material) => material.server_config_lines(port),
+            None => vec![format!("port {port}")],
+        };
+        lines.extend([
             format!("bind {bind}"),
             "daemonize no".to_string(),
             format!("dir {}", quote_config(&dir.display().to_string())),
             "logfile \"\"".to_string(),
-        ];
+        ]);
         if self.persistence.save_points.is_empty() {
             lines.push("save \"\"".to_string());
         }
@@ -461,6 +535,16 @@ impl ServerSpec {
         }
         if let Some(pw) = &s.requirepass {
             lines.push(format!("requirepass {}", quote_config(pw)));
+        }
+        for user in &s.users {
+            lines.push(user.config_line(quote_config));
+        }
+        if let Some(pw) = self.harness_password() {
+            lines.push(format!(
+                "user {} on {} ~* +@all",
+                super::acl::HARNESS_USER,
+                quote_config(&format!(">{pw}"))
+            ));
         }
         lines.extend(s.extra.iter().cloned());
         lines.join("\n") + "\n"
@@ -564,6 +648,7 @@ mod tests {
             persistence: Persistence::none(),
             settings: ServerSettings::default(),
             mode: ServerMode::Server,
+            secrets: None,
         };
         let text = spec.config_text(1234, std::path::Path::new("/tmp/x"));
         assert!(text.contains("save \"\"\n"));

@@ -99,7 +99,10 @@ impl Default for Fields {
 /// name the Sentinels know the primary by. A string that is only `{replicas}`, `{sentinels}` or
 /// `{cluster}` becomes a list: the replicas' URLs, the Sentinels as `["127.0.0.1", port]` pairs
 /// (django-redis's `SENTINELS`), every cluster node's URL. A `CACHES` alias without `LOCATION`
-/// gets the primary's URL. A placeholder naming a node the topology lacks is an error.
+/// gets the primary's URL. A placeholder naming a node the topology lacks is an error. On the
+/// `tls` transport the URLs are `rediss://` and `{ca_cert}`, `{client_cert}`, `{client_key}` and
+/// `{other_ca_cert}` (a CA that signed nothing) are the cell's certificate files; `{user:NAME}`
+/// is the primary's URL logging in as the `[[server.users]]` user NAME.
 pub fn django_settings(
     table: &toml::Table,
     at: &crate::server::deployment::Addresses,
@@ -127,6 +130,27 @@ pub fn django_settings(
                 "{sentinel_service}",
                 crate::server::topology::SENTINEL_SERVICE,
             );
+        for (name, path) in &at.tls_files {
+            out = out.replace(name.as_str(), path);
+        }
+        while let Some(start) = out.find("{user:") {
+            let end = start
+                + out[start..]
+                    .find('}')
+                    .ok_or_else(|| format!("unclosed placeholder in {s:?}"))?;
+            let name = &out[start + "{user:".len()..end];
+            let url = at.users.get(name).ok_or_else(|| {
+                format!("{{user:{name}}} in {s:?}: no [[server.users]] user is named `{name}`")
+            })?;
+            out.replace_range(start..=end, &url.clone());
+        }
+        for (name, _) in crate::server::tls::FILE_PLACEHOLDERS {
+            if out.contains(name) {
+                return Err(format!(
+                    "{name} in {s:?}: the cell's transport is not tls, so it has no certificates"
+                ));
+            }
+        }
         while let Some(start) = out.find("{replica") {
             let end = start
                 + out[start..]

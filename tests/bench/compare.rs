@@ -84,6 +84,7 @@ fn bench_spec() -> ServerSpec {
         persistence: Persistence::none(),
         settings: ServerSettings::default(),
         mode: Default::default(),
+        secrets: None,
     }
 }
 

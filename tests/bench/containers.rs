@@ -112,6 +112,7 @@ fn main() {
         persistence: Persistence::none(),
         settings: ServerSettings::default(),
         mode: Default::default(),
+        secrets: None,
     };
     let has_reference = Command::new("redis-benchmark")
         .arg("--version")

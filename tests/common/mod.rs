@@ -30,6 +30,7 @@ pub fn spec(server: &str, persistence: &str) -> ServerSpec {
         persistence: persistence.parse::<Persistence>().unwrap(),
         settings: ServerSettings::default(),
         mode: Default::default(),
+        secrets: None,
     }
 }
 

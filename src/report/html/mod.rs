@@ -24,7 +24,7 @@ table{border-collapse:collapse;margin:8px 0;font-size:13px} th,td{border:1px sol
 th{background:#f3f3f3} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .v{font-weight:bold;padding:2px 6px;border-radius:3px;display:inline-block}
 .PASS{background:#d4f4d4;color:#14551b}.FAIL{background:#f9d0d0;color:#8a1010}.XFAIL{background:#e3e3f9;color:#2d2d84}
-.XPASS{background:#fbe6c2;color:#7a4a00}.GATE{background:#f9d0d0;color:#8a1010}.ERROR,.NOTRUN{background:#e6e6e6;color:#444}
+.XPASS{background:#fbe6c2;color:#7a4a00}.GATE{background:#f9d0d0;color:#8a1010}.ERROR,.NOTRUN,.UNSUPPORTED{background:#e6e6e6;color:#444}
 .REGRESSION{background:#f9d0d0}.IMPROVED{background:#d4f4d4}.UNSTABLE{background:#fbe6c2}
 .sig{font-family:ui-monospace,monospace;font-size:12px;color:#6a1b1b} .muted{color:#666;font-size:12px} .incomplete{background:#fff3cd;border:1px solid #e0b84c;padding:6px 10px}
 code,pre{font-family:ui-monospace,monospace;font-size:12px;background:#f6f6f6;padding:1px 3px}
