@@ -524,3 +524,74 @@ fn report_section_errors_name_file_line_and_field() {
     let (code, text) = run_cli(dir.path(), &["check", "bad.toml"]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// The `tls` transport and ACL users where they cannot work are refused at `check` with file,
+/// line and field: TLS in containers, on a topology or on memcached, an `acl_user` that is not
+/// among the users, ACL users on redis 5; the same matrix on the process runtime passes.
+#[test]
+fn tls_and_acl_users_where_they_cannot_work_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tls = |extra_axes: &str, tail: &str| {
+        GOOD.replace(
+            "server = [\"redis@6.2\"]",
+            &format!("server = [\"redis@7.4\"]\n{extra_axes}transport = [\"plaintext\", \"tls\"]"),
+        ) + tail
+    };
+    for (name, body, message) in [
+        (
+            "tls-container.toml",
+            tls("runtime = [\"container\"]\n", ""),
+            "the tls transport runs on the process runtime only",
+        ),
+        (
+            "tls-replica.toml",
+            tls("topology = [\"replica:1\"]\n", ""),
+            "the tls transport with topology `replica:1` is not supported yet",
+        ),
+        (
+            "acl-unknown.toml",
+            tls("", "acl_user = \"nobody\"\n"),
+            "acl_user `nobody` is not one of [[server.users]]",
+        ),
+    ] {
+        write(dir.path(), name, body);
+        let field = if name.starts_with("acl") {
+            "field `scenario.acl_user`"
+        } else {
+            "field `axes.transport`"
+        };
+        let (code, text) = run_cli(dir.path(), &["check", name]);
+        assert_eq!(code, Some(2), "{name}: {text}");
+        assert!(
+            text.contains(field) && text.contains(message),
+            "{name}: {text}"
+        );
+        assert!(text.contains(&format!("{name}:")), "{name}: {text}");
+    }
+    let memcached = GOOD.replace(
+        "server = [\"redis@6.2\"]",
+        "server = [\"memcached@1.6\"]\ntransport = [\"tls\"]",
+    );
+    write(dir.path(), "tls-memcached.toml", memcached);
+    rejected(
+        dir.path(),
+        "tls-memcached.toml",
+        ":5:1",
+        &["field `axes.transport`", "needs a Redis or Valkey server"],
+    );
+    let old = GOOD.replace("server = [\"redis@6.2\"]", "server = [\"redis@5.0\"]")
+        + "[server]\nusers = [{ name = \"app\", password = \"p\" }]\n";
+    write(dir.path(), "acl-redis5.toml", old);
+    rejected(
+        dir.path(),
+        "acl-redis5.toml",
+        ":11:1",
+        &["field `server.users`", "ACL users need Redis 6 or later"],
+    );
+    let good = tls("", "acl_user = \"app\"\n")
+        + "[server]\nusers = [{ name = \"app\", password = \"p\", rules = \"~* +@all\" }]\n";
+    write(dir.path(), "good.toml", good);
+    let (code, text) = run_cli(dir.path(), &["check", "good.toml"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("redis@7.4/none/tls"), "{text}");
+}

@@ -3,6 +3,7 @@
 //! 1. raw ops: cachegate `cache-ops` vs `redis-benchmark` (Debian redis-tools) for GET and SET,
 //!    50 connections, pipeline 1 and 16: throughput ratio, client CPU per operation, p50/p99, and
 //!    the server's CPU (is the server the bottleneck?);
+//!    The same over TLS (`tls`), against redis-benchmark's OpenSSL client;
 //! 2. HTTP: the login-flow generator vs `wrk` on the bundled app's authenticated read endpoint,
 //!    same connection count, in rounds of wrk, cachegate, wrk: requests/s ratio, client and app
 //!    CPU per request, and wrk against itself (the machine's noise). Once on the app as the
@@ -14,7 +15,7 @@
 //!    CPU per op, each side's peak RSS (CACHEGATE_BENCH_SWEEP=50,500 picks the counts).
 //!
 //! Run: `cargo bench --bench compare` (needs `apt-get install redis-tools wrk`). Prints tables of
-//! ratios; asserts nothing about timings. CACHEGATE_BENCH_ONLY=raw|http|turnaround|memory|sweep runs one
+//! ratios; asserts nothing about timings. CACHEGATE_BENCH_ONLY=raw|tls|http|turnaround|memory|sweep runs one
 //! part, CACHEGATE_BENCH_REPEATS (default 3) sets the raw pairs' repeats, CACHEGATE_BENCH_HTTP_ROUNDS
 //! (default 10) the HTTP rounds, CACHEGATE_BENCH_HTTP_READS the reads per flow (1000 / 300),
 //! CACHEGATE_BENCH_LONG=1 makes the memory run 10 minutes.
@@ -180,7 +181,12 @@ async fn cachegate_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side
 fn redis_benchmark_side(server: &ServerProcess, op: &str, pipeline: u32) -> Side {
     let pid = server.pid().unwrap();
     let (c0, s0, t0) = (cpu(libc::RUSAGE_CHILDREN), proc_cpu(pid), Instant::now());
-    let out = Command::new("redis-benchmark")
+    let mut cmd = Command::new("redis-benchmark");
+    if let Some(tls) = server.spec().tls() {
+        // The same CA the harness trusts; both verify the server certificate.
+        cmd.arg("--tls").arg("--cacert").arg(tls.path("ca.crt"));
+    }
+    let out = cmd
         .args(["-h", "127.0.0.1", "-p", &server.port().to_string()])
         .args([
             "-c",
@@ -226,11 +232,18 @@ fn median_run(mut runs: Vec<Side>) -> Side {
     runs.swap_remove(runs.len() / 2)
 }
 
-async fn raw_ops(bin: &ProvisionedServer) {
+/// `tls`: over TLS (the `tls` transport's throwaway certificates; cachegate with rustls,
+/// redis-benchmark with OpenSSL), which is how the hot loop's TLS stack was chosen.
+async fn raw_ops(bin: &ProvisionedServer, tls: bool) {
     // This machine's speed drifts between runs (shared cores), so each pair runs REPEATS times,
     // alternating which tool goes first, and the table shows each side's median run.
     let repeats: usize = env_or("CACHEGATE_BENCH_REPEATS", 3);
-    println!("\n## Raw ops: cachegate cache-ops vs redis-benchmark ({SERVER}, {CONNECTIONS} connections, {OPS} ops at pipeline 1 and {} at 16, 100-byte values, 10k keys; median of {repeats} alternating runs each)\n", ops_for(16));
+    let over = if tls {
+        "over TLS (cachegate: tokio-rustls with ring; redis-benchmark: OpenSSL), "
+    } else {
+        ""
+    };
+    println!("\n## Raw ops: cachegate cache-ops vs redis-benchmark ({SERVER}, {over}{CONNECTIONS} connections, {OPS} ops at pipeline 1 and {} at 16, 100-byte values, 10k keys; median of {repeats} alternating runs each)\n", ops_for(16));
     println!("| op | pipeline | cachegate ops/s | redis-benchmark ops/s | ratio | ratio range | client CPU µs/op (cg / rb) | p50 ms (cg / rb) | p99 ms (cg / rb) | server CPU % (cg / rb) |");
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for pipeline in [1, 16] {
@@ -238,7 +251,12 @@ async fn raw_ops(bin: &ProvisionedServer) {
             let (mut cgs, mut rbs, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
             for rep in 0..repeats {
                 // A fresh server for each pair, so neither side inherits the other's dataset.
-                let spec = bench_spec();
+                let mut spec = bench_spec();
+                if tls {
+                    let opts = cachegate::server::tls::TlsOptions::default();
+                    spec.secrets =
+                        Some(cachegate::server::acl::Secrets::for_cell(Some(&opts), &[]).unwrap());
+                }
                 let server = ServerProcess::start(&spec, bin).await.unwrap();
                 let (cg, rb) = if rep % 2 == 0 {
                     let rb = redis_benchmark_side(&server, op, pipeline);
@@ -607,7 +625,10 @@ fn main() {
     let only = std::env::var("CACHEGATE_BENCH_ONLY").unwrap_or_default();
     rt.block_on(async {
         if only.is_empty() || only == "raw" {
-            raw_ops(&bin).await;
+            raw_ops(&bin, false).await;
+        }
+        if only.is_empty() || only == "tls" {
+            raw_ops(&bin, true).await;
         }
         if only.is_empty() || only == "http" {
             http(&bin).await;
