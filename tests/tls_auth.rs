@@ -328,3 +328,33 @@ fn login_flow_over_rediss_passes_and_misconfigurations_fail_as_expected() {
     }
     assert_eq!(orphaned_tls_dirs(), Vec::<String>::new());
 }
+
+/// `[server.tls] hosts` names the certificate: the harness verifies against the first name (as
+/// a client that knows the service name would), and a client checking 127.0.0.1 is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_for_another_name_fails_hostname_checks_but_not_the_harness() {
+    let binary = common::provision("redis@7.4");
+    let opts = TlsOptions {
+        hosts: vec!["redis.internal".into()],
+        ..Default::default()
+    };
+    let mut spec = common::spec("redis@7.4", "none");
+    spec.secrets = Some(Secrets::for_cell(Some(&opts), &[]).unwrap());
+    let server = ServerProcess::start(&spec, &binary).await.unwrap();
+    let endpoint = server.endpoint();
+    assert!(control::ping(&endpoint));
+    let material = endpoint.tls.clone().unwrap();
+    let tcp = tokio::net::TcpStream::connect(endpoint.addr).await.unwrap();
+    let by_ip = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+    let err = tokio_rustls::TlsConnector::from(material.client_config())
+        .connect(by_ip, tcp)
+        .await
+        .err()
+        .expect("a certificate for redis.internal does not cover 127.0.0.1");
+    assert!(
+        err.to_string()
+            .to_lowercase()
+            .contains("not valid for name"),
+        "{err}"
+    );
+}

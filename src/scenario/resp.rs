@@ -101,7 +101,7 @@ impl RespConn {
                 let connector = tokio_rustls::TlsConnector::from(material.client_config());
                 let tls = tokio::time::timeout(
                     timeout,
-                    connector.connect(crate::server::tls::TlsMaterial::server_name(), stream),
+                    connector.connect(material.server_name(), stream),
                 )
                 .await
                 .map_err(|_| {

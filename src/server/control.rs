@@ -24,11 +24,9 @@ fn connect(
     Ok(match &endpoint.tls {
         None => Box::new(tcp),
         Some(material) => {
-            let conn = rustls::ClientConnection::new(
-                material.client_config(),
-                super::tls::TlsMaterial::server_name(),
-            )
-            .map_err(std::io::Error::other)?;
+            let conn =
+                rustls::ClientConnection::new(material.client_config(), material.server_name())
+                    .map_err(std::io::Error::other)?;
             Box::new(rustls::StreamOwned::new(conn, tcp))
         }
     })

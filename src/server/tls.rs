@@ -103,6 +103,8 @@ pub struct TlsMaterial {
     ca_der: rustls::pki_types::CertificateDer<'static>,
     client_cert_der: rustls::pki_types::CertificateDer<'static>,
     client_key_der: Vec<u8>,
+    /// What the harness verifies the certificate against: the first of `[server.tls] hosts`.
+    server_name: rustls::pki_types::ServerName<'static>,
     pub auth_clients: bool,
 }
 
@@ -123,6 +125,12 @@ impl TlsMaterial {
             KeyPair, KeyUsagePurpose,
         };
         let bad = |e: rcgen::Error| format!("generating TLS certificates: {e}");
+        let first = opts
+            .hosts
+            .first()
+            .ok_or("[server.tls] hosts needs at least one name")?;
+        let server_name = rustls::pki_types::ServerName::try_from(first.clone())
+            .map_err(|e| format!("[server.tls] hosts: `{first}` is not a host name: {e}"))?;
         let ca_params_for = |name: &str| -> std::result::Result<CertificateParams, rcgen::Error> {
             let mut p = CertificateParams::new(Vec::<String>::new())?;
             p.distinguished_name.push(
@@ -186,6 +194,7 @@ impl TlsMaterial {
             ca_der: ca_cert.der().clone(),
             client_cert_der: client_cert.der().clone(),
             client_key_der: client_key.serialize_der(),
+            server_name,
             auth_clients: opts.auth_clients,
         }))
     }
@@ -233,9 +242,12 @@ impl TlsMaterial {
         )
     }
 
-    /// The name the harness verifies the server certificate against: the address it connects to.
-    pub fn server_name() -> rustls::pki_types::ServerName<'static> {
-        rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())
+    /// The name the harness verifies the server certificate against: the first of
+    /// `[server.tls] hosts` (by default 127.0.0.1, the address it connects to). With another
+    /// name there the harness still verifies, as a client that knows the service name would,
+    /// and an app that checks the host it connects to fails as it does in production.
+    pub fn server_name(&self) -> rustls::pki_types::ServerName<'static> {
+        self.server_name.clone()
     }
 }
 
@@ -352,7 +364,7 @@ async fn handshake(addr: SocketAddr, material: &TlsMaterial) -> bool {
     matches!(
         tokio::time::timeout(
             Duration::from_millis(500),
-            connector.connect(TlsMaterial::server_name(), tcp),
+            connector.connect(material.server_name(), tcp),
         )
         .await,
         Ok(Ok(_))
