@@ -359,3 +359,47 @@ async fn a_certificate_for_another_name_fails_hostname_checks_but_not_the_harnes
         "{err}"
     );
 }
+
+/// session-persistence over TLS as an ACL user: the server restarts on the same certificates and
+/// the app reconnects over `rediss://`; RDB keeps every session, as promised.
+#[test]
+fn sessions_survive_a_restart_over_tls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, results) = common::run_matrix(
+        dir.path(),
+        &format!(
+            r#"
+[matrix]
+name = "tls-sessions"
+[axes]
+server = ["redis@7.4"]
+persistence = ["rdb"]
+transport = ["tls"]
+stack = ["django-5.2"]
+settings = ["tls"]
+[server]
+users = [{{ name = "app", password = "{APP_PASSWORD}", rules = "~* +@all" }}]
+[stacks."django-5.2"]
+python = "3.11"
+packages = ["django==5.2.*", "redis==5.2.*"]
+[settings.tls]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+[settings.tls.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = "{{user:app}}/0"
+OPTIONS = {{ ssl_ca_certs = "{{ca_cert}}" }}
+[scenario]
+kind = "session-persistence"
+users = 6
+restart = "graceful"
+"#
+        ),
+    );
+    assert_eq!(code, Some(0), "{text}");
+    let r = common::find_cell(&results, "redis@7.4/rdb/tls/django-5.2/tls");
+    assert_eq!(r.verdict, Verdict::Pass, "{}", r.verdict_reason);
+    let p = r.check.as_ref().and_then(|c| c.persistence()).unwrap();
+    assert_eq!((p.before, p.kept), (6, 6), "{p:?}");
+    assert_eq!(orphaned_tls_dirs(), Vec::<String>::new());
+}
