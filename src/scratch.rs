@@ -55,7 +55,7 @@ pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 }
 
 /// The owner label in a temp folder's name, if it is one of ours: "pid:start".
-fn owner_in_name(name: &str) -> Option<String> {
+pub fn owner_in_name(name: &str) -> Option<String> {
     let rest = name.strip_prefix(PREFIX)?;
     rest.split('-').find_map(|part| {
         let (pid, start) = part.split_once('.')?;

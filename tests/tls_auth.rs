@@ -61,10 +61,8 @@ fn orphaned_tls_dirs() -> Vec<String> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("cachegate-tls-"))
         .filter(|n| {
-            let owner = n
-                .split('-')
-                .find_map(|p| p.split_once('.').map(|(a, b)| format!("{a}:{b}")));
-            !owner.is_some_and(|o| cachegate::scratch::owner_alive(&o))
+            !cachegate::scratch::owner_in_name(n)
+                .is_some_and(|o| cachegate::scratch::owner_alive(&o))
         })
         .collect()
 }

@@ -8,10 +8,8 @@
 //! Whether a server binary can serve TLS is probed (`supports_tls`), not assumed from its version:
 //! redis and valkey builds differ (`BUILD_TLS`), and the catalog mixes builds.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -287,88 +285,30 @@ pub async fn supports_tls(binary: &ProvisionedServer) -> std::result::Result<(),
     answer
 }
 
+/// Start the binary as a TLS-only server through the process runtime: it is ready only once a
+/// PING over TLS (with the handshake) answers; a build without TLS exits at start-up, and the
+/// start error carries its log's last lines.
 async fn probe(binary: &ProvisionedServer) -> std::result::Result<(), String> {
-    let material = TlsMaterial::generate(&TlsOptions::default())?;
-    let port = crate::net::free_server_port(false).map_err(|e| e.to_string())?;
-    let dir = material.dir.path();
-    let mut config = material.server_config_lines(port);
-    config.extend([
-        "bind 127.0.0.1".to_string(),
-        "save \"\"".to_string(),
-        "appendonly no".to_string(),
-        format!("dir \"{}\"", dir.display()),
-    ]);
-    let conf = dir.join("probe.conf");
-    crate::scratch::write_private(&conf, &(config.join("\n") + "\n"))
-        .map_err(|e| format!("writing the TLS probe's config: {e}"))?;
-    let mut cmd = binary.command();
-    cmd.arg(&conf).current_dir(dir);
-    let log = dir.join("probe.log");
-    let mut child = crate::child::ManagedChild::spawn(cmd, &log)
-        .map_err(|e| format!("cannot run {}: {e}", binary.binary.display()))?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let started = Instant::now();
-    let answer = loop {
-        if !child.is_running() {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
-            break Err(last_words(&text));
-        }
-        if handshake(addr, &material).await {
-            break Ok(());
-        }
-        if started.elapsed() > Duration::from_secs(10) {
-            break Err("started with a TLS port but completed no TLS handshake in 10 s".into());
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    let spec = super::ServerSpec {
+        server: super::ServerRef {
+            family: binary.family,
+            version: super::spec::parse_version(&binary.version).unwrap_or_default(),
+        },
+        persistence: super::Persistence::none(),
+        settings: Default::default(),
+        mode: Default::default(),
+        secrets: Some(super::acl::Secrets::for_cell(
+            Some(&TlsOptions::default()),
+            &[],
+        )?),
     };
-    child.kill_now();
-    answer
-}
-
-/// The lines of a server log that say why it stopped (its `>>>` and `FATAL` lines, else the
-/// last line), for a "not supported by this build" reason in the server's own words.
-fn last_words(log: &str) -> String {
-    let telling: Vec<&str> = log
-        .lines()
-        .map(str::trim)
-        .filter(|l| {
-            l.starts_with(">>>")
-                || l.contains("FATAL")
-                || l.contains("Bad directive")
-                || l.contains("TLS")
-                || l.contains("tls")
-        })
-        .collect();
-    if telling.is_empty() {
-        log.lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or("exited without a word")
-            .to_string()
-    } else {
-        telling.join(" | ")
+    match super::ServerProcess::start(&spec, binary).await {
+        Ok(server) => {
+            drop(server);
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
     }
-}
-
-/// Does a TLS handshake with the server at `addr` complete?
-async fn handshake(addr: SocketAddr, material: &TlsMaterial) -> bool {
-    let Ok(Ok(tcp)) = tokio::time::timeout(
-        Duration::from_millis(200),
-        tokio::net::TcpStream::connect(addr),
-    )
-    .await
-    else {
-        return false;
-    };
-    let connector = tokio_rustls::TlsConnector::from(material.client_config());
-    matches!(
-        tokio::time::timeout(
-            Duration::from_millis(500),
-            connector.connect(material.server_name(), tcp),
-        )
-        .await,
-        Ok(Ok(_))
-    )
 }
 
 /// The reason a TLS cell on a server without TLS gets: not a failure of its settings.
