@@ -50,6 +50,14 @@ impl ManagedChild {
         }
     }
 
+    /// Its exit code once it has exited (`None` while it runs, or when a signal ended it).
+    pub fn exit_code(&mut self) -> Option<i32> {
+        match &mut self.child {
+            Some(child) => child.try_wait().ok().flatten().and_then(|s| s.code()),
+            None => None,
+        }
+    }
+
     /// Send a signal to the child's process group.
     pub fn signal(&self, sig: i32) {
         if let Some(pid) = self.pid() {

@@ -145,7 +145,7 @@ pub fn expand(m: &LoadedMatrix) -> Result<Vec<Cell>> {
         .kind
         .as_ref()
         .and_then(|k| scenario::kind_info(k.name()));
-    if kind.is_some_and(|k| k.needs_app)
+    if kind.is_some_and(|k| k.needs_app || k.needs_stack)
         && f.target.url.is_none()
         && (f.axes.stack.is_empty() || f.axes.settings.is_empty())
     {

@@ -285,7 +285,7 @@ async fn external_target_with_json_bodies() {
         toml::from_str("python = \"3.11\"\npackages = [\"django==5.2.*\", \"redis==5.2.*\"]")
             .unwrap();
     let stack = tokio::task::spawn_blocking(move || {
-        cachegate::stack::provision("django-5.2", &spec, &cache)
+        cachegate::stack::provision("django-5.2", &spec, &cache, None)
     })
     .await
     .unwrap()
@@ -299,19 +299,15 @@ async fn external_target_with_json_bodies() {
         &cachegate::server::deployment::Addresses::standalone(&server),
     )
     .unwrap();
-    let app_dir =
-        cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
-            .unwrap();
-    let start_app = |threads| {
-        cachegate::target::app::AppProcess::start(
-            &stack,
-            &app_dir,
-            &settings,
-            cachegate::target::app::Workers {
-                processes: 1,
-                threads,
-            },
-        )
+    let code = cachegate::target::app::AppCode::of(&Default::default()).unwrap();
+    let (stack_ref, code_ref, settings_ref) = (&stack, &code, &settings);
+    let start_app = move |threads: u32| async move {
+        let target = cachegate::target::TargetSection {
+            workers: std::num::NonZeroU32::new(1),
+            threads: std::num::NonZeroU32::new(threads),
+            ..Default::default()
+        };
+        cachegate::target::app::AppProcess::start(stack_ref, code_ref, &target, settings_ref).await
     };
     // gthread: keep-alive connections (checked below against the sync worker).
     let mut app = start_app(2).await.unwrap();
@@ -479,7 +475,7 @@ async fn session_interrupted_by_a_concurrent_logout_is_classified_with_its_400()
         toml::from_str("python = \"3.11\"\npackages = [\"django==5.2.*\", \"redis==5.2.*\"]")
             .unwrap();
     let stack = tokio::task::spawn_blocking(move || {
-        cachegate::stack::provision("django-5.2", &spec, &cache)
+        cachegate::stack::provision("django-5.2", &spec, &cache, None)
     })
     .await
     .unwrap()
@@ -505,20 +501,11 @@ LOCATION = "{}"
         &cachegate::server::deployment::Addresses::standalone(&sessions),
     )
     .unwrap();
-    let app_dir =
-        cachegate::target::app_files::install(&cachegate::server::provision::default_cache_dir())
+    let code = cachegate::target::app::AppCode::of(&Default::default()).unwrap();
+    let mut app =
+        cachegate::target::app::AppProcess::start(&stack, &code, &Default::default(), &settings)
+            .await
             .unwrap();
-    let mut app = cachegate::target::app::AppProcess::start(
-        &stack,
-        &app_dir,
-        &settings,
-        cachegate::target::app::Workers {
-            processes: 2,
-            threads: 1,
-        },
-    )
-    .await
-    .unwrap();
     let base = app.base_url();
     let http = reqwest::Client::builder()
         .cookie_store(true)

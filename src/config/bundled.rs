@@ -20,6 +20,18 @@ const MATRICES: &[(&str, &str)] = &[
     ),
     ("nightly", include_str!("../../matrices/nightly.toml")),
     (
+        "own-project",
+        include_str!("../../matrices/own-project.toml"),
+    ),
+    (
+        "own-project-sessions",
+        include_str!("../../matrices/own-project-sessions.toml"),
+    ),
+    (
+        "own-project-tests",
+        include_str!("../../matrices/own-project-tests.toml"),
+    ),
+    (
         "persistence",
         include_str!("../../matrices/persistence.toml"),
     ),

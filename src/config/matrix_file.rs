@@ -265,7 +265,8 @@ pub fn load_matrix(path: &Path) -> Result<LoadedMatrix> {
 /// scenario files are then the bundled ones).
 pub fn load_matrix_text(path: PathBuf, text: String) -> Result<LoadedMatrix> {
     let path = path.as_path();
-    let file: MatrixFile = parse_toml_text(path, &text)?;
+    let mut file: MatrixFile = parse_toml_text(path, &text)?;
+    resolve_project(path, &mut file.target);
     let at = |offset: usize, message: String| Error::input_at(path, &text, offset, message);
 
     let section = file.scenario.get_ref();
@@ -416,6 +417,7 @@ pub fn load_matrix_text(path: PathBuf, text: String) -> Result<LoadedMatrix> {
     }
     check_counts(path, &text, &file)?;
     check_target(path, &text, &file.target)?;
+    check_project(path, &text, &file.target, scenario.kind.as_ref())?;
     check_expectations(path, &text, &file)?;
     let report = file.report.resolve(path, &text)?;
     Ok(LoadedMatrix {
@@ -595,6 +597,89 @@ fn check_counts(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
                 bounds::MAX_CELLS
             ),
         ));
+    }
+    Ok(())
+}
+
+/// `[target] project` is relative to the matrix file's folder; a bundled matrix's, to where it
+/// sits in the repository (`matrices/`) under the current folder.
+fn resolve_project(path: &Path, target: &mut TargetSection) {
+    let Some(project) = &target.project else {
+        return;
+    };
+    let base = if bundled::is_bundled(path) {
+        std::env::current_dir().unwrap_or_default().join("matrices")
+    } else {
+        path.parent().unwrap_or(Path::new(".")).to_path_buf()
+    };
+    let joined = base.join(project);
+    target.project = Some(joined.canonicalize().unwrap_or(joined));
+}
+
+/// `[target] project`: a Django project folder with the settings it names, not beside `url`;
+/// `login = "form"` needs the project (its user model makes the accounts).
+fn check_project(
+    path: &Path,
+    text: &str,
+    target: &TargetSection,
+    kind: Option<&super::ScenarioKind>,
+) -> Result<()> {
+    let range = table_range(text, "[target]", 0).unwrap_or(0..text.len());
+    let bad = |field: &str, why: String| {
+        error_at(
+            path,
+            text,
+            range.clone(),
+            field,
+            format!("field `target.{field}`: {why}"),
+        )
+    };
+    let Some(project) = crate::target::project::Project::of(target) else {
+        for field in ["settings", "wsgi", "requirements"] {
+            let set = match field {
+                "settings" => target.settings.is_some(),
+                "wsgi" => target.wsgi.is_some(),
+                _ => target.requirements.is_some(),
+            };
+            if set {
+                return Err(bad(field, "only applies with `target.project`".into()));
+            }
+        }
+        if kind.is_some_and(|k| k.name() == "django-tests") {
+            return Err(bad(
+                "project",
+                "scenario kind `django-tests` runs a project's own test suite: name the project \
+                 (its folder, with manage.py)"
+                    .into(),
+            ));
+        }
+        if target.login == crate::target::protocol::LoginKind::Form {
+            return Err(bad(
+                "login",
+                "`form` signs in with accounts made through the project's user model: it needs                  `target.project`"
+                    .into(),
+            ));
+        }
+        return Ok(());
+    };
+    if target.url.is_some() {
+        return Err(bad(
+            "project",
+            "set either `project` (cachegate serves it) or `url` (an app already running), not              both"
+                .into(),
+        ));
+    }
+    if let Some(problem) = project.problem() {
+        let field = if problem.contains("settings") {
+            "settings"
+        } else if problem.contains("wsgi") {
+            "wsgi"
+        } else if problem.contains("requirements") {
+            "requirements"
+        } else {
+            "project"
+        };
+        return Err(bad(field, problem));
     }
     Ok(())
 }

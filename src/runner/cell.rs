@@ -21,8 +21,9 @@ use crate::server::{
     StopKind,
 };
 use crate::stack::ProvisionedStack;
-use crate::target::app::{AppProcess, Workers};
-use crate::target::{app_files, django_settings, exceptions};
+use crate::target::app::{AppCode, AppProcess};
+use crate::target::protocol::LoginKind;
+use crate::target::{django_settings, exceptions};
 
 pub struct CellContext<'a> {
     pub run_dir: &'a RunDir,
@@ -231,12 +232,16 @@ pub async fn run_cell(
     let mut app = None;
     // The settings as the app got them (passwords included); the result keeps them redacted.
     let mut app_settings = None;
+    let mut accounts = vec![];
+    let mut project_session_engine = None;
     let app_url = if cell.scenario.needs_app() {
-        match start_app(cell, &addresses, stack.as_ref(), &mut result).await {
-            Ok((url, started, settings)) => {
-                app = started;
-                app_settings = settings;
-                Some(url)
+        match start_app(cell, &addresses, stack.as_ref(), &ctx.user_tag, &mut result).await {
+            Ok(started) => {
+                app = started.process;
+                app_settings = started.settings;
+                accounts = started.accounts;
+                project_session_engine = started.session_engine;
+                Some(started.url)
             }
             Err(e) => {
                 let _ = deployment.remove().await;
@@ -246,13 +251,14 @@ pub async fn run_cell(
     } else {
         None
     };
-    let session_engine = cell
-        .app_settings
-        .as_ref()
-        .and_then(|s| s.get("SESSION_ENGINE"))
-        .and_then(|v| v.as_str())
-        .unwrap_or("django.contrib.sessions.backends.db")
-        .to_string();
+    let session_engine = project_session_engine.unwrap_or_else(|| {
+        cell.app_settings
+            .as_ref()
+            .and_then(|s| s.get("SESSION_ENGINE"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("django.contrib.sessions.backends.db")
+            .to_string()
+    });
     let cpu_before = cpu_seconds();
     let done = Arc::new(AtomicU64::new(0));
     let progress = CellProgress::start(&ctx.label, &cell.scenario, ctx.progress, done.clone());
@@ -281,6 +287,8 @@ pub async fn run_cell(
         settings_name: cell.axes.settings.clone(),
         addresses: addresses.clone(),
         starter: &mut starter,
+        accounts,
+        venv: stack.as_ref(),
         stack: result
             .stack
             .as_ref()
@@ -474,33 +482,88 @@ async fn stop_deployment(
     (died.join(", "), stop, removed)
 }
 
-/// The app's base URL: the external one, or the bundled app started on the cell's stack with the
-/// cell's settings (returned so the caller stops it), and those settings.
+/// The app the cell's HTTP scenario talks to, once started.
+struct StartedApp {
+    url: String,
+    /// The app cachegate started (the caller stops it); `None` for an external one.
+    process: Option<AppProcess>,
+    /// The settings as the app got them (passwords included; the result keeps them redacted).
+    settings: Option<serde_json::Value>,
+    /// The accounts made up front for a form login.
+    accounts: Vec<crate::target::protocol::Account>,
+    /// A project's SESSION_ENGINE as it runs (its own settings', unless the matrix sets one).
+    session_engine: Option<String>,
+}
+
+/// The app: the external one, or the bundled app or the team's project started on the cell's
+/// stack with the cell's settings (with accounts made up front for a form login).
 async fn start_app(
     cell: &Cell,
     addresses: &Addresses,
     stack: Option<&ProvisionedStack>,
+    user_tag: &str,
     result: &mut CellResult,
-) -> Result<(String, Option<AppProcess>, Option<serde_json::Value>), String> {
+) -> Result<StartedApp, String> {
     match (&cell.target.url, stack) {
         (Some(url), _) => {
             result.target = Some(url.clone());
-            Ok((url.trim_end_matches('/').to_string(), None, None))
+            Ok(StartedApp {
+                url: url.trim_end_matches('/').to_string(),
+                process: None,
+                settings: None,
+                accounts: vec![],
+                session_engine: None,
+            })
         }
         (None, Some(stack)) => {
             let table = cell
                 .app_settings
                 .as_ref()
-                .ok_or("the bundled app needs a settings axis")?;
+                .ok_or("the app needs a settings axis")?;
             let settings = django_settings(table, addresses)?;
             result.app_settings = Some(crate::results::redact::settings(&settings));
-            result.target = Some("bundled django app".into());
-            let app_dir = app_files::install(&crate::server::provision::default_cache_dir())
-                .map_err(|e| format!("writing the bundled app: {e}"))?;
-            let app = AppProcess::start(stack, &app_dir, &settings, Workers::of(&cell.target))
+            let code = AppCode::of(&cell.target)?;
+            result.target = Some(code.describe());
+            let app = AppProcess::start(stack, &code, &cell.target, &settings)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((app.base_url(), Some(app), Some(settings)))
+            let mut accounts = vec![];
+            let mut session_engine = None;
+            if let AppCode::Project { project, hook } = &code {
+                session_engine = Some(crate::target::project::session_engine(
+                    stack,
+                    project,
+                    hook,
+                    &settings,
+                    &app.db_path(),
+                )?);
+            }
+            if let (AppCode::Project { project, hook }, LoginKind::Form) =
+                (&code, cell.target.login)
+            {
+                let count = cell.target.accounts.map_or(10, |n| n.get());
+                let (made, model) = crate::target::project::create_accounts(
+                    stack,
+                    project,
+                    hook,
+                    &settings,
+                    &app.db_path(),
+                    &format!("{user_tag}f"),
+                    count,
+                )?;
+                result.target = Some(format!(
+                    "{} ({count} accounts made through {model})",
+                    code.describe()
+                ));
+                accounts = made;
+            }
+            Ok(StartedApp {
+                url: app.base_url(),
+                process: Some(app),
+                settings: Some(settings),
+                accounts,
+                session_engine,
+            })
         }
         (None, None) => Err(format!(
             "{} needs a stack (axes.stack) or a [target] url",

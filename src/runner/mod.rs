@@ -210,7 +210,11 @@ impl Provisioned {
         Some(
             self.stacks
                 .entry(key)
-                .or_insert_with(|| stack::provision(name, spec, &cache).map_err(|e| e.to_string()))
+                .or_insert_with(|| {
+                    let project = crate::target::project::Project::of(&cell.target);
+                    stack::provision(name, spec, &cache, project.as_ref())
+                        .map_err(|e| e.to_string())
+                })
                 .clone(),
         )
     }

@@ -1,10 +1,10 @@
 //! One user of the web app with its own cookie jar, for scenarios that verify sessions rather
 //! than generate load (session-persistence, eviction): log in once, check the session later.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::target::{BodyFormat, TargetSection};
+use crate::target::protocol::{Account, Protocol, Reply, Step};
+use crate::target::TargetSection;
 
 /// What checking a session gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,59 +20,64 @@ pub enum SessionState {
 pub struct Browser {
     client: reqwest::Client,
     base: String,
-    target: TargetSection,
+    protocol: Protocol,
     token: Option<String>,
     pub username: String,
-    password: String,
+    account: Account,
 }
 
 impl Browser {
+    /// A user who registers as `username` (the `api` protocol).
     pub fn new(base: &str, target: &TargetSection, username: String, timeout: Duration) -> Browser {
-        let client = reqwest::Client::builder()
-            .cookie_store(true)
+        let account = Account {
+            password: format!("Cg-{username}-pw"),
+            login: username,
+        };
+        Browser::signing_in_as(base, target, account, timeout)
+    }
+
+    /// A user who signs in with `account` (made up front under `form`, registered under `api`).
+    pub fn signing_in_as(
+        base: &str,
+        target: &TargetSection,
+        account: Account,
+        timeout: Duration,
+    ) -> Browser {
+        let protocol = Protocol::new(target);
+        let client = protocol
+            .client_builder()
             .timeout(timeout)
-            .no_proxy()
             .build()
             .expect("an HTTP client with a cookie store builds");
         Browser {
             client,
             base: base.trim_end_matches('/').to_string(),
-            target: target.clone(),
+            protocol,
             token: None,
-            password: format!("Cg-{username}-pw"),
-            username,
+            username: account.login.clone(),
+            account,
         }
     }
 
-    /// Fetch a CSRF token, register, log in. Errors name the step and what went wrong.
+    /// Fetch a CSRF token, register (where the protocol does), log in, and check the session.
+    /// Errors name the step and what went wrong.
     pub async fn sign_up_and_log_in(&mut self) -> Result<(), String> {
-        let p = self.target.paths.clone();
-        if !p.csrf.is_empty() {
-            let body = self.send("csrf", &p.csrf, None).await?;
-            self.take_token(&body);
+        for step in [Step::Csrf, Step::Register, Step::Login] {
+            self.send(step).await?;
         }
-        let f = &self.target.fields;
-        let creds = BTreeMap::from([
-            (f.username.clone(), self.username.clone()),
-            (f.password.clone(), self.password.clone()),
-        ]);
-        let body = self.send("register", &p.register, Some(&creds)).await?;
-        self.take_token(&body);
-        let body = self.send("login", &p.login, Some(&creds)).await?;
-        self.take_token(&body);
         match self.check().await {
             SessionState::Valid => Ok(()),
             other => Err(format!("me: right after login: {other:?}")),
         }
     }
 
-    /// Is the session still valid?
     /// Send the next requests to another app (another stack on the same server), keeping the
     /// cookies: what a user sees when a deploy switches stacks under them.
     pub fn switch_to(&mut self, base: &str) {
         self.base = base.trim_end_matches('/').to_string();
     }
 
+    /// Is the session still valid?
     pub async fn check(&self) -> SessionState {
         self.read().await.0
     }
@@ -80,14 +85,18 @@ impl Browser {
     /// An authenticated read: what it says about the session, and the HTTP status if the app
     /// answered.
     pub async fn read(&self) -> (SessionState, Option<u16>) {
-        let url = format!("{}{}", self.base, self.target.paths.me);
+        let Some(r) = self.protocol.request(Step::Me, &self.account, None) else {
+            unreachable!("every protocol reads the page");
+        };
+        let url = format!("{}{}", self.base, r.path);
         match self.client.get(&url).send().await {
             Err(e) => (SessionState::Error(format!("request failed: {e}")), None),
             Ok(r) => {
                 let status = r.status().as_u16();
                 let body = r.text().await.unwrap_or_default();
+                let shows = body.contains(&self.protocol.shows(&self.account));
                 let state = match status {
-                    200..=299 if body.contains(&self.username) => SessionState::Valid,
+                    200..=299 if shows => SessionState::Valid,
                     200..=299 | 401 | 403 | 302 => SessionState::Lost(status),
                     _ => SessionState::Error(format!("HTTP {status}")),
                 };
@@ -96,47 +105,47 @@ impl Browser {
         }
     }
 
-    async fn send(
-        &self,
-        step: &str,
-        path: &str,
-        form: Option<&BTreeMap<String, String>>,
-    ) -> Result<String, String> {
-        let url = format!("{}{path}", self.base);
-        let mut req = match form {
-            Some(_) => self.client.post(&url),
-            None => self.client.get(&url),
+    /// One step of the protocol, judged; the token it hands out is kept.
+    async fn send(&mut self, step: Step) -> Result<(), String> {
+        let Some(planned) = self
+            .protocol
+            .request(step, &self.account, self.token.as_deref())
+        else {
+            return Ok(());
         };
-        if let (Some(t), Some(_)) = (&self.token, form) {
-            req = req.header(self.target.fields.csrf_header.as_str(), t.as_str());
-        }
-        if let Some(fields) = form {
-            req = match self.target.format {
-                BodyFormat::Form => req.form(fields),
-                BodyFormat::Json => req.json(fields),
-            };
-        }
-        let r = req
+        let url = format!("{}{}", self.base, planned.path);
+        let req = match planned.post {
+            true => self.client.post(&url),
+            false => self.client.get(&url),
+        };
+        let r = self
+            .protocol
+            .body(req, &planned)
             .send()
             .await
-            .map_err(|e| format!("{step}: request failed: {e}"))?;
-        let status = r.status();
+            .map_err(|e| format!("{}: request failed: {e}", step.name()))?;
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
         let body = r.text().await.unwrap_or_default();
-        if status.is_success() {
-            Ok(body)
-        } else {
-            Err(format!("{step}: HTTP {}", status.as_u16()))
+        let cookies: Vec<String> = headers
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(String::from))
+            .collect();
+        let reply = Reply {
+            status,
+            location: headers
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok()),
+            cookies: &cookies,
+            body: &body,
+        };
+        self.protocol
+            .judge(step, &self.account, &reply)
+            .map_err(|e| format!("{}: {e}", step.name()))?;
+        if let Some(t) = self.protocol.token(&reply) {
+            self.token = Some(t);
         }
-    }
-
-    fn take_token(&mut self, body: &str) {
-        let v: Option<serde_json::Value> = serde_json::from_str(body).ok();
-        if let Some(t) = v
-            .as_ref()
-            .and_then(|v| v.get(&self.target.fields.csrf_token))
-            .and_then(|t| t.as_str())
-        {
-            self.token = Some(t.to_string());
-        }
+        Ok(())
     }
 }

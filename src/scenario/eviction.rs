@@ -71,10 +71,12 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
             .unwrap_or_else(|| "noeviction".into()),
     };
     let tag = env.user_tag.clone();
-    let new_user = |name: String| Browser::new(&base, env.target, name, cfg.request_timeout.0);
+    // Under a form login, "new" users sign in with the accounts made up front, in turn.
+    let new_user =
+        |i: u64, name: String| env.browser(&base, i as usize, name, cfg.request_timeout.0);
 
     let mut browsers: Vec<Browser> = (0..cfg.users)
-        .map(|i| new_user(format!("{tag}e{i}")))
+        .map(|i| new_user(i as u64, format!("{tag}e{i}")))
         .collect();
     let outcomes = join_all(browsers.iter_mut().map(|b| b.sign_up_and_log_in())).await;
     let sessions: Vec<Browser> = browsers
@@ -110,7 +112,7 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
         let mut during = NewUsers::default();
         while !fill_done.is_cancelled() {
             during
-                .try_one(new_user(format!("{tag}p{}", during.tried)))
+                .try_one(new_user(during.tried, format!("{tag}p{}", during.tried)))
                 .await;
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -122,7 +124,9 @@ pub async fn run(cfg: &EvictionConfig, env: &mut CellEnv<'_>) -> ScenarioOutput 
     // which count toward maxmemory while they write, are gone.
     let mut after = NewUsers::default();
     for n in 0..5 {
-        after.try_one(new_user(format!("{tag}after{n}"))).await;
+        after
+            .try_one(new_user(n as u64, format!("{tag}after{n}")))
+            .await;
     }
     let (tried, refused) = (during.tried, during.refused());
     let (after_tried, after_refused) = (after.tried, after.refused());

@@ -22,26 +22,10 @@ use crate::config::scenario_file::{at_least_one, max_error_rate, ScenarioParams}
 use crate::config::HumanDuration;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::results::OpCounts;
-use crate::target::{BodyFormat, TargetSection};
+use crate::target::TargetSection;
 
-/// Step names, indexed by `Step as usize`.
-pub const STEP_NAMES: &[&str] = &["csrf", "register", "login", "me", "logout", "me-anon"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Step {
-    Csrf,
-    Register,
-    Login,
-    Me,
-    Logout,
-    MeAnon,
-}
-
-impl Step {
-    fn name(self) -> &'static str {
-        STEP_NAMES[self as usize]
-    }
-}
+pub use crate::target::protocol::STEP_NAMES;
+use crate::target::protocol::{Account, Protocol, Reply, Step};
 
 /// How many flows a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -110,10 +94,12 @@ pub struct Event {
 struct Flow {
     /// Every request, when asked for.
     events: Option<Mutex<Vec<Event>>>,
-    target: TargetSection,
+    protocol: Protocol,
     reads: u32,
-    /// Usernames are `TAG + counter`: unique per run, so flows never collide.
+    /// Under the `api` protocol usernames are `TAG + counter`: unique per run, so flows never
+    /// collide. Under `form`, flows sign in with the accounts created up front, in turn.
     tag: String,
+    accounts: Vec<Account>,
     counter: AtomicU64,
     start: Instant,
     rec: Mutex<Recorder>,
@@ -124,50 +110,33 @@ struct Flow {
     last_completion: Mutex<Instant>,
 }
 
-enum Expect<'a> {
-    Success,
-    /// 2xx and the body names this user.
-    Shows(&'a str),
-    /// Anything but a 2xx that names this user.
-    Hides(&'a str),
-}
-
 impl Flow {
-    /// Do one request of the flow, verify it, record it; the body if it passed.
+    /// Do one request of the flow, verify it, record it; the CSRF token it handed out (or
+    /// `token` again) if it passed. A step the protocol does not have passes as is.
     async fn step(
         &self,
         user: &mut GooseUser,
         step: Step,
-        path: &str,
-        form: Option<&[(&str, &str)]>,
-        token: &Option<String>,
-        expect: Expect<'_>,
-    ) -> Option<String> {
-        let method = if form.is_some() {
+        who: &Account,
+        token: Option<String>,
+    ) -> Option<Option<String>> {
+        let Some(planned) = self.protocol.request(step, who, token.as_deref()) else {
+            return Some(token);
+        };
+        let method = if planned.post {
             GooseMethod::Post
         } else {
             GooseMethod::Get
         };
-        let mut builder = match user.get_request_builder(&method, path) {
-            Ok(b) => b,
+        let builder = match user.get_request_builder(&method, &planned.path) {
+            Ok(b) => self.protocol.body(b, &planned),
             Err(e) => {
                 self.fail(step, "bad request".into(), format!("{e}"), None);
                 return None;
             }
         };
-        if let (Some(t), Some(_)) = (token, form) {
-            builder = builder.header(self.target.fields.csrf_header.as_str(), t.as_str());
-        }
-        if let Some(fields) = form {
-            builder = match self.target.format {
-                BodyFormat::Form => builder.form(fields),
-                BodyFormat::Json => {
-                    builder.json(&fields.iter().cloned().collect::<BTreeMap<_, _>>())
-                }
-            };
-        }
         let request = GooseRequest::builder()
-            .path(path)
+            .path(planned.path.as_str())
             .method(method)
             .name(step.name())
             .set_request_builder(builder)
@@ -182,10 +151,25 @@ impl Flow {
                 return None;
             }
         };
-        let (status, body) = match reply {
+        let (status, location, cookies, body) = match reply {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                (status, resp.text().await.unwrap_or_default())
+                let headers = resp.headers();
+                let location = headers
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                let cookies: Vec<String> = headers
+                    .get_all(reqwest::header::SET_COOKIE)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok().map(String::from))
+                    .collect();
+                (
+                    status,
+                    location,
+                    cookies,
+                    resp.text().await.unwrap_or_default(),
+                )
             }
             Err(e) => {
                 let kind = if e.is_timeout() {
@@ -207,15 +191,13 @@ impl Flow {
             .expect("status lock")
             .entry(status.to_string())
             .or_default() += 1;
-        let success = (200..300).contains(&status);
-        let verdict = match expect {
-            Expect::Success if success => Ok(()),
-            Expect::Shows(name) if success && body.contains(name) => Ok(()),
-            Expect::Shows(_) if success => Err("wrong user".to_string()),
-            Expect::Hides(name) if !(success && body.contains(name)) => Ok(()),
-            Expect::Hides(_) => Err("still logged in after logout".to_string()),
-            _ => Err(format!("HTTP {status}")),
+        let reply = Reply {
+            status,
+            location: location.as_deref(),
+            cookies: &cookies,
+            body: &body,
         };
+        let verdict = self.protocol.judge(step, who, &reply);
         self.event(step, verdict.is_ok(), Some(status), started);
         let mut rec = self.rec.lock().expect("recorder lock");
         rec.tick(&self.timeline, done.duration_since(self.start).as_secs());
@@ -226,7 +208,7 @@ impl Flow {
                     step as usize,
                     done.duration_since(started).as_nanos() as u64,
                 );
-                Some(body)
+                Some(self.protocol.token(&reply).or(token))
             }
             Err(kind) => {
                 let snippet: String = body.chars().take(200).collect();
@@ -266,122 +248,57 @@ impl Flow {
             None => rec.error(step as usize, kind, || message),
         }
     }
-
-    /// The CSRF token in a JSON body, if any.
-    fn token_in(&self, body: &str) -> Option<String> {
-        let v: serde_json::Value = serde_json::from_str(body).ok()?;
-        v.get(&self.target.fields.csrf_token)?
-            .as_str()
-            .map(String::from)
-    }
 }
 
 /// One whole flow. A failed step ends the flow (it is recorded; later steps cannot be meaningful).
 async fn one_flow(user: &mut GooseUser, flow: &Flow) -> TransactionResult {
     let n = flow.counter.fetch_add(1, Ordering::Relaxed);
-    let username = format!("{}{n}", flow.tag);
-    let password = format!("Cg-{n}-{}-pw", flow.tag);
-    let p = &flow.target.paths;
-    let f = &flow.target.fields;
+    let who = match flow.accounts.len() {
+        0 => Account {
+            login: format!("{}{n}", flow.tag),
+            password: format!("Cg-{n}-{}-pw", flow.tag),
+        },
+        len => flow.accounts[(n % len as u64) as usize].clone(),
+    };
     let mut token = None;
-    if !p.csrf.is_empty() {
-        let Some(body) = flow
-            .step(user, Step::Csrf, &p.csrf, None, &token, Expect::Success)
-            .await
-        else {
+    for step in [Step::Csrf, Step::Register, Step::Login] {
+        let Some(t) = flow.step(user, step, &who, token).await else {
             return Ok(());
         };
-        token = flow.token_in(&body);
+        token = t;
     }
-    let creds = [
-        (f.username.as_str(), username.as_str()),
-        (f.password.as_str(), password.as_str()),
-    ];
-    let Some(body) = flow
-        .step(
-            user,
-            Step::Register,
-            &p.register,
-            Some(&creds),
-            &token,
-            Expect::Success,
-        )
-        .await
-    else {
-        return Ok(());
-    };
-    token = flow.token_in(&body).or(token);
-    let Some(body) = flow
-        .step(
-            user,
-            Step::Login,
-            &p.login,
-            Some(&creds),
-            &token,
-            Expect::Shows(&username),
-        )
-        .await
-    else {
-        return Ok(());
-    };
-    token = flow.token_in(&body).or(token);
     for _ in 0..flow.reads {
-        if flow
-            .step(
-                user,
-                Step::Me,
-                &p.me,
-                None,
-                &token,
-                Expect::Shows(&username),
-            )
-            .await
-            .is_none()
-        {
+        let Some(t) = flow.step(user, Step::Me, &who, token).await else {
             return Ok(());
-        }
+        };
+        token = t;
     }
-    let Some(body) = flow
-        .step(
-            user,
-            Step::Logout,
-            &p.logout,
-            Some(&[]),
-            &token,
-            Expect::Success,
-        )
-        .await
-    else {
+    let Some(token) = flow.step(user, Step::Logout, &who, token).await else {
         return Ok(());
     };
-    token = flow.token_in(&body).or(token);
-    if flow
-        .step(
-            user,
-            Step::MeAnon,
-            &p.me,
-            None,
-            &token,
-            Expect::Hides(&username),
-        )
-        .await
-        .is_some()
-    {
+    if flow.step(user, Step::MeAnon, &who, token).await.is_some() {
         flow.flows_done.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
+}
+
+/// Who the flow signs in as: the target (its protocol), the cell's tag for accounts it
+/// registers, and the accounts created up front (`login = "form"`).
+pub struct Users<'a> {
+    pub target: &'a TargetSection,
+    pub tag: &'a str,
+    pub accounts: &'a [Account],
 }
 
 /// Run the flow against `base_url` (e.g. http://127.0.0.1:PORT) until done or cancelled.
 pub async fn run(
     cfg: &LoginFlowConfig,
     base_url: &str,
-    target: &TargetSection,
-    tag: &str,
+    who: &Users<'_>,
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
 ) -> ScenarioOutput {
-    run_with_events(cfg, base_url, target, tag, cancel, progress, false)
+    run_with_events(cfg, base_url, who, cancel, progress, false)
         .await
         .0
 }
@@ -390,8 +307,7 @@ pub async fn run(
 pub async fn run_with_events(
     cfg: &LoginFlowConfig,
     base_url: &str,
-    target: &TargetSection,
-    tag: &str,
+    who: &Users<'_>,
     cancel: CancellationToken,
     progress: Arc<AtomicU64>,
     keep_events: bool,
@@ -399,9 +315,10 @@ pub async fn run_with_events(
     let start = Instant::now();
     let flow = Arc::new(Flow {
         events: keep_events.then(|| Mutex::new(Vec::new())),
-        target: target.clone(),
+        protocol: Protocol::new(who.target),
         reads: cfg.reads,
-        tag: tag.to_string(),
+        tag: who.tag.to_string(),
+        accounts: who.accounts.to_vec(),
         counter: AtomicU64::new(0),
         start,
         rec: Mutex::new(Recorder::new(STEP_NAMES)),
@@ -447,8 +364,19 @@ pub async fn run_with_events(
             r
         })
     });
-    let scenario = Scenario::new("login-flow")
-        .register_transaction(Transaction::new(transaction).set_name("flow"));
+    let mut scenario = Scenario::new("login-flow");
+    if !flow.protocol.registers() {
+        // Form logins judge redirects instead of following them: each user gets that client.
+        let protocol = flow.protocol.clone();
+        let timeout = cfg.request_timeout.0;
+        let on_start: TransactionFunction = Arc::new(move |user| {
+            let builder = protocol.client_builder().timeout(timeout);
+            Box::pin(async move { user.set_client_builder(builder).await.map_err(Box::new) })
+        });
+        scenario = scenario
+            .register_transaction(Transaction::new(on_start).set_name("client").set_on_start());
+    }
+    let scenario = scenario.register_transaction(Transaction::new(transaction).set_name("flow"));
     // goose stops on its process-wide killswitch; cancellation (Ctrl-C, a caller) pulls it.
     let stopper = tokio::spawn(async move {
         cancel.cancelled().await;
@@ -572,8 +500,7 @@ impl super::Scenario for LoginFlowConfig {
         run(
             self,
             &base,
-            env.target,
-            &env.user_tag,
+            &env.users(),
             env.cancel.clone(),
             env.progress.clone(),
         )

@@ -11,6 +11,7 @@ pub mod browser;
 pub mod cache_ops;
 pub mod cached_values;
 pub mod cluster;
+pub mod django_tests;
 pub mod durability;
 pub mod eviction;
 pub mod fit;
@@ -45,6 +46,8 @@ pub trait Scenario: Sized {
     const FIELDS: &'static [&'static str];
     /// Does it talk to a web app (bundled or external)?
     const NEEDS_APP: bool;
+    /// Does it need the cell's stack without an app (a project's test suite)?
+    const NEEDS_STACK: bool = false;
     /// The operation (or step) names it measures, `None` when they vary: a gate on another
     /// operation could never be checked.
     const OPS: Option<&'static [&'static str]>;
@@ -71,6 +74,7 @@ pub struct KindInfo {
     pub name: &'static str,
     pub fields: &'static [&'static str],
     pub needs_app: bool,
+    pub needs_stack: bool,
     pub ops: Option<&'static [&'static str]>,
     pub check_metrics: &'static [&'static str],
 }
@@ -81,6 +85,7 @@ impl KindInfo {
             name: T::KIND,
             fields: T::FIELDS,
             needs_app: T::NEEDS_APP,
+            needs_stack: T::NEEDS_STACK,
             ops: T::OPS,
             check_metrics: T::CHECK_METRICS,
         }
@@ -154,6 +159,7 @@ scenarios! {
     ServerUpgrade(server_upgrade::ServerUpgradeConfig),
     StackTransition(stack_transition::StackTransitionConfig),
     RollingUpgrade(rolling_upgrade::RollingUpgradeConfig),
+    DjangoTests(django_tests::DjangoTestsConfig),
 }
 
 /// A kind by its name in scenario files.
@@ -213,6 +219,8 @@ pub struct CellEnv<'a> {
     pub app_db: Option<std::path::PathBuf>,
     /// The cell's stack, "name (versions)".
     pub stack: Option<String>,
+    /// The cell's provisioned stack itself.
+    pub venv: Option<&'a crate::stack::ProvisionedStack>,
     /// The names of the cell's `[stacks]` and `[settings]` entries.
     pub stack_name: Option<String>,
     pub settings_name: Option<String>,
@@ -224,9 +232,43 @@ pub struct CellEnv<'a> {
     /// Starts more servers on the cell's runtime (a rolling upgrade's new version); what a
     /// scenario starts with it, it removes.
     pub starter: &'a mut dyn crate::server::NodeStarter,
+    /// The accounts created up front for a `login = "form"` target; empty when the flow
+    /// registers its own.
+    pub accounts: Vec<crate::target::protocol::Account>,
     /// The cell's log files without extension (`RUN/logs/NAME`), for scenarios that keep more
     /// logs than the runner does (`NAME.log`: the server, `NAME.app.log`: the app).
     pub log_base: std::path::PathBuf,
+}
+
+impl CellEnv<'_> {
+    /// Who the login flow signs in as.
+    pub fn users(&self) -> login_flow::Users<'_> {
+        login_flow::Users {
+            target: self.target,
+            tag: &self.user_tag,
+            accounts: &self.accounts,
+        }
+    }
+
+    /// The `index`-th single user: one of the accounts made up front, in turn, or a user who
+    /// registers as `name`.
+    pub fn browser(
+        &self,
+        base: &str,
+        index: usize,
+        name: String,
+        timeout: std::time::Duration,
+    ) -> browser::Browser {
+        match self.accounts.len() {
+            0 => browser::Browser::new(base, self.target, name, timeout),
+            n => browser::Browser::signing_in_as(
+                base,
+                self.target,
+                self.accounts[index % n].clone(),
+                timeout,
+            ),
+        }
+    }
 }
 
 /// What a scenario measured, before it is wrapped into a `CellResult`.

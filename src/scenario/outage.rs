@@ -84,7 +84,7 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
     let mut logged_in: Vec<Browser> = (0..cfg.logged_in_users)
         .map(|i| {
             let name = format!("{}l{i}", env.user_tag);
-            Browser::new(&base, env.target, name, cfg.flow.request_timeout.0)
+            env.browser(&base, i as usize, name, cfg.flow.request_timeout.0)
         })
         .collect();
     let logins = join_all(logged_in.iter_mut().map(|b| b.sign_up_and_log_in())).await;
@@ -149,12 +149,17 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
         (down, stopped.and(up))
     };
     let flow_done = CancellationToken::new();
+    // Field by field: `env.server` is borrowed by the fault above.
+    let users = login_flow::Users {
+        target: env.target,
+        tag: &env.user_tag,
+        accounts: &env.accounts,
+    };
     let flow = async {
         let out = login_flow::run_with_events(
             &cfg.flow,
             &base,
-            env.target,
-            &env.user_tag,
+            &users,
             env.cancel.clone(),
             env.progress.clone(),
             true,
@@ -279,7 +284,7 @@ async fn login_after_the_flow(
     while t0.elapsed() < deadline && !env.cancel.is_cancelled() {
         let name = format!("{}r{tried}", env.user_tag);
         tried += 1;
-        let mut user = Browser::new(base, env.target, name, cfg.flow.request_timeout.0);
+        let mut user = env.browser(base, tried - 1, name, cfg.flow.request_timeout.0);
         if user.sign_up_and_log_in().await.is_ok() {
             return Some(t0.elapsed());
         }

@@ -28,8 +28,8 @@ use crate::results::checks::Check;
 use crate::server::deployment::{info, info_field, query, Addresses};
 use crate::server::provision::Provisioner;
 use crate::server::{Endpoint, ServerRef, ServerSpec, StopKind};
-use crate::target::app::{AppProcess, Workers};
-use crate::target::{app_files, exceptions};
+use crate::target::app::{AppCode, AppProcess};
+use crate::target::exceptions;
 
 /// How long `to` may take to finish its initial sync (a full sync of a small dataset takes
 /// well under a second; a replica that cannot load the primary's snapshot retries forever).
@@ -184,21 +184,22 @@ pub async fn run(cfg: &RollingUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioO
     let cache = crate::server::provision::default_cache_dir();
     let to_ref = cfg.to.clone();
     let stack_spec = env.stacks.get(&stack_name).cloned();
+    let target = env.target.clone();
     let prepared = tokio::task::spawn_blocking(move || {
+        let project = crate::target::project::Project::of(&target);
         let binary = Provisioner::with_default_cache()
             .provision(&to_ref)
             .map_err(|e| format!("provisioning `to`: {e}"))?;
         let stack = match stack_spec {
-            Some(spec) => crate::stack::provision(&stack_name, &spec, &cache)
+            Some(spec) => crate::stack::provision(&stack_name, &spec, &cache, project.as_ref())
                 .map_err(|e| format!("provisioning the stack: {e}"))?,
             None => return Err(format!("no [stacks.\"{stack_name}\"] in the matrix")),
         };
-        let app_dir =
-            app_files::install(&cache).map_err(|e| format!("writing the bundled app: {e}"))?;
-        Ok((binary, stack, app_dir))
+        let code = AppCode::of(&target)?;
+        Ok((binary, stack, code))
     })
     .await;
-    let (to_binary, stack, app_dir) = match prepared {
+    let (to_binary, stack, code) = match prepared {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return ScenarioOutput::infra(e),
         Err(e) => return ScenarioOutput::infra(e.to_string()),
@@ -229,20 +230,17 @@ pub async fn run(cfg: &RollingUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioO
         Some(Err(e)) => return ScenarioOutput::infra(format!("settings `{settings_name}`: {e}")),
         None => return ScenarioOutput::infra(format!("no [settings.\"{settings_name}\"]")),
     };
-    let mut app = match AppProcess::start_on(
-        &stack,
-        &app_dir,
-        &settings,
-        Workers::of(env.target),
-        env.app_db.as_deref(),
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => {
-            return ScenarioOutput::infra(format!("starting the app on the service address: {e}"))
-        }
-    };
+    let mut app =
+        match AppProcess::start_on(&stack, &code, env.target, &settings, env.app_db.as_deref())
+            .await
+        {
+            Ok(a) => a,
+            Err(e) => {
+                return ScenarioOutput::infra(format!(
+                    "starting the app on the service address: {e}"
+                ))
+            }
+        };
     let base = app.base_url();
     let timeout = cfg.flow.request_timeout.0;
 
@@ -282,7 +280,7 @@ async fn switch_over(
 
     // 1. Users log in through the app (on `from`, via the relay); raw keys go to `from`.
     let mut browsers: Vec<Browser> = (0..cfg.logged_in_users)
-        .map(|i| Browser::new(base, env.target, format!("{}r{i}", env.user_tag), timeout))
+        .map(|i| env.browser(base, i as usize, format!("{}r{i}", env.user_tag), timeout))
         .collect();
     let logins = join_all(browsers.iter_mut().map(|b| b.sign_up_and_log_in())).await;
     if let Some(Err(e)) = logins.iter().find(|l| l.is_err()) {
@@ -408,11 +406,16 @@ async fn traffic_and_switch(
         let stopped = server.stop(StopKind::Graceful).await;
         (at, promoted, stopped)
     };
+    // Field by field: `env.server` is borrowed by the switch-over above.
+    let users = login_flow::Users {
+        target: env.target,
+        tag: &env.user_tag,
+        accounts: &env.accounts,
+    };
     let flow = login_flow::run_with_events(
         &cfg.flow,
         base,
-        env.target,
-        &env.user_tag,
+        &users,
         env.cancel.clone(),
         env.progress.clone(),
         true,

@@ -146,7 +146,7 @@ pub async fn run(cfg: &ServerUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioOu
 
     // 1. Log users in through the app, and write the raw keys.
     let mut browsers: Vec<Browser> = (0..cfg.users)
-        .map(|i| Browser::new(&base, env.target, format!("{}u{i}", env.user_tag), timeout))
+        .map(|i| env.browser(&base, i as usize, format!("{}u{i}", env.user_tag), timeout))
         .collect();
     let logins = join_all(browsers.iter_mut().map(|b| async move {
         let t = Instant::now();

@@ -108,9 +108,9 @@ pub async fn run(cfg: &SessionPersistenceConfig, env: &mut CellEnv<'_>) -> Scena
     // 1. Log everyone in, concurrently.
     let mut browsers: Vec<Browser> = (0..cfg.users)
         .map(|i| {
-            Browser::new(
+            env.browser(
                 &base,
-                env.target,
+                i as usize,
                 format!("{}s{i}", env.user_tag),
                 cfg.request_timeout.0,
             )

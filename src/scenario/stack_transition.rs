@@ -22,8 +22,8 @@ use crate::results::checks::stack_transition::StackTransitionCheck;
 use crate::results::checks::upgrade::Items;
 use crate::results::checks::{Check, CheckView};
 use crate::results::recorder::{Recorder, Timeline};
-use crate::target::app::{AppProcess, Workers};
-use crate::target::{app_files, exceptions};
+use crate::target::app::{AppCode, AppProcess};
+use crate::target::exceptions;
 
 pub const STEPS: &[&str] = &[
     "log-in",
@@ -206,8 +206,9 @@ pub async fn run(cfg: &StackTransitionConfig, env: &mut CellEnv<'_>) -> Scenario
     let cache = crate::server::provision::default_cache_dir();
     let name = to_stack_name.clone();
     let stack_cache = cache.clone();
+    let project = crate::target::project::Project::of(env.target);
     let to_stack = match tokio::task::spawn_blocking(move || {
-        crate::stack::provision(&name, &spec, &stack_cache)
+        crate::stack::provision(&name, &spec, &stack_cache, project.as_ref())
     })
     .await
     {
@@ -215,9 +216,9 @@ pub async fn run(cfg: &StackTransitionConfig, env: &mut CellEnv<'_>) -> Scenario
         Ok(Err(e)) => return ScenarioOutput::infra(format!("provisioning `to_stack`: {e}")),
         Err(e) => return ScenarioOutput::infra(format!("provisioning `to_stack`: {e}")),
     };
-    let app_dir = match app_files::install(&cache) {
-        Ok(d) => d,
-        Err(e) => return ScenarioOutput::infra(format!("writing the bundled app: {e}")),
+    let code = match AppCode::of(env.target) {
+        Ok(c) => c,
+        Err(e) => return ScenarioOutput::infra(e),
     };
     let start = Instant::now();
     let mut rec = Recorder::new(STEPS);
@@ -228,9 +229,9 @@ pub async fn run(cfg: &StackTransitionConfig, env: &mut CellEnv<'_>) -> Scenario
     // 1. Log in through A, and write cache entries through A.
     let mut browsers: Vec<Browser> = (0..cfg.users)
         .map(|i| {
-            Browser::new(
+            env.browser(
                 &base_a,
-                env.target,
+                i as usize,
                 format!("{}t{i}", env.user_tag),
                 timeout,
             )
@@ -256,18 +257,11 @@ pub async fn run(cfg: &StackTransitionConfig, env: &mut CellEnv<'_>) -> Scenario
     let stored_a = write_values(&client, &base_a, &from_a, &mut rec, &mut values).await;
 
     // 2. B on the same server and accounts; every session and entry read through B.
-    let mut app_b = match AppProcess::start_on(
-        &to_stack,
-        &app_dir,
-        &settings_b,
-        Workers::of(env.target),
-        Some(&db),
-    )
-    .await
-    {
-        Ok(a) => a,
-        Err(e) => return ScenarioOutput::infra(format!("starting the `to` app: {e}")),
-    };
+    let mut app_b =
+        match AppProcess::start_on(&to_stack, &code, env.target, &settings_b, Some(&db)).await {
+            Ok(a) => a,
+            Err(e) => return ScenarioOutput::infra(format!("starting the `to` app: {e}")),
+        };
     let base_b = app_b.base_url();
     let mut sessions = Items::default();
     for b in &mut logged_in {

@@ -2,7 +2,8 @@
 //! hiredis, ...) provisioned once into a virtualenv cached under
 //! `CACHE/stacks/NAME-HASH/`, keyed by the exact Python version and pins. gunicorn is added to
 //! serve the app. A migrated template database is kept beside it so each cell copies it instead
-//! of migrating.
+//! of migrating. For a team's project (`[target] project`), the venv holds the project's
+//! requirements with the stack's pins in their place, and is keyed by those requirements too.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub struct ProvisionedStack {
     pub python_version: String,
     /// Installed versions of every package in the venv (pip list), e.g. django → 5.2.19.
     pub packages: BTreeMap<String, String>,
+    /// The project's requirements as installed under the stack's pins (`[target] project`).
+    pub requirements: Option<String>,
 }
 
 impl ProvisionedStack {
@@ -102,7 +105,8 @@ pub fn find_python(version: &str) -> Option<PathBuf> {
     pyenv.pop().or_else(|| on_path.into_iter().next())
 }
 
-fn run(cmd: &mut Command, what: &str) -> std::result::Result<String, String> {
+/// Run a command to completion: its stdout, or the last lines of its stderr.
+pub fn run(cmd: &mut Command, what: &str) -> std::result::Result<String, String> {
     let out = cmd
         .output()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
@@ -118,8 +122,20 @@ fn run(cmd: &mut Command, what: &str) -> std::result::Result<String, String> {
     }
 }
 
-/// Provision (or reuse) the venv for `spec`.
-pub fn provision(name: &str, spec: &StackSpec, cache_dir: &Path) -> Result<ProvisionedStack> {
+/// Provision (or reuse) the venv for `spec`; for a team's project, with its requirements under
+/// the stack's pins.
+pub fn provision(
+    name: &str,
+    spec: &StackSpec,
+    cache_dir: &Path,
+    project: Option<&crate::target::project::Project>,
+) -> Result<ProvisionedStack> {
+    let requirements = match project {
+        Some(p) => p
+            .requirements_under(&spec.packages)
+            .map_err(|e| fail(name, e))?,
+        None => None,
+    };
     let python = find_python(&spec.python).ok_or_else(|| {
         fail(
             name,
@@ -142,6 +158,10 @@ pub fn provision(name: &str, spec: &StackSpec, cache_dir: &Path) -> Result<Provi
     for p in &pins {
         hasher.update(b"\0");
         hasher.update(p.as_bytes());
+    }
+    if let Some(r) = &requirements {
+        hasher.update(b"\0requirements\0");
+        hasher.update(r.as_bytes());
     }
     let hash: String = hasher
         .finalize()
@@ -168,7 +188,7 @@ pub fn provision(name: &str, spec: &StackSpec, cache_dir: &Path) -> Result<Provi
     let _lock =
         FileLock::acquire(&dir.join(".lock")).map_err(|e| Error::io("locking the stack dir", e))?;
     if !dir.join("READY").exists() {
-        build(name, spec, &python, &dir)
+        build(name, spec, &python, &dir, requirements.as_deref())
             .map_err(|e| fail(name, format!("{e} (in {})", dir.display())))?;
         std::fs::write(dir.join("READY"), pins.join("\n"))
             .map_err(|e| Error::io("writing READY", e))?;
@@ -195,8 +215,9 @@ pub fn provision(name: &str, spec: &StackSpec, cache_dir: &Path) -> Result<Provi
         dir,
         python_version: full_version,
         packages,
+        requirements,
     };
-    if !stack.template_db().exists() {
+    if project.is_none() && !stack.template_db().exists() {
         migrate_template(&stack, cache_dir).map_err(|e| fail(name, e))?;
     }
     Ok(stack)
@@ -207,6 +228,7 @@ fn build(
     spec: &StackSpec,
     python: &Path,
     dir: &Path,
+    requirements: Option<&str>,
 ) -> std::result::Result<(), String> {
     let venv = dir.join("venv");
     if venv.exists() {
@@ -222,19 +244,21 @@ fn build(
         Command::new(python).args(["-m", "venv"]).arg(&venv),
         "python -m venv",
     )?;
-    run(
-        Command::new(venv.join("bin/python"))
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
-            .args(&spec.packages)
-            .arg("gunicorn"),
-        "pip install",
-    )?;
+    let mut pip = Command::new(venv.join("bin/python"));
+    pip.args([
+        "-m",
+        "pip",
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    if let Some(text) = requirements {
+        // Kept beside the venv: what was installed, for anyone looking.
+        let file = dir.join("project-requirements.txt");
+        std::fs::write(&file, text).map_err(|e| format!("writing {}: {e}", file.display()))?;
+        pip.arg("-r").arg(&file);
+    }
+    run(pip.args(&spec.packages).arg("gunicorn"), "pip install")?;
     Ok(())
 }
 
@@ -257,10 +281,10 @@ fn migrate_template(stack: &ProvisionedStack, cache_dir: &Path) -> std::result::
 }
 
 /// An exclusive lock on a file (std's flock), released when the file is closed.
-struct FileLock(#[allow(dead_code)] std::fs::File);
+pub struct FileLock(#[allow(dead_code)] std::fs::File);
 
 impl FileLock {
-    fn acquire(path: &Path) -> std::io::Result<FileLock> {
+    pub fn acquire(path: &Path) -> std::io::Result<FileLock> {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -39,8 +39,12 @@ const FILES: &[(&str, &str)] = &[
 
 /// A short hash of the app's sources: a changed app gets a new folder.
 pub fn fingerprint() -> String {
+    fingerprint_of(FILES)
+}
+
+fn fingerprint_of(files: &[(&str, &str)]) -> String {
     let mut h = Sha256::new();
-    for (path, text) in FILES {
+    for (path, text) in files {
         h.update(path.as_bytes());
         h.update(text.as_bytes());
     }
@@ -53,15 +57,26 @@ pub fn fingerprint() -> String {
 
 /// Write the app under `CACHE/targets/django-HASH/` (once) and return that folder.
 pub fn install(cache_dir: &Path) -> std::io::Result<PathBuf> {
+    install_files(cache_dir, "django", FILES)
+}
+
+/// Write `files` under `CACHE/targets/NAME-HASH/` (once) and return that folder.
+pub fn install_files(
+    cache_dir: &Path,
+    name: &str,
+    files: &[(&str, &str)],
+) -> std::io::Result<PathBuf> {
     let dir = cache_dir
         .join("targets")
-        .join(format!("django-{}", fingerprint()));
+        .join(format!("{name}-{}", fingerprint_of(files)));
     if dir.join("READY").exists() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(dir.join("cgapp"))?;
-    for (path, text) in FILES {
+    for (path, text) in files {
         let dest = dir.join(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
         // Write-then-rename: a concurrent reader never sees half a file.
         let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
         std::fs::write(&tmp, text)?;

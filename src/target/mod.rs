@@ -1,9 +1,12 @@
-//! The web app under test: the bundled reference Django app run on a stack (`app`), or an
-//! external URL. `endpoints` describes the flow's paths and fields for either.
+//! The web app under test: the bundled reference Django app run on a stack (`app`), a team's own
+//! Django project run the same way (`project`), or an external URL. `protocol` describes how the
+//! flow signs in on each.
 
 pub mod app;
 pub mod app_files;
 pub mod exceptions;
+pub mod project;
+pub mod protocol;
 
 use std::num::NonZeroU32;
 
@@ -28,6 +31,31 @@ pub struct TargetSection {
     /// several generator hosts load one server. The server axis still names its family and
     /// version; the version it reports is recorded.
     pub server: Option<String>,
+    /// A team's own Django project instead of the bundled app: its folder (with manage.py),
+    /// relative to the matrix file. It is served like the bundled app, on each cell's stack
+    /// (the project's requirements with the stack's pins on top) and settings, and never written
+    /// to.
+    pub project: Option<std::path::PathBuf>,
+    /// The project's settings module, e.g. "mysite.settings" (required with `project`).
+    pub settings: Option<String>,
+    /// The project's WSGI application (default: the settings' package + ".wsgi:application").
+    pub wsgi: Option<String>,
+    /// The project's requirements file (or a pip-compile lock), relative to the project
+    /// (default: requirements.txt when there is one).
+    pub requirements: Option<std::path::PathBuf>,
+    /// How the flow signs in: `api` (the bundled app's JSON endpoints, the default) or `form`
+    /// (Django's LoginView/LogoutView with HTML forms; accounts are created up front).
+    #[serde(default)]
+    pub login: protocol::LoginKind,
+    /// What the authenticated page (`paths.me`) shows when signed in; `{user}` is the login
+    /// (default: the login itself).
+    pub me_shows: Option<String>,
+    /// `login = "form"`: accounts created up front through the project's user model (default
+    /// 10); flows and sessions sign in with them in turn.
+    pub accounts: Option<NonZeroU32>,
+    /// `django-tests`: test labels passed to `manage.py test` (default: the whole suite).
+    #[serde(default)]
+    pub test_labels: Vec<String>,
     #[serde(default)]
     pub paths: Paths,
     #[serde(default)]

@@ -287,7 +287,7 @@ async fn http(bin: &ProvisionedServer) {
     let stack_spec: cachegate::stack::StackSpec =
         toml::from_str("python = \"3.11\"\npackages = [\"django==5.2.*\", \"redis==5.2.*\"]")
             .unwrap();
-    let stack = cachegate::stack::provision("django-5.2", &stack_spec, &cache).unwrap();
+    let stack = cachegate::stack::provision("django-5.2", &stack_spec, &cache, None).unwrap();
     let settings: toml::Table = toml::from_str(
         "SESSION_ENGINE = \"django.contrib.sessions.backends.cache\"\nPASSWORD_HASHERS = [\"django.contrib.auth.hashers.MD5PasswordHasher\"]\n[CACHES.default]\nBACKEND = \"django.core.cache.backends.redis.RedisCache\"",
     )
@@ -297,7 +297,7 @@ async fn http(bin: &ProvisionedServer) {
         &cachegate::server::deployment::Addresses::standalone(&server),
     )
     .unwrap();
-    let app_dir = cachegate::target::app_files::install(&cache).unwrap();
+    let code = cachegate::target::app::AppCode::of(&TargetSection::default()).unwrap();
     // The bundled app as the matrices run it (sync workers: a new connection per request, for
     // both tools, and the load generator shares the 2 cores with the app), then with keep-alive
     // in one gthread worker: neither tool reconnects, and Python's GIL holds the app to about one
@@ -323,7 +323,12 @@ async fn http(bin: &ProvisionedServer) {
             300,
         ),
     ] {
-        let app = AppProcess::start(&stack, &app_dir, &settings, workers)
+        let target = TargetSection {
+            workers: std::num::NonZeroU32::new(workers.processes),
+            threads: std::num::NonZeroU32::new(workers.threads),
+            ..Default::default()
+        };
+        let app = AppProcess::start(&stack, &code, &target, &settings)
             .await
             .unwrap();
         http_rounds(app, users, what, reads).await;
@@ -499,8 +504,11 @@ async fn flow_side(
     let out = login_flow::run(
         cfg,
         base,
-        target,
-        &format!("benchflow{rep}-"),
+        &login_flow::Users {
+            target,
+            tag: &format!("benchflow{rep}-"),
+            accounts: &[],
+        },
         CancellationToken::new(),
         Arc::new(AtomicU64::new(0)),
     )

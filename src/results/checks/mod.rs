@@ -8,6 +8,7 @@ pub mod outage;
 pub mod persistence;
 pub mod rolling;
 pub mod stack_transition;
+pub mod test_suite;
 pub mod upgrade;
 
 use serde::{Deserialize, Serialize};
@@ -187,6 +188,7 @@ checks! {
     Upgrade(UpgradeCheck) upgrade,
     StackTransition(stack_transition::StackTransitionCheck) stack_transition,
     RollingUpgrade(rolling::RollingUpgradeCheck) rolling_upgrade,
+    TestSuite(test_suite::TestSuiteReport) test_suite,
 }
 
 /// `CheckView` without its constant, so `Check` can hand out any kind's view.

@@ -11,6 +11,7 @@ cause.
 """
 import json
 import logging
+import os
 import sys
 import traceback
 
@@ -53,14 +54,17 @@ def chain(exc):
 
 def frames(exc, keep=6):
     """The innermost frames of `exc`'s traceback, outermost first, with paths from
-    site-packages (or the app folder) on: where a reviewer looks first."""
+    site-packages (or the app's own folder, CACHEGATE_APP_ROOT) on: where a reviewer looks first."""
+    root = os.environ.get("CACHEGATE_APP_ROOT", "").rstrip("/") + "/"
     out = []
     for f in traceback.extract_tb(exc.__traceback__)[-keep:]:
         path = f.filename
-        for marker in ("site-packages/", "cgapp/"):
-            if marker in path:
-                path = path.split(marker, 1)[1] if marker == "site-packages/" else "cgapp/" + path.split(marker, 1)[1]
-                break
+        if "site-packages/" in path:
+            path = path.split("site-packages/", 1)[1]
+        elif root != "/" and path.startswith(root):
+            path = path[len(root):]
+        elif "cgapp/" in path:
+            path = "cgapp/" + path.split("cgapp/", 1)[1]
         out.append(f"{path}:{f.lineno} in {f.name}")
     return out
 
