@@ -601,12 +601,19 @@ fn check_counts(path: &Path, text: &str, file: &MatrixFile) -> Result<()> {
     Ok(())
 }
 
-/// `[target] project` is relative to the matrix file's folder; a bundled matrix's, to where it
-/// sits in the repository (`matrices/`) under the current folder.
+/// `[target] project` is relative to the matrix file's folder; a bundled matrix's names the
+/// compiled-in example project (written to the cache), else a folder relative to where the
+/// matrix sits in the repository (`matrices/`) under the current folder.
 fn resolve_project(path: &Path, target: &mut TargetSection) {
     let Some(project) = &target.project else {
         return;
     };
+    if bundled::is_bundled(path) {
+        if let Some(example) = crate::target::project::bundled_example(project) {
+            target.project = Some(example);
+            return;
+        }
+    }
     let base = if bundled::is_bundled(path) {
         std::env::current_dir().unwrap_or_default().join("matrices")
     } else {

@@ -211,9 +211,9 @@ impl Provisioned {
             self.stacks
                 .entry(key)
                 .or_insert_with(|| {
-                    let project = crate::target::project::Project::of(&cell.target);
-                    stack::provision(name, spec, &cache, project.as_ref())
-                        .map_err(|e| e.to_string())
+                    let requirements = crate::target::project::requirements_for(&cell.target, spec)
+                        .map_err(|e| format!("stack `{name}`: {e}"))?;
+                    stack::provision(name, spec, &cache, requirements).map_err(|e| e.to_string())
                 })
                 .clone(),
         )

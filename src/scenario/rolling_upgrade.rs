@@ -186,12 +186,15 @@ pub async fn run(cfg: &RollingUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioO
     let stack_spec = env.stacks.get(&stack_name).cloned();
     let target = env.target.clone();
     let prepared = tokio::task::spawn_blocking(move || {
-        let project = crate::target::project::Project::of(&target);
         let binary = Provisioner::with_default_cache()
             .provision(&to_ref)
             .map_err(|e| format!("provisioning `to`: {e}"))?;
         let stack = match stack_spec {
-            Some(spec) => crate::stack::provision(&stack_name, &spec, &cache, project.as_ref())
+            Some(spec) => crate::target::project::requirements_for(&target, &spec)
+                .and_then(|r| {
+                    crate::stack::provision(&stack_name, &spec, &cache, r)
+                        .map_err(|e| e.to_string())
+                })
                 .map_err(|e| format!("provisioning the stack: {e}"))?,
             None => return Err(format!("no [stacks.\"{stack_name}\"] in the matrix")),
         };

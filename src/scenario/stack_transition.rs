@@ -206,9 +206,11 @@ pub async fn run(cfg: &StackTransitionConfig, env: &mut CellEnv<'_>) -> Scenario
     let cache = crate::server::provision::default_cache_dir();
     let name = to_stack_name.clone();
     let stack_cache = cache.clone();
-    let project = crate::target::project::Project::of(env.target);
+    let target = env.target.clone();
     let to_stack = match tokio::task::spawn_blocking(move || {
-        crate::stack::provision(&name, &spec, &stack_cache, project.as_ref())
+        crate::target::project::requirements_for(&target, &spec).and_then(|r| {
+            crate::stack::provision(&name, &spec, &stack_cache, r).map_err(|e| e.to_string())
+        })
     })
     .await
     {

@@ -122,20 +122,14 @@ pub fn run(cmd: &mut Command, what: &str) -> std::result::Result<String, String>
     }
 }
 
-/// Provision (or reuse) the venv for `spec`; for a team's project, with its requirements under
-/// the stack's pins.
+/// Provision (or reuse) the venv for `spec`; for a team's project, with its `requirements`
+/// (already without the packages the stack pins: `target::project::requirements_for`).
 pub fn provision(
     name: &str,
     spec: &StackSpec,
     cache_dir: &Path,
-    project: Option<&crate::target::project::Project>,
+    requirements: Option<String>,
 ) -> Result<ProvisionedStack> {
-    let requirements = match project {
-        Some(p) => p
-            .requirements_under(&spec.packages)
-            .map_err(|e| fail(name, e))?,
-        None => None,
-    };
     let python = find_python(&spec.python).ok_or_else(|| {
         fail(
             name,
@@ -217,7 +211,7 @@ pub fn provision(
         packages,
         requirements,
     };
-    if project.is_none() && !stack.template_db().exists() {
+    if stack.requirements.is_none() && !stack.template_db().exists() {
         migrate_template(&stack, cache_dir).map_err(|e| fail(name, e))?;
     }
     Ok(stack)

@@ -28,6 +28,18 @@ pub struct Project {
     pub requirements: Option<PathBuf>,
 }
 
+/// The requirements a stack for `target`'s project installs besides its pins (`None` for the
+/// bundled app, or a project without a requirements file).
+pub fn requirements_for(
+    target: &TargetSection,
+    spec: &crate::stack::StackSpec,
+) -> Result<Option<String>, String> {
+    match Project::of(target) {
+        Some(p) => p.requirements_under(&spec.packages),
+        None => Ok(None),
+    }
+}
+
 /// The hook's files, compiled in like the bundled app.
 const HOOK_FILES: &[(&str, &str)] = &[
     (
@@ -56,6 +68,85 @@ const HOOK_FILES: &[(&str, &str)] = &[
         include_str!("../../targets/django/cgapp/exceptions.py"),
     ),
 ];
+
+/// The bookshelf example project (tests/projects/bookshelf), compiled in so that the bundled
+/// own-project matrices run by name from anywhere: written to the cache when one names it.
+const BOOKSHELF: &[(&str, &str)] = &[
+    (
+        "accounts/__init__.py",
+        include_str!("../../tests/projects/bookshelf/accounts/__init__.py"),
+    ),
+    (
+        "accounts/apps.py",
+        include_str!("../../tests/projects/bookshelf/accounts/apps.py"),
+    ),
+    (
+        "accounts/migrations/0001_initial.py",
+        include_str!("../../tests/projects/bookshelf/accounts/migrations/0001_initial.py"),
+    ),
+    (
+        "accounts/migrations/__init__.py",
+        include_str!("../../tests/projects/bookshelf/accounts/migrations/__init__.py"),
+    ),
+    (
+        "accounts/models.py",
+        include_str!("../../tests/projects/bookshelf/accounts/models.py"),
+    ),
+    (
+        "bookshelf/__init__.py",
+        include_str!("../../tests/projects/bookshelf/bookshelf/__init__.py"),
+    ),
+    (
+        "bookshelf/settings.py",
+        include_str!("../../tests/projects/bookshelf/bookshelf/settings.py"),
+    ),
+    (
+        "bookshelf/tests.py",
+        include_str!("../../tests/projects/bookshelf/bookshelf/tests.py"),
+    ),
+    (
+        "bookshelf/urls.py",
+        include_str!("../../tests/projects/bookshelf/bookshelf/urls.py"),
+    ),
+    (
+        "bookshelf/views.py",
+        include_str!("../../tests/projects/bookshelf/bookshelf/views.py"),
+    ),
+    (
+        "bookshelf/wsgi.py",
+        include_str!("../../tests/projects/bookshelf/bookshelf/wsgi.py"),
+    ),
+    (
+        "manage.py",
+        include_str!("../../tests/projects/bookshelf/manage.py"),
+    ),
+    (
+        "requirements.txt",
+        include_str!("../../tests/projects/bookshelf/requirements.txt"),
+    ),
+    (
+        "templates/registration/logged_out.html",
+        include_str!("../../tests/projects/bookshelf/templates/registration/logged_out.html"),
+    ),
+    (
+        "templates/registration/login.html",
+        include_str!("../../tests/projects/bookshelf/templates/registration/login.html"),
+    ),
+    (
+        "templates/shelf.html",
+        include_str!("../../tests/projects/bookshelf/templates/shelf.html"),
+    ),
+];
+
+/// A bundled matrix's `project = "../tests/projects/NAME"`: the compiled-in example written to
+/// `CACHE/targets/example-NAME-HASH/`, if there is one by that name.
+pub fn bundled_example(relative: &Path) -> Option<PathBuf> {
+    if relative != Path::new("../tests/projects/bookshelf") {
+        return None;
+    }
+    let cache = crate::server::provision::default_cache_dir();
+    super::app_files::install_files(&cache, "example-bookshelf", BOOKSHELF).ok()
+}
 
 /// The module the project runs with (it imports the project's own settings first).
 pub const SETTINGS_MODULE: &str = "cachegate_project_settings";
@@ -361,6 +452,27 @@ pub fn create_accounts(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_compiled_in_example_is_the_whole_example_project() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/projects/bookshelf");
+        let mut files = Vec::new();
+        let mut todo = vec![root.clone()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(d).unwrap().flatten() {
+                match e.path() {
+                    p if p.is_dir() => todo.push(p),
+                    p => files.push(p.strip_prefix(&root).unwrap().display().to_string()),
+                }
+            }
+        }
+        files.sort();
+        let embedded: Vec<String> = BOOKSHELF.iter().map(|(p, _)| p.to_string()).collect();
+        assert_eq!(
+            files, embedded,
+            "list every file of the example in BOOKSHELF"
+        );
+    }
 
     #[test]
     fn the_stack_pins_replace_the_projects_own_requirements() {
