@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::target::protocol::{Account, Protocol, Reply, Step};
+use crate::target::protocol::{reply_headers, Account, Protocol, Reply, Step};
 use crate::target::TargetSection;
 
 /// What checking a session gave.
@@ -125,18 +125,11 @@ impl Browser {
             .await
             .map_err(|e| format!("{}: request failed: {e}", step.name()))?;
         let status = r.status().as_u16();
-        let headers = r.headers().clone();
+        let (location, cookies) = reply_headers(r.headers());
         let body = r.text().await.unwrap_or_default();
-        let cookies: Vec<String> = headers
-            .get_all(reqwest::header::SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok().map(String::from))
-            .collect();
         let reply = Reply {
             status,
-            location: headers
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok()),
+            location: location.as_deref(),
             cookies: &cookies,
             body: &body,
         };

@@ -25,7 +25,7 @@ use crate::results::OpCounts;
 use crate::target::TargetSection;
 
 pub use crate::target::protocol::STEP_NAMES;
-use crate::target::protocol::{Account, Protocol, Reply, Step};
+use crate::target::protocol::{reply_headers, Account, Protocol, Reply, Step};
 
 /// How many flows a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -154,16 +154,7 @@ impl Flow {
         let (status, location, cookies, body) = match reply {
             Ok(resp) => {
                 let status = resp.status().as_u16();
-                let headers = resp.headers();
-                let location = headers
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .map(String::from);
-                let cookies: Vec<String> = headers
-                    .get_all(reqwest::header::SET_COOKIE)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok().map(String::from))
-                    .collect();
+                let (location, cookies) = reply_headers(resp.headers());
                 (
                     status,
                     location,

@@ -230,6 +230,20 @@ impl Protocol {
     }
 }
 
+/// What judging reads from a reply's headers: its `Location` and its `Set-Cookie` values.
+pub fn reply_headers(headers: &reqwest::header::HeaderMap) -> (Option<String>, Vec<String>) {
+    let location = headers
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let cookies = headers
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(String::from))
+        .collect();
+    (location, cookies)
+}
+
 /// The path of a `Location` (absolute or relative), without its query.
 fn path_of(location: &str) -> &str {
     let rest = location
