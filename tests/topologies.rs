@@ -161,6 +161,7 @@ logged_in_users = 4
     let bad = seen["failed"].as_u64().unwrap() + seen["logged_out"].as_u64().unwrap();
     assert!(bad > 0, "reads from a dead replica all worked? {check}");
     // After its restart the replica resynchronised and logins work again.
+    assert!(report["caught_up_seconds"].as_f64().is_some(), "{check}");
     assert_eq!(report["recovered"], true, "{check}");
     assert!(code == Some(0) || code == Some(1), "{text}");
 }
@@ -444,5 +445,87 @@ logged_in_users = 4
         let after = &report["logged_in"]["after"];
         assert!(after["ok"].as_u64().unwrap() > 0, "{report}");
         assert_eq!(report["logged_in"]["sessions_lost"], 0, "{report}");
+    }
+}
+
+/// A replica cut off from its primary (pointed at a port that never answers) stays a read-only
+/// replica and serves what it had: sessions written to the primary meanwhile are not on it, so
+/// Django reading from it cannot find them; pointed back, it catches up. The report says how far
+/// behind it fell and how long catching up took, on both runtimes.
+#[test]
+fn a_lagging_replica_serves_stale_sessions_and_catches_up_on_both_runtimes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (code, text, results) = common::run_matrix(
+        dir.path(),
+        &format!(
+            r#"
+[matrix]
+name = "replica-lag"
+[axes]
+server = ["redis@7.4"]
+runtime = ["process", "container"]
+topology = ["replica:1"]
+stack = ["django-5.2"]
+settings = ["read-from-replica"]
+{STACK}
+[settings.read-from-replica]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+[settings.read-from-replica.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = ["{{primary}}", "{{replica}}"]
+[scenario]
+kind = "outage"
+node = "replica-1"
+fault = "lag"
+users = 4
+duration = "9s"
+down_at = "3s"
+down_for = "3s"
+logged_in_users = 4
+"#
+        ),
+    );
+    assert!(code == Some(0) || code == Some(1), "{text}");
+    assert_eq!(results.len(), 2, "{text}");
+    for r in &results {
+        assert_ne!(
+            r.verdict,
+            Verdict::Error,
+            "{}: {}",
+            r.cell_id,
+            r.verdict_reason
+        );
+        let report = outage_report(r);
+        assert_eq!(
+            report["fault"], "replica-1 cut off from the primary",
+            "{report}"
+        );
+        // Still a replica all along (detach would have made it a primary for the fault).
+        assert_eq!(
+            nodes_at_end(r).get("replica-1").map(String::as_str),
+            Some("replica"),
+            "{report}"
+        );
+        // The flow kept writing sessions to the primary: the replica fell behind by them...
+        let behind = report["replica_behind_bytes"].as_u64();
+        assert!(behind.is_some_and(|b| b > 0), "not behind? {report}");
+        // ...and requests that needed them from the replica failed while it lagged.
+        let failed: u64 = report["during"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["errors"].as_u64().unwrap())
+            .sum();
+        assert!(
+            failed > 0,
+            "nothing failed against a stale replica? {report}"
+        );
+        // What it had, it kept serving: users logged in before read as themselves throughout.
+        assert_eq!(report["logged_in"]["sessions_lost"], 0, "{report}");
+        assert_eq!(report["logged_in"]["during"]["failed"], 0, "{report}");
+        // Pointed back, it caught up.
+        let caught_up = report["caught_up_seconds"].as_f64();
+        assert!(caught_up.is_some_and(|s| s < 5.0), "{report}");
+        assert_eq!(report["recovered"], true, "{report}");
     }
 }

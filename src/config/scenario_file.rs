@@ -37,6 +37,11 @@ pub enum FaultKind {
     /// The node is frozen (SIGSTOP, `docker pause`): it keeps its connections and answers
     /// nothing; it runs on after `down_for` with what it had (a replica catches up).
     Pause,
+    /// A replica's link to the primary is cut (it is pointed at a port where nothing answers):
+    /// it stays a read-only replica and keeps serving what it had, falling behind; after
+    /// `down_for` it is pointed back and catches up (a partial resync when the backlog holds
+    /// what it missed).
+    Lag,
 }
 
 /// A scenario kind's name as written (`kind = "cache-ops"`). Which names exist is the

@@ -21,8 +21,7 @@ use crate::config::HumanDuration;
 use crate::results::checks::{
     Check, LoggedInUsers, OutageReport, ReadsInSecond, ReadsSeen, StepDuringOutage,
 };
-use crate::server::deployment::{query, Role};
-use crate::server::topology::SENTINEL_SERVICE;
+use crate::server::deployment::{query, replication_state, sentinel_named_primary, Role};
 use crate::server::{Endpoint, RunningServer, StopKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -106,6 +105,7 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
         .map(|n| n.server.endpoint())
         .collect();
     let primary_port = env.server.port();
+    let primary = env.server.endpoint();
     let node_ports: Vec<(String, u16)> = env
         .others
         .iter()
@@ -126,10 +126,11 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
             ..Default::default()
         };
     };
-    if cfg.fault == FaultKind::Detach && role != Role::Replica {
+    if matches!(cfg.fault, FaultKind::Detach | FaultKind::Lag) && role != Role::Replica {
         return ScenarioOutput {
             reason: format!(
-                "field `fault`: `detach` stops a replica's replication, and `{}` is not a replica",
+                "field `fault`: `{}` cuts a replica's replication, and `{}` is not a replica",
+                fault_name(cfg.fault),
                 cfg.node
             ),
             ..Default::default()
@@ -137,18 +138,26 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
     }
     let watch_failover = !sentinels.is_empty() && role == Role::Primary;
     let t0 = Instant::now();
+    let flow_done = CancellationToken::new();
     let fault = async {
         tokio::time::sleep(cfg.down_at.0).await;
-        let stopped = inflict(server, cfg.fault).await;
+        let mut repl = ReplicaWatch::new(role, &primary);
+        let stopped = inflict(server, cfg.fault, &mut repl).await;
         // Stamped once the fault is in place: from here on the node does not serve as before.
         let down = t0.elapsed();
         tokio::time::sleep(cfg.down_for.0).await;
+        repl.measure_lag(&server.endpoint()).await;
         // Stamped when the repair begins: the node may answer before it returns.
         let up = t0.elapsed();
-        let up = repair(server, cfg.fault, primary_port).await.map(|_| up);
-        (down, stopped.and(up))
+        let up = repair(server, cfg.fault, primary_port, &mut repl)
+            .await
+            .map(|_| up);
+        if up.is_ok() {
+            repl.measure_catch_up(&server.endpoint(), flow_done.clone())
+                .await;
+        }
+        (down, stopped.and(up), repl)
     };
-    let flow_done = CancellationToken::new();
     // Field by field: `env.server` is borrowed by the fault above.
     let users = login_flow::Users {
         target: env.target,
@@ -180,7 +189,7 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
         tokio::time::sleep(cfg.down_at.0).await;
         watch_promotion(&sentinels, primary_port, t0, flow_done.clone()).await
     };
-    let ((mut output, events), (down, up), reads, promoted) =
+    let ((mut output, events), (down, up, repl), reads, promoted) =
         tokio::join!(flow, fault, reads, failover);
     let up = match up {
         Ok(up) => up,
@@ -201,6 +210,8 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
         report.promise = Some(promise.to_string());
         report.fault = Some(format!("{} {}", cfg.node, fault_verb(cfg.fault)));
         report.logins_failed_seconds = logins_failed_for(&events, down);
+        report.replica_behind_bytes = repl.behind;
+        report.caught_up_seconds = repl.caught_up.map(|d| d.as_secs_f64());
     }
     if let Some((at, port)) = promoted {
         report.failover_seconds = Some(at.saturating_sub(down).as_secs_f64());
@@ -348,6 +359,8 @@ fn analyze(
         failover_seconds: None,
         promoted: None,
         logins_failed_seconds: 0.0,
+        replica_behind_bytes: None,
+        caught_up_seconds: None,
     }
 }
 
@@ -371,12 +384,26 @@ fn faulted_node<'e>(
     Some((node.server.as_mut(), node.role))
 }
 
-async fn inflict(server: &mut dyn RunningServer, fault: FaultKind) -> crate::error::Result<()> {
+async fn inflict(
+    server: &mut dyn RunningServer,
+    fault: FaultKind,
+    repl: &mut ReplicaWatch,
+) -> crate::error::Result<()> {
     match fault {
         FaultKind::Kill => server.stop(StopKind::Kill).await,
         FaultKind::Stop => server.stop(StopKind::Graceful).await,
         FaultKind::Detach => replicaof(server, None).await,
         FaultKind::Pause => server.freeze(true).await,
+        FaultKind::Lag => {
+            // A port of ours that accepts connections (the kernel's backlog) and never answers:
+            // the replica keeps waiting for its PING reply, still a replica, and gets nothing.
+            let sink = std::net::TcpListener::bind(("127.0.0.1", 0))
+                .and_then(|l| Ok((l.local_addr()?.port(), l)));
+            let (port, sink) =
+                sink.map_err(|e| crate::error::Error::io("a port for the cut-off replica", e))?;
+            repl.sink = Some(sink);
+            replicaof(server, Some(port)).await
+        }
     }
 }
 
@@ -384,11 +411,73 @@ async fn repair(
     server: &mut dyn RunningServer,
     fault: FaultKind,
     primary_port: u16,
+    repl: &mut ReplicaWatch,
 ) -> crate::error::Result<()> {
     match fault {
         FaultKind::Kill | FaultKind::Stop => server.restart(None).await,
         FaultKind::Detach => replicaof(server, Some(primary_port)).await,
         FaultKind::Pause => server.freeze(false).await,
+        FaultKind::Lag => {
+            let back = replicaof(server, Some(primary_port)).await;
+            repl.sink = None;
+            back
+        }
+    }
+}
+
+/// How far a faulted replica fell behind its primary, and how long it took to catch up.
+struct ReplicaWatch {
+    /// The primary's endpoint, when the faulted node is a replica (None: nothing to watch).
+    primary: Option<Endpoint>,
+    /// The listener a lagging replica is pointed at, held until it is pointed back.
+    sink: Option<std::net::TcpListener>,
+    behind: Option<u64>,
+    caught_up: Option<Duration>,
+}
+
+/// How often a catching-up replica's offset is read.
+const CATCH_UP_POLL: Duration = Duration::from_millis(20);
+
+impl ReplicaWatch {
+    fn new(role: Role, primary: &Endpoint) -> ReplicaWatch {
+        ReplicaWatch {
+            primary: (role == Role::Replica).then(|| primary.clone()),
+            sink: None,
+            behind: None,
+            caught_up: None,
+        }
+    }
+
+    /// At the end of the fault: the primary's offset minus the replica's (a dead or frozen
+    /// replica has none).
+    async fn measure_lag(&mut self, replica: &Endpoint) {
+        let Some(primary) = &self.primary else { return };
+        let (Some(r), Some(p)) = (
+            replication_state(replica).await,
+            replication_state(primary).await,
+        ) else {
+            return;
+        };
+        self.behind = Some(p.offset.saturating_sub(r.offset));
+    }
+
+    /// After the repair: until the replica is linked again and has applied everything the
+    /// primary had produced when the repair began (or the flow ends).
+    async fn measure_catch_up(&mut self, replica: &Endpoint, done: CancellationToken) {
+        let Some(primary) = &self.primary else { return };
+        let started = Instant::now();
+        let Some(target) = replication_state(primary).await.map(|p| p.offset) else {
+            return;
+        };
+        while !done.is_cancelled() {
+            if let Some(r) = replication_state(replica).await {
+                if r.linked && r.offset >= target {
+                    self.caught_up = Some(started.elapsed());
+                    return;
+                }
+            }
+            tokio::time::sleep(CATCH_UP_POLL).await;
+        }
     }
 }
 
@@ -413,7 +502,16 @@ fn fault_verb(fault: FaultKind) -> &'static str {
         FaultKind::Stop => "stopped",
         FaultKind::Detach => "detached",
         FaultKind::Pause => "paused",
+        FaultKind::Lag => "cut off from the primary",
     }
+}
+
+/// As written in a matrix.
+fn fault_name(fault: FaultKind) -> String {
+    serde_json::to_value(fault)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Poll the Sentinels until one names a primary other than `old`: when (since `t0`) and which
@@ -426,17 +524,7 @@ async fn watch_promotion(
 ) -> Option<(Duration, u16)> {
     while !done.is_cancelled() {
         for s in sentinels {
-            let addr: redis::RedisResult<Vec<String>> = query(
-                s,
-                redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(SENTINEL_SERVICE),
-            )
-            .await;
-            let port = addr
-                .ok()
-                .and_then(|a| a.get(1).and_then(|p| p.parse::<u16>().ok()));
-            if let Some(port) = port.filter(|p| *p != old) {
+            if let Some(port) = sentinel_named_primary(s).await.filter(|p| *p != old) {
                 return Some((t0.elapsed(), port));
             }
         }

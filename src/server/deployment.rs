@@ -271,17 +271,7 @@ impl Deployment {
     /// The node the Sentinels name as primary now (after a failover, a former replica).
     pub async fn sentinel_primary(&self) -> Option<u16> {
         for n in self.nodes.iter().filter(|n| n.role == Role::Sentinel) {
-            let addr: redis::RedisResult<Vec<String>> = query(
-                &n.server.endpoint(),
-                redis::cmd("SENTINEL")
-                    .arg("get-master-addr-by-name")
-                    .arg(SENTINEL_SERVICE),
-            )
-            .await;
-            if let Some(port) = addr
-                .ok()
-                .and_then(|a| a.get(1).and_then(|p| p.parse().ok()))
-            {
+            if let Some(port) = sentinel_named_primary(&n.server.endpoint()).await {
                 return Some(port);
             }
         }
@@ -689,6 +679,38 @@ pub async fn current_role(endpoint: &Endpoint) -> Option<String> {
         "slave" => Some("replica".into()),
         other => Some(other.into()),
     }
+}
+
+/// Where a node stands in the replication stream, from `INFO replication`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicationState {
+    /// `master_repl_offset`: on a primary, the bytes of stream it has produced; on a replica,
+    /// how much of its primary's stream it has applied.
+    pub offset: u64,
+    /// A replica whose link to its primary is up (`master_link_status:up`); false on a primary.
+    pub linked: bool,
+}
+
+/// None when the node does not answer.
+pub async fn replication_state(endpoint: &Endpoint) -> Option<ReplicationState> {
+    let info = info(endpoint, "replication").await;
+    Some(ReplicationState {
+        offset: info_field(&info, "master_repl_offset")?.parse().ok()?,
+        linked: info_field(&info, "master_link_status") == Some("up"),
+    })
+}
+
+/// The primary's port a Sentinel names for the cell's service now (None: no answer yet).
+pub async fn sentinel_named_primary(sentinel: &Endpoint) -> Option<u16> {
+    let addr: Vec<String> = query(
+        sentinel,
+        redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(SENTINEL_SERVICE),
+    )
+    .await
+    .ok()?;
+    addr.get(1)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -50,6 +50,14 @@ pub struct OutageReport {
     /// fault: how long logins failed (0: none did).
     #[serde(default)]
     pub logins_failed_seconds: f64,
+    /// A faulted replica: how many bytes of the primary's replication stream it had not applied
+    /// when the fault ended (absent: it was down or frozen, or the node is not a replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_behind_bytes: Option<u64>,
+    /// A faulted replica: seconds from the repair until it was linked again and had what the
+    /// primary had then (absent: not within the flow, or the node is not a replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caught_up_seconds: Option<f64>,
 }
 
 /// What users who were already logged in got from authenticated reads around an outage.
@@ -88,6 +96,20 @@ pub struct ReadsInSecond {
     pub ok: u64,
     pub logged_out: u64,
     pub failed: u64,
+}
+
+impl OutageReport {
+    /// A faulted replica's lag and catch-up, for the summary and the table ("" otherwise).
+    fn replication(&self) -> String {
+        let mut out = String::new();
+        if let Some(b) = self.replica_behind_bytes {
+            out.push_str(&format!("; {b} bytes behind the primary at the end"));
+        }
+        if let Some(s) = self.caught_up_seconds {
+            out.push_str(&format!("; caught up {s:.2} s after the repair"));
+        }
+        out
+    }
 }
 
 impl CheckView for OutageReport {
@@ -152,8 +174,9 @@ impl CheckView for OutageReport {
             _ => String::new(),
         };
         format!(
-            "{what} {:.1}s: {served} ok, {failed} failed; {back}{failover}{logged_in}{lost}",
-            self.down_for_seconds
+            "{what} {:.1}s: {served} ok, {failed} failed; {back}{failover}{logged_in}{lost}{}",
+            self.down_for_seconds,
+            self.replication()
         )
     }
 
@@ -228,12 +251,13 @@ impl CheckView for OutageReport {
         });
         vec![
             Field::text(format!(
-                "{}{:.1} s at {:.1} s",
+                "{}{:.1} s at {:.1} s{}",
                 self.fault
                     .as_ref()
                     .map_or(String::new(), |f| format!("{f}: ")),
                 self.down_for_seconds,
-                self.down_at_seconds
+                self.down_at_seconds,
+                self.replication()
             )),
             Field::text(steps.join(", ")),
             Field::text(statuses.join(", ")),
