@@ -51,6 +51,10 @@ const MATRICES: &[(&str, &str)] = &[
     ),
     ("topologies", include_str!("../../matrices/topologies.toml")),
     (
+        "topologies-failover",
+        include_str!("../../matrices/topologies-failover.toml"),
+    ),
+    (
         "topologies-raw",
         include_str!("../../matrices/topologies-raw.toml"),
     ),

@@ -177,6 +177,15 @@ pub struct ScenarioParams {
     pub restart_delay: Option<HumanDuration>,
     /// session-persistence, durability: restart with this persistence instead of the cell's.
     pub restart_persistence: Option<crate::server::Persistence>,
+    /// durability: the primary is stopped (`restart`) and not restarted; the acknowledged writes
+    /// are read back from the replica that takes over (the one the Sentinels promote, or
+    /// `replica-1` promoted with `REPLICAOF NO ONE` without Sentinels). Needs replicas.
+    pub failover: Option<bool>,
+    /// durability: send `WAIT` for this many replicas after each SET; a write counts as
+    /// acknowledged only when WAIT reports that many have it.
+    pub wait_replicas: Option<u32>,
+    /// durability: WAIT's timeout (default 1s).
+    pub wait_timeout: Option<HumanDuration>,
     /// outage: when the server is killed, seconds into the flow.
     pub down_at: Option<HumanDuration>,
     /// outage: how long it stays down.
@@ -190,7 +199,8 @@ pub struct ScenarioParams {
     /// outage: the node of the cell's topology that goes down (`primary`, the default;
     /// `replica-1`, `sentinel-2`, `shard-2`, ...).
     pub node: Option<String>,
-    /// outage: what happens to it (`kill`, the default; `stop`; `detach` for a replica).
+    /// outage: what happens to it (`kill`, the default; `stop`; `pause`; `detach` or `lag`
+    /// for a replica).
     pub fault: Option<FaultKind>,
     /// server-upgrade: the server started on the data the cell's server wrote (`redis@7.4`);
     /// rolling-upgrade: the server attached as a replica and switched over to.

@@ -22,7 +22,7 @@
 //! the cache, stored with a timeout (so with a TTL); `cached_db` is a write-through cache whose
 //! reads fall back to the database; `db`, `file` and `signed_cookies` never touch the cache.
 
-use crate::server::{Fsync, Persistence, StopKind};
+use crate::server::{Family, Fsync, Persistence, ServerRef, StopKind};
 
 // The data types live where they are read and recorded; their meaning is written here.
 pub use crate::config::scenario_file::RestartKind;
@@ -347,6 +347,51 @@ pub fn topology_promise(topology: crate::server::Topology) -> Option<&'static st
              specification: write safety)"
         }
     })
+}
+
+/// What a failover promises about writes the old primary acknowledged, when the primary goes
+/// down `how` and a replica takes over; `wait` is the `WAIT` replica count a write needed to
+/// count as acknowledged, of `replicas` replicas.
+pub fn expect_failover(
+    server: &ServerRef,
+    how: RestartKind,
+    replicas: u8,
+    wait: Option<u32>,
+) -> Expectation {
+    let e = expectation;
+    match wait {
+        // https://redis.io/docs/latest/commands/wait/
+        Some(n) if n >= replicas as u32 => e(
+            Promise::Keep,
+            &format!(
+                "a write counted as acknowledged only once WAIT reported {n} replica(s) had it,                  and there are {replicas}: whichever replica takes over holds it (Redis docs, WAIT)"
+            ),
+        ),
+        _ if how != RestartKind::Kill && waits_for_replicas_on_shutdown(server) => e(
+            Promise::Keep,
+            "a primary shutting down waits (up to shutdown-timeout, 10 s) until its replicas              have everything it acknowledged before it exits (redis.conf `shutdown-timeout`,              SHUTDOWN docs, Redis 7.0 and Valkey)",
+        ),
+        Some(n) => e(
+            Promise::Either,
+            &format!(
+                "WAIT {n} of {replicas} replicas: the replica that takes over may be one that                  did not have the write; WAIT does not make Redis strongly consistent (Redis docs,                  WAIT)"
+            ),
+        ),
+        None => e(
+            Promise::Either,
+            "replication is asynchronous: writes the primary acknowledged and had not yet sent              to its replicas are lost; how many depends on the lag when it went down (Redis              docs, Replication)",
+        ),
+    }
+}
+
+/// Redis 7.0 made SIGTERM and SHUTDOWN wait for lagging replicas (`shutdown-timeout`); every
+/// Valkey release has it (forked from 7.2).
+fn waits_for_replicas_on_shutdown(server: &ServerRef) -> bool {
+    match server.family {
+        Family::Valkey => true,
+        Family::Redis => server.version.first().is_some_and(|major| *major >= 7),
+        _ => false,
+    }
 }
 
 /// What the documented zero-downtime upgrade promises: a new server started as a replica of the

@@ -201,6 +201,7 @@ pub async fn run(cfg: &SessionPersistenceConfig, env: &mut CellEnv<'_>) -> Scena
         lost_window_ms: None,
         downtime_ms: *restart.as_ref().unwrap_or(&0.0),
         restart_at_seconds: Some(restart_at),
+        failover: None,
     };
     finish(rec, timeline, start, check, restart.err(), cfg.users as u64)
 }
@@ -232,15 +233,13 @@ pub fn finish(
             ),
         )
     } else {
+        let after = match &check.failover {
+            Some(to) => format!("{:?} stop of the primary, failover to {to}", check.restart),
+            None => format!("{:?} restart of {}", check.restart, check.persistence),
+        };
         let summary = format!(
-            "{} of {} {} kept after {:?} restart of {}; expected {:?}: {}",
-            check.kept,
-            check.before,
-            check.subject,
-            check.restart,
-            check.persistence,
-            check.expected.promise,
-            check.expected.because
+            "{} of {} {} kept after {after}; expected {:?}: {}",
+            check.kept, check.before, check.subject, check.expected.promise, check.expected.because
         );
         (check.matches, summary)
     };

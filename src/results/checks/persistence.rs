@@ -39,6 +39,10 @@ pub struct PersistenceCheck {
     /// before it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at_seconds: Option<f64>,
+    /// Durability on a topology with replicas: the primary was not restarted; the writes were
+    /// read back from the node that took over ("replica-1, promoted by the Sentinels").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failover: Option<String>,
 }
 
 impl PersistenceCheck {
@@ -112,7 +116,9 @@ impl CheckView for PersistenceCheck {
         } else {
             String::new()
         };
-        let changed = if self.restarted_with != self.persistence {
+        let changed = if let Some(to) = &self.failover {
+            format!(", failover to {to}")
+        } else if self.restarted_with != self.persistence {
             format!(" → {}", self.restarted_with)
         } else {
             String::new()
