@@ -382,36 +382,7 @@ warmup = "0s"
 #[test]
 fn pausing_the_replica_django_reads_from_is_reported_on_both_runtimes() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, text, results) = common::run_matrix(
-        dir.path(),
-        &format!(
-            r#"
-[matrix]
-name = "replica-pause"
-[axes]
-server = ["redis@7.4"]
-runtime = ["process", "container"]
-topology = ["replica:1"]
-stack = ["django-5.2"]
-settings = ["read-from-replica"]
-{STACK}
-[settings.read-from-replica]
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
-[settings.read-from-replica.CACHES.default]
-BACKEND = "django.core.cache.backends.redis.RedisCache"
-LOCATION = ["{{primary}}", "{{replica}}"]
-[scenario]
-kind = "outage"
-node = "replica-1"
-fault = "pause"
-users = 4
-duration = "9s"
-down_at = "3s"
-down_for = "2s"
-logged_in_users = 4
-"#
-        ),
-    );
+    let (code, text, results) = replica_fault_on_both_runtimes(dir.path(), "pause", "2s");
     assert!(code == Some(0) || code == Some(1), "{text}");
     assert_eq!(results.len(), 2, "{text}");
     for r in &results {
@@ -455,36 +426,7 @@ logged_in_users = 4
 #[test]
 fn a_lagging_replica_serves_stale_sessions_and_catches_up_on_both_runtimes() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, text, results) = common::run_matrix(
-        dir.path(),
-        &format!(
-            r#"
-[matrix]
-name = "replica-lag"
-[axes]
-server = ["redis@7.4"]
-runtime = ["process", "container"]
-topology = ["replica:1"]
-stack = ["django-5.2"]
-settings = ["read-from-replica"]
-{STACK}
-[settings.read-from-replica]
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
-[settings.read-from-replica.CACHES.default]
-BACKEND = "django.core.cache.backends.redis.RedisCache"
-LOCATION = ["{{primary}}", "{{replica}}"]
-[scenario]
-kind = "outage"
-node = "replica-1"
-fault = "lag"
-users = 4
-duration = "9s"
-down_at = "3s"
-down_for = "3s"
-logged_in_users = 4
-"#
-        ),
-    );
+    let (code, text, results) = replica_fault_on_both_runtimes(dir.path(), "lag", "3s");
     assert!(code == Some(0) || code == Some(1), "{text}");
     assert_eq!(results.len(), 2, "{text}");
     for r in &results {
@@ -528,4 +470,43 @@ logged_in_users = 4
         assert!(caught_up.is_some_and(|s| s < 5.0), "{report}");
         assert_eq!(report["recovered"], true, "{report}");
     }
+}
+
+/// An outage of `replica-1`, the replica Django's multi-LOCATION cache reads from, on processes
+/// and in containers.
+fn replica_fault_on_both_runtimes(
+    dir: &std::path::Path,
+    fault: &str,
+    down_for: &str,
+) -> (Option<i32>, String, Vec<CellResult>) {
+    common::run_matrix(
+        dir,
+        &format!(
+            r#"
+[matrix]
+name = "replica-{fault}"
+[axes]
+server = ["redis@7.4"]
+runtime = ["process", "container"]
+topology = ["replica:1"]
+stack = ["django-5.2"]
+settings = ["read-from-replica"]
+{STACK}
+[settings.read-from-replica]
+SESSION_ENGINE = "django.contrib.sessions.backends.cache"
+[settings.read-from-replica.CACHES.default]
+BACKEND = "django.core.cache.backends.redis.RedisCache"
+LOCATION = ["{{primary}}", "{{replica}}"]
+[scenario]
+kind = "outage"
+node = "replica-1"
+fault = "{fault}"
+users = 4
+duration = "9s"
+down_at = "3s"
+down_for = "{down_for}"
+logged_in_users = 4
+"#
+        ),
+    )
 }
