@@ -510,3 +510,76 @@ logged_in_users = 4
         ),
     )
 }
+
+/// Durability across a failover: the primary is killed under writers that wait for their
+/// replica (WAIT 1), and every acknowledged write is read back from the node that takes over:
+/// replica-1 promoted by the harness (replica:1, processes and containers) or by the Sentinels.
+/// A standalone cell has no one to fail over to: it fails with the reason.
+#[test]
+fn writes_acknowledged_with_wait_survive_a_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, text, results) = common::run_matrix(
+        dir.path(),
+        r#"
+[matrix]
+name = "failover-wait"
+[axes]
+server = ["redis@7.4"]
+runtime = ["process", "container"]
+topology = ["standalone", "replica:1", "sentinel"]
+[[exclude]]
+runtime = "container"
+topology = "standalone"
+[[exclude]]
+runtime = "container"
+topology = "sentinel"
+[scenario]
+kind = "durability"
+failover = true
+wait_replicas = 1
+restart = "kill"
+connections = 4
+duration = "2s"
+"#,
+    );
+    for id in [
+        "redis@7.4/none/replica:1",
+        "redis@7.4/none/container/replica:1",
+        "redis@7.4/none/sentinel",
+    ] {
+        let r = common::find_cell(&results, id);
+        assert_eq!(
+            r.verdict,
+            Verdict::Pass,
+            "{id}: {}\n{text}",
+            r.verdict_reason
+        );
+        let p = r.check.as_ref().and_then(|c| c.persistence()).unwrap();
+        assert!(p.before >= 100, "{id}: enough acknowledged writes: {p:?}");
+        assert_eq!(
+            p.lost, 0,
+            "{id}: WAIT 1 of 1 keeps every acknowledged write: {p:?}"
+        );
+        assert!(p.matches, "{id}: {p:?}");
+        let to = p
+            .failover
+            .as_deref()
+            .expect("where the writes were read back");
+        assert!(to.contains("replica-1"), "{id}: {to}");
+        let how = if id.ends_with("sentinel") {
+            "Sentinels"
+        } else {
+            "REPLICAOF NO ONE"
+        };
+        assert!(to.contains(how), "{id}: {to}");
+    }
+    let standalone = common::find_cell(&results, "redis@7.4/none");
+    assert_eq!(standalone.verdict, Verdict::Fail, "{text}");
+    assert!(
+        standalone
+            .verdict_reason
+            .contains("`failover` needs a primary with replicas"),
+        "{}",
+        standalone.verdict_reason
+    );
+}

@@ -663,7 +663,8 @@ fn check_project(
         if target.login == crate::target::protocol::LoginKind::Form {
             return Err(bad(
                 "login",
-                "`form` signs in with accounts made through the project's user model: it needs                  `target.project`"
+                "`form` signs in with accounts made through the project's user model: it needs \
+                 `target.project`"
                     .into(),
             ));
         }
@@ -672,7 +673,8 @@ fn check_project(
     if target.url.is_some() {
         return Err(bad(
             "project",
-            "set either `project` (cachegate serves it) or `url` (an app already running), not              both"
+            "set either `project` (cachegate serves it) or `url` (an app already running), not \
+             both"
                 .into(),
         ));
     }

@@ -16,7 +16,7 @@ use crate::config::scenario_file::{at_least_one, ScenarioParams, ValueSize};
 use crate::config::HumanDuration;
 use crate::results::checks::PersistenceCheck;
 use crate::results::recorder::{Recorder, Timeline};
-use crate::server::deployment::{query, replication_state, sentinel_named_primary, Role};
+use crate::server::deployment::{query, replication_state, sentinel_promotion, Role};
 use crate::server::Node;
 
 pub const STEPS: &[&str] = &["set", "read-back"];
@@ -156,27 +156,21 @@ async fn take_over(others: &[Node], old_port: u16) -> Result<TakenOver, String> 
         .map(|n| n.server.endpoint())
         .collect();
     if !sentinels.is_empty() {
-        while Instant::now() < deadline {
-            for s in &sentinels {
-                let Some(port) = sentinel_named_primary(s).await.filter(|p| *p != old_port) else {
-                    continue;
-                };
-                let node = others
-                    .iter()
-                    .find(|n| n.server.port() == port)
-                    .ok_or(format!("the Sentinels named port {port}, which is no node"))?;
-                return Ok(TakenOver {
-                    endpoint: node.server.endpoint(),
-                    name: node.name.clone(),
-                    how: "promoted by the Sentinels",
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        return Err(format!(
-            "the Sentinels promoted no replica within {}s",
-            TAKE_OVER_TIMEOUT.as_secs()
-        ));
+        let port = sentinel_promotion(&sentinels, old_port, || Instant::now() >= deadline)
+            .await
+            .ok_or(format!(
+                "the Sentinels promoted no replica within {}s",
+                TAKE_OVER_TIMEOUT.as_secs()
+            ))?;
+        let node = others
+            .iter()
+            .find(|n| n.server.port() == port)
+            .ok_or(format!("the Sentinels named port {port}, which is no node"))?;
+        return Ok(TakenOver {
+            endpoint: node.server.endpoint(),
+            name: node.name.clone(),
+            how: "promoted by the Sentinels",
+        });
     }
     let replica = others
         .iter()

@@ -21,7 +21,7 @@ use crate::config::HumanDuration;
 use crate::results::checks::{
     Check, LoggedInUsers, OutageReport, ReadsInSecond, ReadsSeen, StepDuringOutage,
 };
-use crate::server::deployment::{query, replication_state, sentinel_named_primary, Role};
+use crate::server::deployment::{query, replication_state, sentinel_promotion, Role};
 use crate::server::{Endpoint, RunningServer, StopKind};
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -187,7 +187,10 @@ pub async fn run(cfg: &OutageConfig, env: &mut CellEnv<'_>) -> ScenarioOutput {
             return None;
         }
         tokio::time::sleep(cfg.down_at.0).await;
-        watch_promotion(&sentinels, primary_port, t0, flow_done.clone()).await
+        // When (since t0) a Sentinel first named another primary, and which port.
+        let port =
+            sentinel_promotion(&sentinels, primary_port, || flow_done.is_cancelled()).await?;
+        Some((t0.elapsed(), port))
     };
     let ((mut output, events), (down, up, repl), reads, promoted) =
         tokio::join!(flow, fault, reads, failover);
@@ -512,25 +515,6 @@ fn fault_name(fault: FaultKind) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-}
-
-/// Poll the Sentinels until one names a primary other than `old`: when (since `t0`) and which
-/// port. None if the flow ends first.
-async fn watch_promotion(
-    sentinels: &[Endpoint],
-    old: u16,
-    t0: Instant,
-    done: CancellationToken,
-) -> Option<(Duration, u16)> {
-    while !done.is_cancelled() {
-        for s in sentinels {
-            if let Some(port) = sentinel_named_primary(s).await.filter(|p| *p != old) {
-                return Some((t0.elapsed(), port));
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
 }
 
 /// From the first failed login that started after the fault to the end of the last one.

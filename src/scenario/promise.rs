@@ -364,22 +364,29 @@ pub fn expect_failover(
         Some(n) if n >= replicas as u32 => e(
             Promise::Keep,
             &format!(
-                "a write counted as acknowledged only once WAIT reported {n} replica(s) had it,                  and there are {replicas}: whichever replica takes over holds it (Redis docs, WAIT)"
+                "a write counted as acknowledged only once WAIT reported {n} replica(s) had it, \
+                 and there are {replicas}: whichever replica takes over holds it (Redis docs, WAIT)"
             ),
         ),
         _ if how != RestartKind::Kill && waits_for_replicas_on_shutdown(server) => e(
             Promise::Keep,
-            "a primary shutting down waits (up to shutdown-timeout, 10 s) until its replicas              have everything it acknowledged before it exits (redis.conf `shutdown-timeout`,              SHUTDOWN docs, Redis 7.0 and Valkey)",
+            "a primary shutting down waits (up to shutdown-timeout, 10 s) until its replicas \
+             have everything it acknowledged before it exits (redis.conf `shutdown-timeout`, \
+             SHUTDOWN docs, Redis 7.0 and Valkey)",
         ),
         Some(n) => e(
             Promise::Either,
             &format!(
-                "WAIT {n} of {replicas} replicas: the replica that takes over may be one that                  did not have the write; WAIT does not make Redis strongly consistent (Redis docs,                  WAIT)"
+                "WAIT {n} of {replicas} replicas: the replica that takes over may be one that \
+                 did not have the write; WAIT does not make Redis strongly consistent (Redis docs, \
+                 WAIT)"
             ),
         ),
         None => e(
             Promise::Either,
-            "replication is asynchronous: writes the primary acknowledged and had not yet sent              to its replicas are lost; how many depends on the lag when it went down (Redis              docs, Replication)",
+            "replication is asynchronous: writes the primary acknowledged and had not yet sent \
+             to its replicas are lost; how many depends on the lag when it went down (Redis \
+             docs, Replication)",
         ),
     }
 }

@@ -713,6 +713,25 @@ pub async fn sentinel_named_primary(sentinel: &Endpoint) -> Option<u16> {
     addr.get(1)?.parse().ok()
 }
 
+/// Polls the Sentinels until one of them names a primary other than `old` (its port), or
+/// `give_up` says stop. Shared by the outage (how long the promotion took) and durability
+/// (which node to read the acknowledged writes back from) scenarios.
+pub async fn sentinel_promotion(
+    sentinels: &[Endpoint],
+    old: u16,
+    give_up: impl Fn() -> bool,
+) -> Option<u16> {
+    while !give_up() {
+        for s in sentinels {
+            if let Some(port) = sentinel_named_primary(s).await.filter(|p| *p != old) {
+                return Some(port);
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
