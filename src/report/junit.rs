@@ -2,13 +2,26 @@
 //! Failures carry the failure signature; cells that could not run are errors; XFAIL passes;
 //! a cell that missed a gate fails with the gate, whatever its scenario's verdict.
 
+use super::renderer::{self, Renderer};
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use super::model::{or_dash, CellView};
 use super::summary::Summary;
 use crate::results::Verdict;
 
-pub fn render(summary: &Summary, cells: &[CellView]) -> String {
+/// `junit.xml`.
+pub struct Junit;
+
+impl Renderer for Junit {
+    fn file_name(&self) -> Option<&'static str> {
+        Some("junit.xml")
+    }
+    fn render(&self, r: &renderer::Report) -> String {
+        render(r.summary, r.cells)
+    }
+}
+
+fn render(summary: &Summary, cells: &[CellView]) -> String {
     let mut report = Report::new(format!("cachegate {}", summary.run_id));
     let mut suites: Vec<TestSuite> = Vec::new();
     for c in cells {

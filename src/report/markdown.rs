@@ -3,6 +3,7 @@
 //! signatures, reasons) goes through `code` or `text`, so no `|`, backtick, `*` or newline in one
 //! can break a table or the page.
 
+use super::renderer::{Renderer, Report};
 use std::fmt::Write;
 
 use super::changes::{AxisChanges, Side};
@@ -96,7 +97,19 @@ fn what_changes(out: &mut String, axes: &[AxisChanges]) {
     out.push('\n');
 }
 
-pub fn render(s: &Summary, cells: &[CellView], changes: &[AxisChanges]) -> String {
+/// `summary.md`.
+pub struct Markdown;
+
+impl Renderer for Markdown {
+    fn file_name(&self) -> Option<&'static str> {
+        Some("summary.md")
+    }
+    fn render(&self, r: &Report) -> String {
+        render(r.summary, r.cells, r.changes)
+    }
+}
+
+fn render(s: &Summary, cells: &[CellView], changes: &[AxisChanges]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## cachegate run {}\n", code(&s.run_id));
     let counts: Vec<String> = s

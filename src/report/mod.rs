@@ -9,12 +9,14 @@ pub mod junit;
 pub mod markdown;
 pub mod model;
 pub mod pivot;
+pub mod renderer;
 pub mod summary;
 pub mod table;
 
 use crate::error::{Error, Result};
 use crate::judge::{self, CompareOptions, Judgement};
 use crate::results::RunDir;
+use renderer::Renderer;
 
 /// What rendering a run produced.
 pub struct Rendered {
@@ -51,20 +53,21 @@ pub fn render_all(
         std::fs::write(run_dir.path.join(name), text)
             .map_err(|e| Error::io(format!("writing {name}"), e))
     };
-    write(
-        "summary.json",
-        serde_json::to_string_pretty(&summary).expect("summary serializes"),
-    )?;
     let cells = model::cells(&results, &judgement);
     let changes = changes::along_axes(&results, &cells);
-    write("junit.xml", junit::render(&summary, &cells))?;
-    write("summary.md", markdown::render(&summary, &cells, &changes))?;
-    write(
-        "index.html",
-        html::render(&results, &cells, &changes, &summary, info.as_ref()),
-    )?;
+    let report = renderer::Report {
+        results: &results,
+        cells: &cells,
+        changes: &changes,
+        summary: &summary,
+        info: info.as_ref(),
+    };
+    for output in renderer::FILES {
+        let name = output.file_name().expect("the files rendered have names");
+        write(name, output.render(&report))?;
+    }
     Ok(Rendered {
-        table: table::render(&cells),
+        table: table::Table.render(&report),
         summary,
         judgement,
         warnings,

@@ -2,6 +2,7 @@
 //! documented in `reports/summary.schema.json`. Also the model the HTML, Markdown and JUnit
 //! outputs are written from.
 
+use super::renderer::{Renderer, Report};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,18 @@ pub struct SignatureGroup {
 
 /// The failure signature of a cell: the app's exception if it logged one, else the most
 /// frequent error kind, else the infrastructure error.
+/// `summary.json`: the machine-readable summary (its schema is checked in).
+pub struct SummaryJson;
+
+impl Renderer for SummaryJson {
+    fn file_name(&self) -> Option<&'static str> {
+        Some("summary.json")
+    }
+    fn render(&self, r: &Report) -> String {
+        serde_json::to_string_pretty(r.summary).expect("summary serializes")
+    }
+}
+
 pub fn signature_of(r: &CellResult) -> Option<String> {
     if matches!(r.verdict, Verdict::Pass | Verdict::Xpass) {
         return None;

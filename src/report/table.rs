@@ -3,13 +3,26 @@
 //! the verification scenarios' outcome in a last column.
 
 use super::model::{or_dash, CellView};
+use super::renderer::{Renderer, Report};
 use crate::results::Verdict;
 
 const HEADER: [&str; 8] = [
     "cell", "verdict", "ops/s", "p50", "p99", "p99.9", "errors", "check",
 ];
 
-pub fn render(cells: &[CellView]) -> String {
+/// The console table printed at the end of a run and by `report`.
+pub struct Table;
+
+impl Renderer for Table {
+    fn file_name(&self) -> Option<&'static str> {
+        None
+    }
+    fn render(&self, r: &Report) -> String {
+        render(r.cells)
+    }
+}
+
+fn render(cells: &[CellView]) -> String {
     let rows: Vec<[String; 8]> = cells.iter().map(row).collect();
     let mut widths = HEADER.map(str::len);
     for row in &rows {

@@ -1,6 +1,7 @@
 //! `index.html`: one self-contained page per run (inline CSS and SVG; no script, no network),
 //! readable on a laptop and printable. Rendered only from the results (and a baseline's).
 
+use super::renderer::{Renderer, Report};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -64,7 +65,19 @@ fn label(r: &CellResult) -> String {
     }
 }
 
-pub fn render(
+/// `index.html`.
+pub struct Html;
+
+impl Renderer for Html {
+    fn file_name(&self) -> Option<&'static str> {
+        Some("index.html")
+    }
+    fn render(&self, r: &Report) -> String {
+        render(r.results, r.cells, r.changes, r.summary, r.info)
+    }
+}
+
+fn render(
     results: &[CellResult],
     cells: &[CellView],
     changes: &[AxisChanges],
