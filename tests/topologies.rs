@@ -111,39 +111,9 @@ fn outage_report(r: &CellResult) -> serde_json::Value {
 #[test]
 fn killing_the_replica_django_reads_from_shows_what_users_saw_and_the_resync() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, text, results) = common::run_matrix(
-        dir.path(),
-        &format!(
-            r#"
-[matrix]
-name = "replica-fault"
-[axes]
-server = ["redis@7.4"]
-topology = ["replica:1"]
-stack = ["django-5.2"]
-settings = ["read-from-replica"]
-{STACK}
-[settings.read-from-replica]
-SESSION_ENGINE = "django.contrib.sessions.backends.cache"
-[settings.read-from-replica.CACHES.default]
-BACKEND = "django.core.cache.backends.redis.RedisCache"
-LOCATION = ["{{primary}}", "{{replica}}"]
-[scenario]
-kind = "outage"
-node = "replica-1"
-fault = "kill"
-users = 4
-duration = "9s"
-down_at = "3s"
-down_for = "3s"
-logged_in_users = 4
-"#
-        ),
-    );
-    let r = common::find_cell(
-        &results,
-        "redis@7.4/none/replica:1/django-5.2/read-from-replica",
-    );
+    let (code, text, results) = replica_fault(dir.path(), &["process"], "kill", "3s");
+    assert_eq!(results.len(), 1, "{text}");
+    let r = &results[0];
     assert_ne!(r.verdict, Verdict::Error, "{text}\n{}", r.verdict_reason);
     let check = outage_report(r);
     let report = &check;
@@ -382,7 +352,7 @@ warmup = "0s"
 #[test]
 fn pausing_the_replica_django_reads_from_is_reported_on_both_runtimes() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, text, results) = replica_fault_on_both_runtimes(dir.path(), "pause", "2s");
+    let (code, text, results) = replica_fault(dir.path(), BOTH_RUNTIMES, "pause", "2s");
     assert!(code == Some(0) || code == Some(1), "{text}");
     assert_eq!(results.len(), 2, "{text}");
     for r in &results {
@@ -426,7 +396,7 @@ fn pausing_the_replica_django_reads_from_is_reported_on_both_runtimes() {
 #[test]
 fn a_lagging_replica_serves_stale_sessions_and_catches_up_on_both_runtimes() {
     let dir = tempfile::tempdir().unwrap();
-    let (code, text, results) = replica_fault_on_both_runtimes(dir.path(), "lag", "3s");
+    let (code, text, results) = replica_fault(dir.path(), BOTH_RUNTIMES, "lag", "3s");
     assert!(code == Some(0) || code == Some(1), "{text}");
     assert_eq!(results.len(), 2, "{text}");
     for r in &results {
@@ -472,10 +442,13 @@ fn a_lagging_replica_serves_stale_sessions_and_catches_up_on_both_runtimes() {
     }
 }
 
-/// An outage of `replica-1`, the replica Django's multi-LOCATION cache reads from, on processes
-/// and in containers.
-fn replica_fault_on_both_runtimes(
+const BOTH_RUNTIMES: &[&str] = &["process", "container"];
+
+/// An outage of `replica-1`, the replica Django's multi-LOCATION cache reads from, on each of
+/// `runtimes`.
+fn replica_fault(
     dir: &std::path::Path,
+    runtimes: &[&str],
     fault: &str,
     down_for: &str,
 ) -> (Option<i32>, String, Vec<CellResult>) {
@@ -487,7 +460,7 @@ fn replica_fault_on_both_runtimes(
 name = "replica-{fault}"
 [axes]
 server = ["redis@7.4"]
-runtime = ["process", "container"]
+runtime = {runtimes:?}
 topology = ["replica:1"]
 stack = ["django-5.2"]
 settings = ["read-from-replica"]
