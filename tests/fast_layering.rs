@@ -62,20 +62,10 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "config parses [target] into target::TargetSection",
     ),
     (
-        "src/report/summary.rs",
-        "server",
-        "the summary shows how each cell ran (server::RuntimeIdentity, recorded in its result; \
-         the lead's container runtime); the type lives in src/server/",
-    ),
-    (
         "src/results/mod.rs",
         "server",
-        "a result records the server's settings (server::ServerSettings)",
-    ),
-    (
-        "src/results/mod.rs",
-        "target",
-        "a result records the app's exceptions (target::exceptions::AppException)",
+        "a result records the server's settings (server::ServerSettings, parsed by config as \
+         above)",
     ),
 ];
 

@@ -56,7 +56,7 @@ pub struct CellSummary {
     pub server_version: Option<String>,
     /// How the server ran: runtime, PID or container, image and its id, network path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime: Option<crate::server::RuntimeIdentity>,
+    pub runtime: Option<crate::results::ran::RuntimeIdentity>,
     pub stack: Option<String>,
     /// All operations together.
     pub throughput: f64,

@@ -2,9 +2,11 @@
 //! the cell ends. Reports and gates read only this.
 
 pub mod checks;
+pub mod failure;
 pub mod latency;
 pub mod merge;
 pub mod part;
+pub mod ran;
 pub mod recorder;
 pub mod redact;
 pub mod store;
@@ -118,6 +120,34 @@ impl OpStats {
     }
 }
 
+/// One exception signature seen in a cell's app log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppException {
+    /// `Type: first line of message`, normalized: what cells are grouped by.
+    pub signature: String,
+    /// The exception that escaped the request.
+    pub exception_type: String,
+    pub message: String,
+    /// The innermost explicit cause (`raise ... from`), often the exception itself.
+    pub innermost_type: String,
+    pub innermost_message: String,
+    /// Every linked exception, outermost first (evidence).
+    pub chain: Vec<String>,
+    /// The flow step of the first request it hit.
+    pub first_step: String,
+    pub first_path: String,
+    /// The HTTP status the app answered with (500 unhandled; 4xx when Django turned the
+    /// exception into a client error). Absent in results recorded before it was logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Requests it hit.
+    pub count: u64,
+    /// The innermost exception's last stack frames, outermost first ("django_redis/cache.py:
+    /// 85 in get"), paths from site-packages on. Absent in results recorded before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub frames: Vec<String>,
+}
+
 /// Errors of one kind, with the first message seen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorCount {
@@ -169,7 +199,7 @@ pub struct ServerInfo {
     pub runtime: String,
     /// PID, or container, image and network path: what exactly ran.
     #[serde(default)]
-    pub identity: crate::server::RuntimeIdentity,
+    pub identity: ran::RuntimeIdentity,
     pub persistence: String,
     pub config: crate::server::ServerSettings,
     /// Milliseconds from spawn to first PONG.
@@ -188,7 +218,7 @@ pub struct TopologyInfo {
     pub topology: String,
     /// Milliseconds from the first node's start until the topology was formed.
     pub formed_ms: f64,
-    pub nodes: Vec<crate::server::deployment::NodeInfo>,
+    pub nodes: Vec<ran::NodeInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,7 +263,7 @@ pub struct CellResult {
     pub app_settings: Option<serde_json::Value>,
     /// Exceptions the app logged, grouped by signature, most frequent first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub app_exceptions: Vec<crate::target::exceptions::AppException>,
+    pub app_exceptions: Vec<AppException>,
     /// HTTP responses by status code.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub http_status: BTreeMap<String, u64>,

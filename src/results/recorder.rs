@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use hdrhistogram::Histogram;
 
+use super::failure::Failure;
 use super::latency::{encode, new_histogram, record_ns};
 use super::{ErrorCount, LatencySummary, OpStats, TimelinePoint};
 
@@ -17,7 +18,8 @@ pub struct Recorder {
     failed_hist: Vec<Histogram<u64>>,
     ok: Vec<u64>,
     errors: Vec<u64>,
-    error_kinds: HashMap<String, (u64, String)>,
+    /// Keyed by the failure itself (no string built per error); named when summarized.
+    error_kinds: HashMap<Failure, (u64, String)>,
     // The second being filled for the timeline.
     second: u64,
     second_ok: u64,
@@ -87,7 +89,7 @@ impl Recorder {
     }
 
     /// Count an error of `kind`; `message` is kept (built only) for the first of each kind.
-    pub fn error(&mut self, op: usize, kind: String, message: impl FnOnce() -> String) {
+    pub fn error(&mut self, op: usize, kind: Failure, message: impl FnOnce() -> String) {
         self.errors[op] += 1;
         self.second_errors += 1;
         self.error_kinds
@@ -102,7 +104,7 @@ impl Recorder {
         &mut self,
         op: usize,
         latency_ns: u64,
-        kind: String,
+        kind: Failure,
         message: impl FnOnce() -> String,
     ) {
         record_ns(&mut self.failed_hist[op], latency_ns);
@@ -241,7 +243,7 @@ impl Recorder {
             .error_kinds
             .iter()
             .map(|(kind, (count, example))| ErrorCount {
-                kind: kind.clone(),
+                kind: kind.to_string(),
                 count: *count,
                 example: example.clone(),
             })

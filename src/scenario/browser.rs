@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::results::failure::Failure;
 use crate::target::protocol::{reply_headers, Account, Protocol, Reply, Step};
 use crate::target::TargetSection;
 
@@ -60,14 +61,16 @@ impl Browser {
     }
 
     /// Fetch a CSRF token, register (where the protocol does), log in, and check the session.
-    /// Errors name the step and what went wrong.
-    pub async fn sign_up_and_log_in(&mut self) -> Result<(), String> {
+    pub async fn sign_up_and_log_in(&mut self) -> Result<(), SignInError> {
         for step in [Step::Csrf, Step::Register, Step::Login] {
             self.send(step).await?;
         }
         match self.check().await {
             SessionState::Valid => Ok(()),
-            other => Err(format!("me: right after login: {other:?}")),
+            other => Err(SignInError {
+                step: Step::Me.name(),
+                what: format!("right after login: {other:?}"),
+            }),
         }
     }
 
@@ -106,7 +109,7 @@ impl Browser {
     }
 
     /// One step of the protocol, judged; the token it hands out is kept.
-    async fn send(&mut self, step: Step) -> Result<(), String> {
+    async fn send(&mut self, step: Step) -> Result<(), SignInError> {
         let Some(planned) = self
             .protocol
             .request(step, &self.account, self.token.as_deref())
@@ -123,7 +126,7 @@ impl Browser {
             .body(req, &planned)
             .send()
             .await
-            .map_err(|e| format!("{}: request failed: {e}", step.name()))?;
+            .map_err(|e| SignInError::at(step, format!("request failed: {e}")))?;
         let status = r.status().as_u16();
         let (location, cookies) = reply_headers(r.headers());
         let body = r.text().await.unwrap_or_default();
@@ -135,10 +138,37 @@ impl Browser {
         };
         self.protocol
             .judge(step, &self.account, &reply)
-            .map_err(|e| format!("{}: {e}", step.name()))?;
+            .map_err(|e| SignInError::at(step, e.to_string()))?;
         if let Some(t) = self.protocol.token(&reply) {
             self.token = Some(t);
         }
         Ok(())
+    }
+}
+
+/// A sign-in that failed: at which step (`csrf`, `register`, `login`, `me`) and what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignInError {
+    pub step: &'static str,
+    pub what: String,
+}
+
+impl SignInError {
+    fn at(step: Step, what: String) -> SignInError {
+        SignInError {
+            step: step.name(),
+            what,
+        }
+    }
+
+    /// The error kind it is counted under: `login failed`, `register failed`.
+    pub fn failure(&self) -> Failure {
+        Failure::StepFailed(self.step.to_string())
+    }
+}
+
+impl std::fmt::Display for SignInError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.step, self.what)
     }
 }

@@ -24,6 +24,7 @@ use crate::config::scenario_file::{
     at_least_one, max_error_rate, KeyDistribution, OpMix, ScenarioParams, ValueSize,
 };
 use crate::config::HumanDuration;
+use crate::results::failure::Failure;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::results::OpCounts;
 
@@ -179,7 +180,7 @@ impl Shard {
         reply: &std::io::Result<()>,
         latency: Duration,
         timeout: Duration,
-    ) -> Option<&'static str> {
+    ) -> Option<Failure> {
         match reply {
             // The reply arrived, but more than op_timeout after the batch was due: the socket
             // had it in time and the harness read it late, or (open loop) the batch went out
@@ -197,7 +198,7 @@ impl Shard {
                 let latency_ns = latency.as_nanos() as u64;
                 for op in ops {
                     self.rec
-                        .failed(op.index(), latency_ns, LATE_REPLY.to_string(), late);
+                        .failed(op.index(), latency_ns, Failure::LateReply, late);
                 }
                 None
             }
@@ -209,7 +210,7 @@ impl Shard {
                         self.rec.failed(
                             op.index(),
                             latency_ns,
-                            format!("server error {code}"),
+                            Failure::ServerError(Some(code.to_string())),
                             || message.clone(),
                         );
                     } else {
@@ -226,11 +227,11 @@ impl Shard {
                 None
             }
             Err(e) => {
-                let kind = classify(e);
+                let kind = Failure::of_io(e);
                 let latency_ns = latency.as_nanos() as u64;
                 for op in ops {
                     self.rec
-                        .failed(op.index(), latency_ns, kind.to_string(), || e.to_string());
+                        .failed(op.index(), latency_ns, kind.clone(), || e.to_string());
                 }
                 Some(kind)
             }
@@ -466,7 +467,7 @@ async fn drive_connection(
         if let Some(kind) = reset {
             // The connection's state is unknown after any I/O error or timeout: start over.
             conn = None;
-            if kind != "timeout" {
+            if kind != Failure::Timeout {
                 // Do not spin on a dead server: the errors are counted, the next try waits.
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -479,8 +480,6 @@ async fn drive_connection(
         .flush(&shared.timeline);
 }
 
-/// The error kind of a reply that arrived after op_timeout.
-const LATE_REPLY: &str = "timeout (late reply)";
 /// The setup phase's operations: connecting, then the fill's SETs.
 const SETUP_NAMES: &[&str] = &["connect", "fill"];
 const FILL: usize = 1;
@@ -535,15 +534,17 @@ async fn fill_share(index: u32, shared: &Shared, conn: &mut Option<Conn>, keys: 
             Ok(()) => {
                 for reply in &replies {
                     match reply {
-                        Reply::Error(e) => {
-                            setup.error(FILL, "fill: server error".into(), || e.clone())
-                        }
+                        Reply::Error(e) => setup.error(
+                            FILL,
+                            Failure::during("fill", Failure::ServerError(None)),
+                            || e.clone(),
+                        ),
                         _ => setup.ok(FILL, latency_ns),
                     }
                 }
             }
             Err(e) => {
-                let kind = format!("fill: {}", classify(&e));
+                let kind = Failure::during("fill", Failure::of_io(&e));
                 for _ in &batch {
                     setup.error(FILL, kind.clone(), || e.to_string());
                 }
@@ -570,7 +571,9 @@ async fn connect_for_setup(shared: &Shared) -> Option<Conn> {
             Some(c)
         }
         Err(e) => {
-            setup.error(0, format!("setup: {}", classify(&e)), || e.to_string());
+            setup.error(0, Failure::during("setup", Failure::of_io(&e)), || {
+                e.to_string()
+            });
             None
         }
     }
@@ -610,18 +613,6 @@ async fn send_batch(
             std::io::ErrorKind::TimedOut,
             "no reply within op_timeout",
         )),
-    }
-}
-
-/// A short, stable name for a connection-level error, for grouping.
-fn classify(e: &std::io::Error) -> &'static str {
-    use std::io::ErrorKind::*;
-    match e.kind() {
-        TimedOut => "timeout",
-        ConnectionRefused => "connection refused",
-        PermissionDenied => "auth failed",
-        InvalidData => "protocol error",
-        _ => "connection lost",
     }
 }
 
@@ -847,7 +838,7 @@ mod tests {
             "{failed:?}"
         );
         assert_eq!(all.waited().count, 4);
-        assert_eq!(errors[0].kind, LATE_REPLY);
+        assert_eq!(errors[0].kind, Failure::LateReply.to_string());
         assert!(
             errors[0].example.contains("1100.0 ms"),
             "{}",

@@ -15,6 +15,7 @@ use super::{promise, CellEnv, ScenarioOutput};
 use crate::config::scenario_file::{at_least_one, ScenarioParams, ValueSize};
 use crate::config::HumanDuration;
 use crate::results::checks::PersistenceCheck;
+use crate::results::failure::Failure;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::server::deployment::{query, replication_state, sentinel_promotion, Role};
 use crate::server::Node;
@@ -261,7 +262,7 @@ pub async fn run(cfg: &DurabilityConfig, env: &mut CellEnv<'_>) -> ScenarioOutpu
     }
     if let Some(w) = cfg.wait {
         for _ in 0..short {
-            rec.error(0, "WAIT: fewer replicas than asked".into(), || {
+            rec.error(0, Failure::WaitFewerReplicas, || {
                 format!(
                     "WAIT {} {} reported fewer replicas: not counted as acknowledged",
                     w.replicas, w.timeout
@@ -308,7 +309,7 @@ pub async fn run(cfg: &DurabilityConfig, env: &mut CellEnv<'_>) -> ScenarioOutpu
             }
             Err(e) => {
                 unknown = before;
-                rec.error(1, "read-back failed".into(), || e.to_string());
+                rec.error(1, Failure::ReadBackFailed, || e.to_string());
             }
         }
     }

@@ -199,9 +199,7 @@ impl NewUsers {
     async fn try_one(&mut self, mut user: Browser) {
         self.tried += 1;
         if let Err(e) = user.sign_up_and_log_in().await {
-            // Errors start with the step's name ("login: HTTP 500", "me: right after login: ...").
-            let step = e.split(':').next().unwrap_or_default().to_string();
-            *self.failed_at.entry(step).or_default() += 1;
+            *self.failed_at.entry(e.step.to_string()).or_default() += 1;
         }
     }
 

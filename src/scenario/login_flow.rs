@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::ScenarioOutput;
 use crate::config::scenario_file::{at_least_one, max_error_rate, ScenarioParams};
 use crate::config::HumanDuration;
+use crate::results::failure::Failure;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::results::OpCounts;
 use crate::target::TargetSection;
@@ -131,7 +132,7 @@ impl Flow {
         let builder = match user.get_request_builder(&method, &planned.path) {
             Ok(b) => self.protocol.body(b, &planned),
             Err(e) => {
-                self.fail(step, "bad request".into(), format!("{e}"), None);
+                self.fail(step, Failure::BadRequest, format!("{e}"), None);
                 return None;
             }
         };
@@ -146,7 +147,7 @@ impl Flow {
         let reply = match user.request(request).await {
             Ok(r) => r.response,
             Err(e) => {
-                self.fail(step, "request error".into(), e.to_string(), Some(started));
+                self.fail(step, Failure::RequestError, e.to_string(), Some(started));
                 self.event(step, false, None, started);
                 return None;
             }
@@ -164,13 +165,13 @@ impl Flow {
             }
             Err(e) => {
                 let kind = if e.is_timeout() {
-                    "timeout"
+                    Failure::Timeout
                 } else if e.is_connect() {
-                    "connection refused"
+                    Failure::ConnectionRefused
                 } else {
-                    "connection error"
+                    Failure::ConnectionError
                 };
-                self.fail(step, kind.into(), e.to_string(), Some(started));
+                self.fail(step, kind, e.to_string(), Some(started));
                 self.event(step, false, None, started);
                 return None;
             }
@@ -206,7 +207,7 @@ impl Flow {
                 rec.failed(
                     step as usize,
                     done.duration_since(started).as_nanos() as u64,
-                    format!("{}: {kind}", step.name()),
+                    Failure::during(step.name(), kind),
                     || format!("HTTP {status}: {snippet}"),
                 );
                 None
@@ -228,10 +229,10 @@ impl Flow {
     }
 
     /// A failed step; `started` when a request was sent (its wait is recorded).
-    fn fail(&self, step: Step, kind: String, message: String, started: Option<Instant>) {
+    fn fail(&self, step: Step, kind: Failure, message: String, started: Option<Instant>) {
         let mut rec = self.rec.lock().expect("recorder lock");
         rec.tick(&self.timeline, self.start.elapsed().as_secs());
-        let kind = format!("{}: {kind}", step.name());
+        let kind = Failure::during(step.name(), kind);
         match started {
             Some(t) => rec.failed(step as usize, t.elapsed().as_nanos() as u64, kind, || {
                 message

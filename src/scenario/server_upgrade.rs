@@ -22,6 +22,7 @@ use crate::config::scenario_file::{at_least_one, ScenarioParams};
 use crate::config::HumanDuration;
 use crate::results::checks::upgrade::{Items, UpgradeCheck, UpgradeOutcome};
 use crate::results::checks::Check;
+use crate::results::failure::Failure;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::server::provision::Provisioner;
 use crate::server::{ServerRef, ServerSpec};
@@ -160,11 +161,7 @@ pub async fn run(cfg: &ServerUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioOu
                 rec.ok(0, took.as_nanos() as u64);
                 logged_in.push(browser);
             }
-            Err(e) => rec.error(
-                0,
-                e.split(':').next().unwrap_or("login").to_string() + " failed",
-                || e.clone(),
-            ),
+            Err(e) => rec.error(0, e.failure(), || e.to_string()),
         }
     }
     let mut written = Vec::new();
@@ -175,7 +172,7 @@ pub async fn run(cfg: &ServerUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioOu
                 rec.ok(1, t.elapsed().as_nanos() as u64);
                 written.push(key);
             }
-            Err(e) => rec.error(1, "write failed".into(), || e),
+            Err(e) => rec.error(1, Failure::WriteFailed, || e),
         }
     }
     drop(conn);
@@ -230,13 +227,13 @@ pub async fn run(cfg: &ServerUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioOu
                     }
                     SessionState::Lost(status) => {
                         sessions.lost += 1;
-                        rec.error(2, "session lost".into(), || {
+                        rec.error(2, Failure::SessionLost, || {
                             format!("HTTP {status} for a user logged in on `from`")
                         });
                     }
                     SessionState::Error(e) => {
                         sessions.unknown += 1;
-                        rec.error(2, "check failed".into(), || e.clone());
+                        rec.error(2, Failure::CheckFailed, || e.clone());
                     }
                 }
             }
@@ -246,7 +243,7 @@ pub async fn run(cfg: &ServerUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioOu
                     for key in &written {
                         by_type.entry(key.kind.into()).or_default().unknown += 1;
                     }
-                    rec.error(3, "connect failed".into(), || e.to_string());
+                    rec.error(3, Failure::ConnectFailed, || e.to_string());
                 }
                 Ok(mut conn) => {
                     to = server_name(&mut conn).await.unwrap_or(to);
@@ -260,19 +257,19 @@ pub async fn run(cfg: &ServerUpgradeConfig, env: &mut CellEnv<'_>) -> ScenarioOu
                             }
                             Ok(Seen::Changed(how)) => {
                                 items.changed += 1;
-                                rec.error(3, "key changed".into(), || {
+                                rec.error(3, Failure::KeyChanged, || {
                                     format!("{} ({}): {how}", key.name, key.kind)
                                 });
                             }
                             Ok(Seen::Missing) => {
                                 items.lost += 1;
-                                rec.error(3, "key lost".into(), || {
+                                rec.error(3, Failure::KeyLost, || {
                                     format!("{} ({}) is gone", key.name, key.kind)
                                 });
                             }
                             Err(e) => {
                                 items.unknown += 1;
-                                rec.error(3, "read failed".into(), || e);
+                                rec.error(3, Failure::ReadFailed, || e);
                             }
                         }
                     }

@@ -14,6 +14,7 @@ use super::{CellEnv, ScenarioOutput};
 use crate::config::scenario_file::{at_least_one, ScenarioParams};
 use crate::config::HumanDuration;
 use crate::results::checks::{Check, PersistenceCheck};
+use crate::results::failure::Failure;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::server::Persistence;
 
@@ -128,11 +129,7 @@ pub async fn run(cfg: &SessionPersistenceConfig, env: &mut CellEnv<'_>) -> Scena
                 rec.ok(0, took.as_nanos() as u64);
                 logged_in.push(browser);
             }
-            Err(e) => rec.error(
-                0,
-                e.split(':').next().unwrap_or("login").to_string() + " failed",
-                || e.clone(),
-            ),
+            Err(e) => rec.error(0, e.failure(), || e.to_string()),
         }
     }
     rec.tick(&timeline, start.elapsed().as_secs());
@@ -164,13 +161,13 @@ pub async fn run(cfg: &SessionPersistenceConfig, env: &mut CellEnv<'_>) -> Scena
                 }
                 SessionState::Lost(status) => {
                     lost += 1;
-                    rec.error(1, "session lost".into(), || {
+                    rec.error(1, Failure::SessionLost, || {
                         format!("HTTP {status} for a user logged in before the restart")
                     });
                 }
                 SessionState::Error(e) => {
                     unknown += 1;
-                    rec.error(1, "check failed".into(), || e.clone());
+                    rec.error(1, Failure::CheckFailed, || e.clone());
                 }
             }
         }

@@ -21,6 +21,7 @@ use crate::config::HumanDuration;
 use crate::results::checks::stack_transition::StackTransitionCheck;
 use crate::results::checks::upgrade::Items;
 use crate::results::checks::{Check, CheckView};
+use crate::results::failure::Failure;
 use crate::results::recorder::{Recorder, Timeline};
 use crate::target::app::{AppCode, AppProcess};
 use crate::target::exceptions;
@@ -90,13 +91,13 @@ async fn read(b: &Browser, rec: &mut Recorder, step: usize, items: &mut Items) {
         }
         SessionState::Lost(status) => {
             items.lost += 1;
-            rec.error(step, "session lost".into(), || {
+            rec.error(step, Failure::SessionLost, || {
                 format!("HTTP {status} for a user logged in through the other stack")
             });
         }
         SessionState::Error(e) => {
             items.unknown += 1;
-            rec.error(step, "check failed".into(), || e);
+            rec.error(step, Failure::CheckFailed, || e);
         }
     }
 }
@@ -118,7 +119,7 @@ async fn write_values(
                 by_kind.entry(v.kind.into()).or_default().written += 1;
                 stored.push(i);
             }
-            Err(e) => rec.error(3, "cache write failed".into(), || e),
+            Err(e) => rec.error(3, Failure::CacheWriteFailed, || e),
         }
     }
     stored
@@ -139,13 +140,13 @@ async fn read_values(
         let read = cached_values::read(client, base, v).await;
         match &read {
             Read::Same => rec.ok(step, t.elapsed().as_nanos() as u64),
-            Read::Changed => rec.error(step, "cache entry changed".into(), || {
+            Read::Changed => rec.error(step, Failure::CacheEntryChanged, || {
                 format!("{} ({}) reads as another value", v.key, v.kind)
             }),
-            Read::Missing => rec.error(step, "cache entry missing".into(), || {
+            Read::Missing => rec.error(step, Failure::CacheEntryMissing, || {
                 format!("{} ({}) is not found", v.key, v.kind)
             }),
-            Read::Failed(e) => rec.error(step, "cache read failed".into(), || e.clone()),
+            Read::Failed(e) => rec.error(step, Failure::CacheReadFailed, || e.clone()),
         }
         cached_values::count(by_kind, v, &read);
     }
@@ -251,7 +252,7 @@ pub async fn run(cfg: &StackTransitionConfig, env: &mut CellEnv<'_>) -> Scenario
                 rec.ok(0, took.as_nanos() as u64);
                 logged_in.push(browser);
             }
-            Err(e) => rec.error(0, "login failed".into(), || e.clone()),
+            Err(e) => rec.error(0, Failure::StepFailed("login".into()), || e.to_string()),
         }
     }
     let from_a = cached_values::values(&format!("{}a", env.user_tag), VALUES_PER_KIND);

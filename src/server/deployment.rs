@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo};
 use serde::{Deserialize, Serialize};
 
-use super::runtime::{Endpoint, RunningServer, RuntimeIdentity};
+use super::runtime::{Endpoint, RunningServer};
 use super::spec::{Persistence, ServerMode, ServerSettings, ServerSpec};
 use super::topology::{Topology, SENTINELS, SENTINEL_SERVICE};
 use crate::error::{Error, Result};
+pub use crate::results::ran::NodeInfo;
 
 /// How long a topology may take to form (a full sync per replica; Sentinels discover each other
 /// through hello messages every 2 s).
@@ -57,24 +58,6 @@ pub trait NodeStarter: Send {
         binary: &super::ProvisionedServer,
         node: &str,
     ) -> Result<Box<dyn RunningServer>>;
-}
-
-/// A node as the report shows it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NodeInfo {
-    pub name: String,
-    pub role: String,
-    /// The role the server reported at the end of the cell (a promoted replica says primary).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role_at_end: Option<String>,
-    pub port: u16,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shard: Option<u8>,
-    pub identity: RuntimeIdentity,
-    pub start_ms: f64,
-    /// The log file in the run folder.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub log: Option<String>,
 }
 
 pub struct Deployment {

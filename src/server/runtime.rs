@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::provision::ProvisionedServer;
 use super::spec::{Protocol, ServerSpec};
 use crate::error::Result;
+pub use crate::results::ran::RuntimeIdentity;
 
 /// How a running server is brought down.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,53 +61,6 @@ impl Endpoint {
             Some(user) => vec!["AUTH", user, pw],
             None => vec!["AUTH", pw],
         })
-    }
-}
-
-/// Which runtime ran a server and what identifies it there, for the report.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RuntimeIdentity {
-    /// `process` or `container`.
-    pub runtime: String,
-    /// The server's PID (processes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pid: Option<u32>,
-    /// Short container id (containers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub container: Option<String>,
-    /// Image tag, e.g. `cachegate/redis:7.4.1` (containers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    /// Image id (`sha256:...`), so a report says exactly what ran.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub image_id: Option<String>,
-    /// Network path from the harness to the server: `host` or `bridge` (containers).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub network: Option<String>,
-}
-
-impl RuntimeIdentity {
-    /// One line for reports: `process (pid 123)` or
-    /// `container 0123abcd4567, cachegate/redis:7.4.1 (sha256:5ccd3700f2dc), host network`.
-    pub fn describe(&self) -> String {
-        let short = |id: &str| -> String {
-            let hex = id.trim_start_matches("sha256:");
-            format!("sha256:{}", &hex[..hex.len().min(12)])
-        };
-        match self.runtime.as_str() {
-            "container" => format!(
-                "container {}, {} ({}), {} network",
-                self.container.as_deref().unwrap_or("?"),
-                self.image.as_deref().unwrap_or("?"),
-                self.image_id.as_deref().map_or("?".into(), short),
-                self.network.as_deref().unwrap_or("?")
-            ),
-            "" => String::new(),
-            other => match self.pid {
-                Some(pid) => format!("{other} (pid {pid})"),
-                None => other.to_string(),
-            },
-        }
     }
 }
 

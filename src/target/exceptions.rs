@@ -6,37 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
+
+pub use crate::results::AppException;
 
 const MARKER: &str = "CACHEGATE_EXCEPTION ";
-
-/// One exception signature seen in a cell's app log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AppException {
-    /// `Type: first line of message`, normalized: what cells are grouped by.
-    pub signature: String,
-    /// The exception that escaped the request.
-    pub exception_type: String,
-    pub message: String,
-    /// The innermost explicit cause (`raise ... from`), often the exception itself.
-    pub innermost_type: String,
-    pub innermost_message: String,
-    /// Every linked exception, outermost first (evidence).
-    pub chain: Vec<String>,
-    /// The flow step of the first request it hit.
-    pub first_step: String,
-    pub first_path: String,
-    /// The HTTP status the app answered with (500 unhandled; 4xx when Django turned the
-    /// exception into a client error). Absent in results recorded before it was logged.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// Requests it hit.
-    pub count: u64,
-    /// The innermost exception's last stack frames, outermost first ("django_redis/cache.py:
-    /// 85 in get"), paths from site-packages on. Absent in results recorded before.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub frames: Vec<String>,
-}
 
 #[derive(Deserialize)]
 struct LogRecord {

@@ -11,6 +11,7 @@
 //!   `csrfmiddlewaretoken` field) and goes back in that field and the header. Redirects are not
 //!   followed, so a sign-in is judged by where it sends the user: away from the login page.
 
+use crate::results::failure::Failure;
 use serde::{Deserialize, Serialize};
 
 use super::{BodyFormat, TargetSection};
@@ -174,7 +175,7 @@ impl Protocol {
     }
 
     /// Did the step do what it should? `Err` names what went wrong, in a few words.
-    pub fn judge(&self, step: Step, who: &Account, reply: &Reply<'_>) -> Result<(), String> {
+    pub fn judge(&self, step: Step, who: &Account, reply: &Reply<'_>) -> Result<(), Failure> {
         let status = reply.status;
         let success = (200..300).contains(&status);
         let redirect = (300..400).contains(&status);
@@ -182,29 +183,30 @@ impl Protocol {
         let form = self.kind() == LoginKind::Form;
         match step {
             Step::Me if shows => Ok(()),
-            Step::Me if success => Err("wrong user".into()),
-            Step::Me if form && redirect => Err(format!(
-                "not signed in (sent to {})",
-                reply.location.unwrap_or("?")
-            )),
-            Step::MeAnon if shows => Err("still logged in after logout".into()),
+            Step::Me if success => Err(Failure::WrongUser),
+            Step::Me if form && redirect => Err(Failure::NotSignedIn {
+                sent_to: reply.location.unwrap_or("?").to_string(),
+            }),
+            Step::MeAnon if shows => Err(Failure::StillLoggedInAfterLogout),
             Step::MeAnon => Ok(()),
             Step::Login if form && redirect => {
                 let to = reply.location.unwrap_or("");
                 if to.is_empty() || path_of(to) == self.target.paths.login {
-                    Err(format!("sign-in refused (sent back to {to:?})"))
+                    Err(Failure::SignInRefused {
+                        sent_back_to: Some(to.to_string()),
+                    })
                 } else {
                     Ok(())
                 }
             }
-            Step::Login if form && success => Err("sign-in refused (the form came back)".into()),
-            Step::Login if success && !shows => Err("wrong user".into()),
+            Step::Login if form && success => Err(Failure::SignInRefused { sent_back_to: None }),
+            Step::Login if success && !shows => Err(Failure::WrongUser),
             Step::Csrf if form && success && self.token(reply).is_none() => {
-                Err("no CSRF token in the login page (cookie or form field)".into())
+                Err(Failure::NoCsrfToken)
             }
             Step::Logout if form && redirect => Ok(()),
             _ if success => Ok(()),
-            _ => Err(format!("HTTP {status}")),
+            _ => Err(Failure::Http(status)),
         }
     }
 

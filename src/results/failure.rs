@@ -1,0 +1,227 @@
+//! Why one operation failed, as a type with a stable name. The error counts in `results.jsonl`
+//! (`errors[].kind`), the failure signatures built from them and the `[[expect]] signature` a
+//! matrix matches on all key on `Failure`'s `Display`, so a name, once recorded, never changes:
+//! add a variant rather than rename one. Every scenario and the login protocol record failures
+//! through this one type, so the same failure has the same name in every scenario.
+
+use std::fmt;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Failure {
+    // A connection to the server or the app.
+    /// No reply within the op timeout (or the HTTP client's timeout).
+    Timeout,
+    /// A reply that came after the op timeout had already counted the operation as failed.
+    LateReply,
+    ConnectionRefused,
+    /// The connection broke (reset, closed by the server).
+    ConnectionLost,
+    /// Another HTTP transport failure.
+    ConnectionError,
+    /// The server refused the credentials.
+    AuthFailed,
+    /// A reply the RESP parser could not read.
+    ProtocolError,
+    /// An error reply, by its code when there is one (`ERR`, `WRONGTYPE`, `OOM`, `READONLY`).
+    ServerError(Option<String>),
+
+    // An HTTP request to the app.
+    /// The request could not be built.
+    BadRequest,
+    /// The HTTP client failed before there was a reply.
+    RequestError,
+    /// A status that the step does not expect.
+    Http(u16),
+    /// The page was another user's.
+    WrongUser,
+    /// A form login's `me` page sent the user to sign in.
+    NotSignedIn {
+        sent_to: String,
+    },
+    StillLoggedInAfterLogout,
+    /// A form login sent back to the login page (`Some(location)`) or the form came back.
+    SignInRefused {
+        sent_back_to: Option<String>,
+    },
+    NoCsrfToken,
+
+    // What a verification found.
+    SessionLost,
+    /// The check itself could not be made (its request failed).
+    CheckFailed,
+    ConnectFailed,
+    WriteFailed,
+    ReadFailed,
+    KeyChanged,
+    KeyLost,
+    CacheWriteFailed,
+    CacheReadFailed,
+    CacheEntryChanged,
+    CacheEntryMissing,
+    ReadBackFailed,
+    /// WAIT returned before as many replicas as asked acknowledged the write.
+    WaitFewerReplicas,
+    /// A step of a user's setup failed (`register failed`, `login failed`).
+    StepFailed(String),
+
+    /// A failure during one phase of a scenario: `fill: timeout`, `setup: connection refused`,
+    /// `login: HTTP 500`.
+    During {
+        phase: String,
+        failure: Box<Failure>,
+    },
+}
+
+impl Failure {
+    /// `failure` during `phase`.
+    pub fn during(phase: &str, failure: Failure) -> Failure {
+        Failure::During {
+            phase: phase.to_string(),
+            failure: Box::new(failure),
+        }
+    }
+
+    /// A connection-level I/O error, grouped by what it means for the user.
+    pub fn of_io(e: &std::io::Error) -> Failure {
+        use std::io::ErrorKind::*;
+        match e.kind() {
+            TimedOut => Failure::Timeout,
+            ConnectionRefused => Failure::ConnectionRefused,
+            PermissionDenied => Failure::AuthFailed,
+            InvalidData => Failure::ProtocolError,
+            _ => Failure::ConnectionLost,
+        }
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match self {
+            Failure::Timeout => "timeout",
+            Failure::LateReply => "timeout (late reply)",
+            Failure::ConnectionRefused => "connection refused",
+            Failure::ConnectionLost => "connection lost",
+            Failure::ConnectionError => "connection error",
+            Failure::AuthFailed => "auth failed",
+            Failure::ProtocolError => "protocol error",
+            Failure::ServerError(None) => "server error",
+            Failure::ServerError(Some(code)) => return write!(f, "server error {code}"),
+            Failure::BadRequest => "bad request",
+            Failure::RequestError => "request error",
+            Failure::Http(status) => return write!(f, "HTTP {status}"),
+            Failure::WrongUser => "wrong user",
+            Failure::NotSignedIn { sent_to } => {
+                return write!(f, "not signed in (sent to {sent_to})")
+            }
+            Failure::StillLoggedInAfterLogout => "still logged in after logout",
+            Failure::SignInRefused {
+                sent_back_to: Some(to),
+            } => return write!(f, "sign-in refused (sent back to {to:?})"),
+            Failure::SignInRefused { sent_back_to: None } => "sign-in refused (the form came back)",
+            Failure::NoCsrfToken => "no CSRF token in the login page (cookie or form field)",
+            Failure::SessionLost => "session lost",
+            Failure::CheckFailed => "check failed",
+            Failure::ConnectFailed => "connect failed",
+            Failure::WriteFailed => "write failed",
+            Failure::ReadFailed => "read failed",
+            Failure::KeyChanged => "key changed",
+            Failure::KeyLost => "key lost",
+            Failure::CacheWriteFailed => "cache write failed",
+            Failure::CacheReadFailed => "cache read failed",
+            Failure::CacheEntryChanged => "cache entry changed",
+            Failure::CacheEntryMissing => "cache entry missing",
+            Failure::ReadBackFailed => "read-back failed",
+            Failure::WaitFewerReplicas => "WAIT: fewer replicas than asked",
+            Failure::StepFailed(step) => return write!(f, "{step} failed"),
+            Failure::During { phase, failure } => return write!(f, "{phase}: {failure}"),
+        };
+        f.write_str(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failure;
+
+    /// The names are a contract with every results.jsonl already written and every matrix's
+    /// `[[expect]] signature`: this list changes only by growing.
+    #[test]
+    fn names_are_stable() {
+        let names = [
+            (Failure::Timeout, "timeout"),
+            (Failure::LateReply, "timeout (late reply)"),
+            (Failure::ConnectionRefused, "connection refused"),
+            (Failure::ConnectionLost, "connection lost"),
+            (Failure::ConnectionError, "connection error"),
+            (Failure::AuthFailed, "auth failed"),
+            (Failure::ProtocolError, "protocol error"),
+            (Failure::ServerError(None), "server error"),
+            (Failure::ServerError(Some("OOM".into())), "server error OOM"),
+            (Failure::BadRequest, "bad request"),
+            (Failure::RequestError, "request error"),
+            (Failure::Http(500), "HTTP 500"),
+            (Failure::WrongUser, "wrong user"),
+            (
+                Failure::NotSignedIn {
+                    sent_to: "/accounts/login/?next=/me".into(),
+                },
+                "not signed in (sent to /accounts/login/?next=/me)",
+            ),
+            (
+                Failure::StillLoggedInAfterLogout,
+                "still logged in after logout",
+            ),
+            (
+                Failure::SignInRefused {
+                    sent_back_to: Some("/login/".into()),
+                },
+                "sign-in refused (sent back to \"/login/\")",
+            ),
+            (
+                Failure::SignInRefused { sent_back_to: None },
+                "sign-in refused (the form came back)",
+            ),
+            (
+                Failure::NoCsrfToken,
+                "no CSRF token in the login page (cookie or form field)",
+            ),
+            (Failure::SessionLost, "session lost"),
+            (Failure::CheckFailed, "check failed"),
+            (Failure::ConnectFailed, "connect failed"),
+            (Failure::WriteFailed, "write failed"),
+            (Failure::ReadFailed, "read failed"),
+            (Failure::KeyChanged, "key changed"),
+            (Failure::KeyLost, "key lost"),
+            (Failure::CacheWriteFailed, "cache write failed"),
+            (Failure::CacheReadFailed, "cache read failed"),
+            (Failure::CacheEntryChanged, "cache entry changed"),
+            (Failure::CacheEntryMissing, "cache entry missing"),
+            (Failure::ReadBackFailed, "read-back failed"),
+            (
+                Failure::WaitFewerReplicas,
+                "WAIT: fewer replicas than asked",
+            ),
+            (Failure::StepFailed("register".into()), "register failed"),
+            (Failure::during("fill", Failure::Timeout), "fill: timeout"),
+            (
+                Failure::during("login", Failure::Http(500)),
+                "login: HTTP 500",
+            ),
+        ];
+        for (failure, name) in names {
+            assert_eq!(failure.to_string(), name, "{failure:?}");
+        }
+    }
+
+    #[test]
+    fn io_errors_are_grouped_by_what_they_mean() {
+        use std::io::{Error, ErrorKind};
+        let of = |k| Failure::of_io(&Error::new(k, "x")).to_string();
+        assert_eq!(of(ErrorKind::TimedOut), "timeout");
+        assert_eq!(of(ErrorKind::ConnectionRefused), "connection refused");
+        assert_eq!(of(ErrorKind::PermissionDenied), "auth failed");
+        assert_eq!(of(ErrorKind::InvalidData), "protocol error");
+        assert_eq!(of(ErrorKind::ConnectionReset), "connection lost");
+        assert_eq!(of(ErrorKind::UnexpectedEof), "connection lost");
+    }
+}
