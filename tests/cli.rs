@@ -982,3 +982,39 @@ iterations = 1
     let beside: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
     assert_eq!(beside.len(), 1, "{beside:?}");
 }
+
+/// `-v` says what the harness started and when it was ready (debug events); without it the
+/// output stays the short one.
+#[test]
+fn verbose_run_says_what_it_started() {
+    let dir = tempfile::tempdir().unwrap();
+    let matrix = write(dir.path(), "m.toml", GOOD);
+    let run = |verbose: bool| {
+        let mut c = cachegate();
+        if verbose {
+            c.arg("-v");
+        }
+        let out = c
+            .args(["run", "--no-progress", "--out"])
+            .arg(dir.path().join(if verbose { "v" } else { "q" }))
+            .arg(&matrix)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let verbose = run(true);
+    for event in ["cell starts", "process ready"] {
+        assert!(verbose.contains(event), "no {event:?} in {verbose}");
+    }
+    let ready = verbose
+        .lines()
+        .find(|l| l.contains("process ready"))
+        .unwrap();
+    assert!(
+        ready.contains("server=redis@6.2") && ready.contains("port=") && ready.contains("pid="),
+        "{ready}"
+    );
+    let quiet = run(false);
+    assert!(!quiet.contains("process ready"), "{quiet}");
+}

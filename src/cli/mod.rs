@@ -44,6 +44,8 @@ pub fn run(cli: Cli) -> i32 {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, not into CI logs or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
     match dispatch(cli.command) {
         Ok(code) => code,

@@ -558,6 +558,7 @@ async fn run_cells(
             .generator
             .and(cell.target.server.as_deref())
             .and_then(|addr| clock_offset_ms(cell, addr));
+        tracing::debug!(cell = %cell.id, repeat = cell.repeat, "cell starts");
         let mut result = tokio::select! {
             result = cell::run_cell(cell, binary, stack, &ctx) => result,
             _ = hurry.cancelled() => cell::abandoned(cell, &ctx),

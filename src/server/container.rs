@@ -396,6 +396,13 @@ impl ContainerServer {
                 .unwrap_or(false);
             if pong {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::debug!(
+                    server = %self.spec.server,
+                    port = self.port,
+                    image = %self.image.tag,
+                    ms = %format_args!("{:.1}", self.last_start_ms),
+                    "container ready"
+                );
                 return Ok(());
             }
             // Asking the engine costs a round trip: check for an early exit every 100 ms.

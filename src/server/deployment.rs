@@ -84,6 +84,12 @@ impl Deployment {
         match deployment.start_nodes(spec, starter).await {
             Ok(()) => {
                 deployment.formed_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::debug!(
+                    topology = %deployment.topology,
+                    nodes = deployment.nodes.len(),
+                    ms = %format_args!("{:.0}", deployment.formed_ms),
+                    "deployment formed"
+                );
                 Ok(deployment)
             }
             Err(e) => {

@@ -81,10 +81,6 @@ impl ServerProcess {
         &self.spec
     }
 
-    pub fn binary(&self) -> &ProvisionedServer {
-        &self.binary
-    }
-
     pub fn data_dir(&self) -> PathBuf {
         self.workdir.join("data")
     }
@@ -151,6 +147,13 @@ impl ServerProcess {
             // Blocking (a TLS handshake included) but short: connect 200 ms, read 500 ms.
             if control::ready(&endpoint) {
                 self.last_start_ms = started.elapsed().as_secs_f64() * 1000.0;
+                tracing::debug!(
+                    server = %self.spec.server,
+                    port = self.port,
+                    pid = self.pid(),
+                    ms = %format_args!("{:.1}", self.last_start_ms),
+                    "process ready"
+                );
                 return Ok(());
             }
             if started.elapsed() > READY_TIMEOUT {

@@ -238,6 +238,7 @@ impl AppProcess {
             if let Ok(r) = client.get(&url).send().await {
                 if r.status().is_success() {
                     self.start_ms = started.elapsed().as_secs_f64() * 1000.0;
+                    tracing::debug!(url = %self.base_url(), ms = %format_args!("{:.0}", self.start_ms), "app ready");
                     return Ok(());
                 }
             }
