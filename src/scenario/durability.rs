@@ -210,13 +210,11 @@ pub async fn run(cfg: &DurabilityConfig, env: &mut CellEnv<'_>) -> ScenarioOutpu
         } else {
             "wait_replicas"
         };
-        return ScenarioOutput {
-            reason: format!(
-                "field `{field}` needs a primary with replicas (topology `replica:N` or `sentinel`), and this cell's topology is {}",
-                env.topology
-            ),
-            ..Default::default()
-        };
+        // Nothing was measured, so this is no finding about the server: the cell cannot run.
+        return ScenarioOutput::infra(format!(
+            "field `{field}` needs a primary with replicas (topology `replica:N` or `sentinel`), and this cell's topology is {}",
+            env.topology
+        ));
     }
     let endpoint = env.server.endpoint();
     let stop = Arc::new(AtomicBool::new(false));
