@@ -223,20 +223,9 @@ async fn evicted_keys(env: &CellEnv<'_>) -> u64 {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
     }
-    let Ok(client) = redis::Client::open(env.server.url()) else {
-        return 0;
-    };
-    let Ok(mut conn) = client.get_multiplexed_async_connection().await else {
-        return 0;
-    };
-    let info: String = redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut conn)
-        .await
-        .unwrap_or_default();
-    info.lines()
-        .find_map(|l| l.strip_prefix("evicted_keys:"))
-        .and_then(|v| v.trim().parse().ok())
+    let info = crate::server::deployment::info(&env.server.endpoint(), "stats").await;
+    crate::server::deployment::info_field(&info, "evicted_keys")
+        .and_then(|v| v.parse().ok())
         .unwrap_or(0)
 }
 
