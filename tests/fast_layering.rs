@@ -53,11 +53,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
     ),
     (
         "src/config/matrix_file.rs",
-        "stack",
-        "config parses [stacks.NAME] into stack::StackSpec",
-    ),
-    (
-        "src/config/matrix_file.rs",
         "target",
         "config parses [target] into target::TargetSection",
     ),

@@ -12,8 +12,22 @@ use super::{bounds, key_offset, parse_toml_text, read_text, table_range};
 use crate::error::{Error, Result};
 use crate::server::tls::Transport;
 use crate::server::{Persistence, ServerRef, ServerSettings, Topology};
-use crate::stack::StackSpec;
 use crate::target::TargetSection;
+
+/// A stack as written in a matrix: `[stacks.NAME]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StackSpec {
+    /// Python version, e.g. "3.11" (Django 6 needs >= 3.12).
+    #[serde(default = "default_python")]
+    pub python: String,
+    /// pip requirement specifiers, e.g. ["django==5.2.*", "redis==5.*", "django-redis==5.4.*"].
+    pub packages: Vec<String>,
+}
+
+fn default_python() -> String {
+    "3.11".into()
+}
 
 #[derive(
     Debug,

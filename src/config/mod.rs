@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-pub use matrix_file::{load_matrix, open_matrix, LoadedMatrix, MatrixFile};
+pub use matrix_file::{load_matrix, open_matrix, LoadedMatrix, MatrixFile, StackSpec};
 pub use scenario_file::{ScenarioKind, ScenarioParams};
 
 /// Read and parse a TOML file, turning parse errors into `file:line:column: message`.

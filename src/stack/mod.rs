@@ -15,20 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::target::app_files;
 
-/// A stack as written in a matrix: `[stacks.NAME]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StackSpec {
-    /// Python version, e.g. "3.11" (Django 6 needs >= 3.12).
-    #[serde(default = "default_python")]
-    pub python: String,
-    /// pip requirement specifiers, e.g. ["django==5.2.*", "redis==5.*", "django-redis==5.4.*"].
-    pub packages: Vec<String>,
-}
-
-fn default_python() -> String {
-    "3.11".into()
-}
+pub use crate::config::StackSpec;
 
 /// A ready virtualenv.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
