@@ -1,14 +1,21 @@
-//! The fast tier's scripted runtime: nodes that start, fail and are removed as a script says,
-//! so a deployment's own bookkeeping is tested without a server, Docker or a network: which
-//! nodes are started with what, which are removed when a later node fails to start (nothing the
-//! harness started may outlive the cell), and the order in which a deployment is taken down.
+//! The fast tier's scripted runtime: nodes that start, fail, answer and are removed as a script
+//! says, so a deployment's own logic is tested without a server or Docker: which nodes are
+//! started with what, which are removed when a later node fails to start (nothing the harness
+//! started may outlive the cell), the order in which a deployment is taken down, and how long it
+//! waits for a topology to form or a Sentinel to promote (scripted nodes answer RESP on
+//! 127.0.0.1 as the script says: a replica whose link comes up late, a Sentinel that names the
+//! new primary only after a while).
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
 use cachegate::error::{Error, Result};
 use cachegate::server::{
-    Deployment, Node, NodeStarter, Persistence, ProvisionedServer, Role, RunningServer,
+    self, Deployment, Node, NodeStarter, Persistence, ProvisionedServer, Role, RunningServer,
     RuntimeIdentity, ServerSettings, ServerSpec, StopKind, Topology,
 };
 
@@ -19,14 +26,38 @@ fn say(log: &Log, line: String) {
     log.lock().unwrap().push(line);
 }
 
-/// Starts scripted nodes on ports counting up from 20000; the node named in `fail` does not
-/// start, the way a server that exits during start-up does not.
+/// What a scripted node answers a command.
+type Script = fn(&Ask) -> Answer;
+
+/// A command as a scripted node sees it.
+struct Ask<'a> {
+    node: &'a str,
+    /// Its words, the name upper-cased.
+    command: &'a [String],
+    /// How many times this node was asked this command (and first argument) before.
+    before: usize,
+    /// Every started node's port, by name.
+    ports: &'a HashMap<String, u16>,
+}
+
+enum Answer {
+    Bulk(String),
+    Array(Vec<String>),
+}
+
+/// Starts scripted nodes; the node named in `fail` does not start, the way a server that exits
+/// during start-up does not. Without a script the nodes answer nothing and get ports counting
+/// up from 20000; with one, each answers RESP on its own 127.0.0.1 port.
 struct ScriptedStarter {
     log: Log,
     fail: &'static str,
     next_port: u16,
     /// The `replicaof` / cluster lines each node was started with.
     settings: Vec<(String, Vec<String>)>,
+    script: Option<Script>,
+    /// How many times each node was asked each command, by "node COMMAND ARG".
+    asked: Arc<Mutex<HashMap<String, usize>>>,
+    ports: Arc<Mutex<HashMap<String, u16>>>,
 }
 
 impl ScriptedStarter {
@@ -36,7 +67,25 @@ impl ScriptedStarter {
             fail,
             next_port: 20000,
             settings: vec![],
+            script: None,
+            asked: Default::default(),
+            ports: Default::default(),
         }
+    }
+
+    fn answering(script: Script) -> ScriptedStarter {
+        ScriptedStarter {
+            script: Some(script),
+            ..ScriptedStarter::failing_on("")
+        }
+    }
+
+    fn asked(&self, node: &str, command: &str) -> usize {
+        let asked = self.asked.lock().unwrap();
+        asked
+            .get(&format!("{node} {command}"))
+            .copied()
+            .unwrap_or(0)
     }
 
     fn log(&self) -> Vec<String> {
@@ -57,13 +106,27 @@ impl NodeStarter for ScriptedStarter {
             });
         }
         say(&self.log, format!("start {node}"));
-        self.next_port += 1;
-        Ok(Box::new(ScriptedServer::new(
-            node,
-            spec,
-            self.next_port,
-            &self.log,
-        )))
+        let Some(script) = self.script else {
+            self.next_port += 1;
+            return Ok(Box::new(ScriptedServer::new(
+                node,
+                spec,
+                self.next_port,
+                &self.log,
+            )));
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        self.ports.lock().unwrap().insert(node.to_string(), port);
+        let mut server = ScriptedServer::new(node, spec, port, &self.log);
+        server.answering = Some(tokio::spawn(answer(
+            listener,
+            node.to_string(),
+            script,
+            self.asked.clone(),
+            self.ports.clone(),
+        )));
+        Ok(Box::new(server))
     }
 
     async fn start_other(
@@ -83,6 +146,8 @@ struct ScriptedServer {
     log: Log,
     /// `remove` reports this problem (after logging that it was asked).
     remove_fails: bool,
+    /// The task answering on `port`, stopped by `remove`.
+    answering: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl ScriptedServer {
@@ -93,6 +158,7 @@ impl ScriptedServer {
             port,
             log: log.clone(),
             remove_fails: false,
+            answering: None,
         }
     }
 }
@@ -133,6 +199,9 @@ impl RunningServer for ScriptedServer {
     }
     async fn remove(self: Box<Self>) -> Result<()> {
         say(&self.log, format!("remove {}", self.name));
+        if let Some(task) = &self.answering {
+            task.abort();
+        }
         if self.remove_fails {
             return Err(Error::Server {
                 server: self.spec.server.to_string(),
@@ -141,6 +210,71 @@ impl RunningServer for ScriptedServer {
         }
         Ok(())
     }
+}
+
+/// Answer RESP commands on `listener` as `script` says, one task per connection.
+async fn answer(
+    listener: TcpListener,
+    node: String,
+    script: Script,
+    asked: Arc<Mutex<HashMap<String, usize>>>,
+    ports: Arc<Mutex<HashMap<String, u16>>>,
+) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let (node, asked, ports) = (node.clone(), asked.clone(), ports.clone());
+        tokio::spawn(async move {
+            let (read, mut write) = stream.into_split();
+            let mut read = BufReader::new(read);
+            while let Some(command) = read_command(&mut read).await {
+                // By the command and its first argument: `INFO replication`, `SENTINEL master`.
+                let key = format!("{node} {}", command[..command.len().min(2)].join(" "));
+                let before = {
+                    let mut asked = asked.lock().unwrap();
+                    let n = asked.entry(key).or_default();
+                    *n += 1;
+                    *n - 1
+                };
+                let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
+                let ports = ports.lock().unwrap().clone();
+                let ask = Ask {
+                    node: &node,
+                    command: &command,
+                    before,
+                    ports: &ports,
+                };
+                let reply = match script(&ask) {
+                    Answer::Bulk(text) => bulk(&text),
+                    Answer::Array(items) => items
+                        .iter()
+                        .fold(format!("*{}\r\n", items.len()), |out, item| {
+                            out + &bulk(item)
+                        }),
+                };
+                if write.write_all(reply.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// One command as a client sends it: an array of bulk strings. `None` at the end of the stream.
+async fn read_command(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Option<Vec<String>> {
+    let mut line = String::new();
+    read.read_line(&mut line).await.ok()?;
+    let n: usize = line.trim_end().strip_prefix('*')?.parse().ok()?;
+    let mut words = Vec::with_capacity(n);
+    for _ in 0..n {
+        line.clear();
+        read.read_line(&mut line).await.ok()?;
+        let len: usize = line.trim_end().strip_prefix('$')?.parse().ok()?;
+        let mut word = vec![0; len + 2];
+        read.read_exact(&mut word).await.ok()?;
+        word.truncate(len);
+        words.push(String::from_utf8(word).ok()?);
+    }
+    words[0].make_ascii_uppercase();
+    Some(words)
 }
 
 fn spec() -> ServerSpec {
@@ -280,4 +414,132 @@ fn removal_takes_the_sentinels_down_first_and_removes_every_node_despite_a_failu
         .to_string();
     assert!(error.contains("primary: could not remove"), "{error}");
     assert!(deployment.nodes.is_empty());
+}
+
+/// Primaries say so; replica-2's link comes up only on its fourth answer, the others' at once.
+fn replication(ask: &Ask) -> Answer {
+    let info = match (ask.command[0].as_str(), ask.node) {
+        ("INFO", "primary") => "# Replication\r\nrole:master\r\n",
+        ("INFO", "replica-2") if ask.before < 3 => "role:slave\r\nmaster_link_status:down\r\n",
+        ("INFO", _) => "role:slave\r\nmaster_link_status:up\r\n",
+        _ => "",
+    };
+    Answer::Bulk(info.into())
+}
+
+#[test]
+fn a_replica_deployment_is_formed_once_every_replica_reports_its_link_up() {
+    let rt = runtime();
+    let mut starter = ScriptedStarter::answering(replication);
+    let topology: Topology = "replica:2".parse().unwrap();
+    let mut deployment = rt
+        .block_on(Deployment::start(topology, &spec(), &mut starter))
+        .expect("the deployment forms");
+    // Asked until replica-2 said `up` (three `down`s first), and no further.
+    assert_eq!(starter.asked("replica-2", "INFO replication"), 4);
+    assert_eq!(starter.asked("replica-1", "INFO replication"), 4);
+    assert_eq!(starter.asked("primary", "INFO replication"), 0);
+    let roles: Vec<_> = rt
+        .block_on(deployment.describe())
+        .into_iter()
+        .map(|n| (n.name, n.role_at_end))
+        .collect();
+    let role = |r: &str| Some(r.to_string());
+    assert_eq!(
+        roles,
+        [
+            ("primary".to_string(), role("primary")),
+            ("replica-1".to_string(), role("replica")),
+            ("replica-2".to_string(), role("replica")),
+        ]
+    );
+    rt.block_on(deployment.remove()).unwrap();
+}
+
+/// Sentinels that discover each other only on their third answer; then they name the primary
+/// until their fourth `get-master-addr-by-name`, and replica-1 after it.
+fn sentinels(ask: &Ask) -> Answer {
+    let port = |node: &str| ask.ports[node].to_string();
+    let words: Vec<&str> = ask.command.iter().map(String::as_str).collect();
+    match words[..] {
+        ["INFO", ..] => replication(ask),
+        ["SENTINEL", "master", "cachegate"] => {
+            let others = if ask.before < 2 { "1" } else { "2" };
+            Answer::Array(
+                [
+                    ("name", "cachegate".to_string()),
+                    ("port", port("primary")),
+                    ("num-slaves", "1".into()),
+                    ("num-other-sentinels", others.into()),
+                ]
+                .into_iter()
+                .flat_map(|(k, v)| [k.to_string(), v])
+                .collect(),
+            )
+        }
+        ["SENTINEL", "get-master-addr-by-name", "cachegate"] => {
+            let primary = if ask.before < 3 {
+                "primary"
+            } else {
+                "replica-1"
+            };
+            Answer::Array(vec!["127.0.0.1".into(), port(primary)])
+        }
+        _ => Answer::Bulk(String::new()),
+    }
+}
+
+#[test]
+fn sentinels_are_waited_for_until_they_agree_and_a_promotion_until_one_names_the_new_primary() {
+    let rt = runtime();
+    let mut starter = ScriptedStarter::answering(sentinels);
+    let mut deployment = rt
+        .block_on(Deployment::start(
+            "sentinel".parse().unwrap(),
+            &spec(),
+            &mut starter,
+        ))
+        .expect("the deployment forms");
+    // Each round asks the Sentinels in order and stops at the first that does not see both
+    // others yet: sentinel-1 is asked in all 7 rounds, sentinel-2 from the 3rd, sentinel-3 from
+    // the 5th, and each agrees on its third answer.
+    let asked: Vec<usize> = ["sentinel-1", "sentinel-2", "sentinel-3"]
+        .map(|s| starter.asked(s, "SENTINEL master"))
+        .to_vec();
+    assert_eq!(asked, [7, 5, 3]);
+    let node_port = |name: &str| deployment.node(name).unwrap().server.port();
+    let (primary, replica) = (node_port("primary"), node_port("replica-1"));
+    let endpoints: Vec<_> = deployment
+        .nodes
+        .iter()
+        .filter(|n| n.role == Role::Sentinel)
+        .map(|n| n.server.endpoint())
+        .collect();
+    // sentinel-1 is asked first each round; on its fourth answer it names replica-1.
+    let promoted = rt.block_on(server::deployment::sentinel_promotion(
+        &endpoints,
+        primary,
+        || false,
+    ));
+    assert_eq!(promoted, Some(replica));
+    assert_eq!(
+        starter.asked("sentinel-1", "SENTINEL get-master-addr-by-name"),
+        4
+    );
+    assert_eq!(
+        starter.asked("sentinel-2", "SENTINEL get-master-addr-by-name"),
+        3
+    );
+    // Given up on, the poll says no promotion was seen.
+    let polls = std::cell::Cell::new(0);
+    let none = rt.block_on(server::deployment::sentinel_promotion(
+        &endpoints,
+        replica,
+        || {
+            polls.set(polls.get() + 1);
+            polls.get() > 2
+        },
+    ));
+    assert_eq!(none, None);
+    rt.block_on(deployment.remove()).unwrap();
 }
