@@ -991,6 +991,8 @@ fn verbose_run_says_what_it_started() {
     let matrix = write(dir.path(), "m.toml", GOOD);
     let run = |verbose: bool| {
         let mut c = cachegate();
+        // RUST_LOG would override -v.
+        c.env_remove("RUST_LOG");
         if verbose {
             c.arg("-v");
         }
@@ -1015,6 +1017,8 @@ fn verbose_run_says_what_it_started() {
         ready.contains("server=redis@6.2") && ready.contains("port=") && ready.contains("pid="),
         "{ready}"
     );
+    // stderr is a pipe here: no colour codes.
+    assert!(!verbose.contains('\x1b'), "{verbose}");
     let quiet = run(false);
     assert!(!quiet.contains("process ready"), "{quiet}");
 }

@@ -205,7 +205,7 @@ impl RunningServer for ScriptedServer {
         if self.remove_fails {
             return Err(Error::Server {
                 server: self.spec.server.to_string(),
-                message: format!("{}: could not remove: docker rm: conflict", self.name),
+                message: format!("could not remove: docker rm: conflict ({})", self.name),
             });
         }
         Ok(())
@@ -375,7 +375,7 @@ fn removal_takes_the_sentinels_down_first_and_removes_every_node_despite_a_failu
     let log = Log::default();
     let node = |name: &str, role: Role, port: u16| {
         let mut server = ScriptedServer::new(name, &spec(), port, &log);
-        server.remove_fails = name == "primary";
+        server.remove_fails = name == "primary" || name == "replica-2";
         Node {
             name: name.to_string(),
             role,
@@ -409,10 +409,12 @@ fn removal_takes_the_sentinels_down_first_and_removes_every_node_despite_a_failu
             "remove replica-2",
         ]
     );
-    let error = result
-        .expect_err("the primary's failure is reported")
-        .to_string();
-    assert!(error.contains("primary: could not remove"), "{error}");
+    // The first problem is reported, with the node it came from.
+    let error = result.expect_err("a failure is reported").to_string();
+    assert_eq!(
+        error,
+        "server redis@7.4 failed: primary: could not remove: docker rm: conflict (primary)"
+    );
     assert!(deployment.nodes.is_empty());
 }
 

@@ -13,9 +13,6 @@ use crate::results::Verdict;
 pub struct Junit;
 
 impl Renderer for Junit {
-    fn file_name(&self) -> Option<&'static str> {
-        Some("junit.xml")
-    }
     fn render(&self, r: &renderer::Report) -> String {
         render(r.summary, r.cells)
     }

@@ -101,9 +101,6 @@ fn what_changes(out: &mut String, axes: &[AxisChanges]) {
 pub struct Markdown;
 
 impl Renderer for Markdown {
-    fn file_name(&self) -> Option<&'static str> {
-        Some("summary.md")
-    }
     fn render(&self, r: &Report) -> String {
         render(r.summary, r.cells, r.changes)
     }

@@ -62,8 +62,7 @@ pub fn render_all(
         summary: &summary,
         info: info.as_ref(),
     };
-    for output in renderer::FILES {
-        let name = output.file_name().expect("the files rendered have names");
+    for (name, output) in renderer::FILES {
         write(name, output.render(&report))?;
     }
     Ok(Rendered {

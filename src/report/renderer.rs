@@ -1,6 +1,7 @@
 //! One interface for every output format (as hyperfine has one exporter per format): each
 //! renderer reads the same `Report` (the results and the views shaped from them once) and
-//! returns its text. Adding a format is one file and one entry in `FILES`.
+//! returns its text. Adding a format is its own file (with its `pub mod` line in report/mod.rs)
+//! and one entry in `FILES`.
 
 use super::changes::AxisChanges;
 use super::model::CellView;
@@ -19,16 +20,15 @@ pub struct Report<'a> {
 
 /// One output format.
 pub trait Renderer {
-    /// The file it is written to in the run folder; `None` for what is only printed.
-    fn file_name(&self) -> Option<&'static str>;
     fn render(&self, report: &Report) -> String;
 }
 
-/// The formats written into the run folder, in the order they are written (`results.csv` is
-/// appended cell by cell by the store, so it is not among them; the console table is printed).
-pub const FILES: [&dyn Renderer; 4] = [
-    &super::summary::SummaryJson,
-    &super::junit::Junit,
-    &super::markdown::Markdown,
-    &super::html::Html,
+/// The files written into the run folder and what renders each, in the order they are written
+/// (`results.csv` is appended cell by cell by the store, so it is not among them; the console
+/// table, `table::Table`, is printed).
+pub const FILES: [(&str, &dyn Renderer); 4] = [
+    ("summary.json", &super::summary::SummaryJson),
+    ("junit.xml", &super::junit::Junit),
+    ("summary.md", &super::markdown::Markdown),
+    ("index.html", &super::html::Html),
 ];

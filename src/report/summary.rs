@@ -98,20 +98,17 @@ pub struct SignatureGroup {
     pub explanation: Option<crate::config::report_section::Explanation>,
 }
 
-/// The failure signature of a cell: the app's exception if it logged one, else the most
-/// frequent error kind, else the infrastructure error.
 /// `summary.json`: the machine-readable summary (its schema is checked in).
 pub struct SummaryJson;
 
 impl Renderer for SummaryJson {
-    fn file_name(&self) -> Option<&'static str> {
-        Some("summary.json")
-    }
     fn render(&self, r: &Report) -> String {
         serde_json::to_string_pretty(r.summary).expect("summary serializes")
     }
 }
 
+/// The failure signature of a cell: the app's exception if it logged one, else the most
+/// frequent error kind, else the infrastructure error.
 pub fn signature_of(r: &CellResult) -> Option<String> {
     if matches!(r.verdict, Verdict::Pass | Verdict::Xpass) {
         return None;

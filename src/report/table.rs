@@ -14,9 +14,6 @@ const HEADER: [&str; 8] = [
 pub struct Table;
 
 impl Renderer for Table {
-    fn file_name(&self) -> Option<&'static str> {
-        None
-    }
     fn render(&self, r: &Report) -> String {
         render(r.cells)
     }

@@ -4,6 +4,7 @@
 //! add a variant rather than rename one. Every scenario and the login protocol record failures
 //! through this one type, so the same failure has the same name in every scenario.
 
+use std::borrow::Cow;
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -22,8 +23,9 @@ pub enum Failure {
     AuthFailed,
     /// A reply the RESP parser could not read.
     ProtocolError,
-    /// An error reply, by its code when there is one (`ERR`, `WRONGTYPE`, `OOM`, `READONLY`).
-    ServerError(Option<String>),
+    /// An error reply, by its code when there is one (`ERR`, `WRONGTYPE`, `OOM`, `READONLY`):
+    /// see `server_error`.
+    ServerError(Option<Cow<'static, str>>),
 
     // An HTTP request to the app.
     /// The request could not be built.
@@ -62,23 +64,66 @@ pub enum Failure {
     /// WAIT returned before as many replicas as asked acknowledged the write.
     WaitFewerReplicas,
     /// A step of a user's setup failed (`register failed`, `login failed`).
-    StepFailed(String),
+    StepFailed(&'static str),
+    /// A test of a team's own suite that did not pass, by its outcome (`failed`, `error`).
+    Test {
+        outcome: String,
+        test: String,
+    },
 
     /// A failure during one phase of a scenario: `fill: timeout`, `setup: connection refused`,
     /// `login: HTTP 500`.
     During {
-        phase: String,
+        phase: &'static str,
         failure: Box<Failure>,
     },
 }
 
+/// The error codes Redis-compatible servers answer with, named without an allocation: an error
+/// reply can be the most frequent failure of a cache-ops cell (OOM under eviction, READONLY
+/// after a failover), recorded per operation.
+const SERVER_ERROR_CODES: &[&str] = &[
+    "ERR",
+    "WRONGTYPE",
+    "OOM",
+    "READONLY",
+    "NOAUTH",
+    "NOPERM",
+    "WRONGPASS",
+    "LOADING",
+    "BUSY",
+    "MASTERDOWN",
+    "NOREPLICAS",
+    "MISCONF",
+    "MOVED",
+    "ASK",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "CROSSSLOT",
+    "EXECABORT",
+    "NOSCRIPT",
+    "NOPROTO",
+    "SERVER_ERROR",
+    "CLIENT_ERROR",
+];
+
 impl Failure {
     /// `failure` during `phase`.
-    pub fn during(phase: &str, failure: Failure) -> Failure {
+    pub fn during(phase: &'static str, failure: Failure) -> Failure {
         Failure::During {
-            phase: phase.to_string(),
+            phase,
             failure: Box::new(failure),
         }
+    }
+
+    /// An error reply, by its first word (`ERR` when it has none).
+    pub fn server_error(reply: &str) -> Failure {
+        let code = reply.split_whitespace().next().unwrap_or("ERR");
+        let code = match SERVER_ERROR_CODES.iter().find(|c| **c == code) {
+            Some(known) => Cow::Borrowed(*known),
+            None => Cow::Owned(code.to_string()),
+        };
+        Failure::ServerError(Some(code))
     }
 
     /// A connection-level I/O error, grouped by what it means for the user.
@@ -133,6 +178,7 @@ impl fmt::Display for Failure {
             Failure::ReadBackFailed => "read-back failed",
             Failure::WaitFewerReplicas => "WAIT: fewer replicas than asked",
             Failure::StepFailed(step) => return write!(f, "{step} failed"),
+            Failure::Test { outcome, test } => return write!(f, "{outcome} {test}"),
             Failure::During { phase, failure } => return write!(f, "{phase}: {failure}"),
         };
         f.write_str(name)
@@ -156,7 +202,14 @@ mod tests {
             (Failure::AuthFailed, "auth failed"),
             (Failure::ProtocolError, "protocol error"),
             (Failure::ServerError(None), "server error"),
-            (Failure::ServerError(Some("OOM".into())), "server error OOM"),
+            (
+                Failure::server_error("OOM command not allowed"),
+                "server error OOM",
+            ),
+            (
+                Failure::server_error("NEWCODE whatever"),
+                "server error NEWCODE",
+            ),
             (Failure::BadRequest, "bad request"),
             (Failure::RequestError, "request error"),
             (Failure::Http(500), "HTTP 500"),
@@ -201,7 +254,14 @@ mod tests {
                 Failure::WaitFewerReplicas,
                 "WAIT: fewer replicas than asked",
             ),
-            (Failure::StepFailed("register".into()), "register failed"),
+            (Failure::StepFailed("register"), "register failed"),
+            (
+                Failure::Test {
+                    outcome: "failed".into(),
+                    test: "tests.test_cache.CacheTest.test_ttl".into(),
+                },
+                "failed tests.test_cache.CacheTest.test_ttl",
+            ),
             (Failure::during("fill", Failure::Timeout), "fill: timeout"),
             (
                 Failure::during("login", Failure::Http(500)),
@@ -209,7 +269,47 @@ mod tests {
             ),
         ];
         for (failure, name) in names {
+            listed(&failure);
             assert_eq!(failure.to_string(), name, "{failure:?}");
+        }
+    }
+
+    /// No `_` arm: a new variant does not compile until it is added here, next to the list
+    /// above that pins its name.
+    fn listed(f: &Failure) {
+        match f {
+            Failure::Timeout
+            | Failure::LateReply
+            | Failure::ConnectionRefused
+            | Failure::ConnectionLost
+            | Failure::ConnectionError
+            | Failure::AuthFailed
+            | Failure::ProtocolError
+            | Failure::ServerError(_)
+            | Failure::BadRequest
+            | Failure::RequestError
+            | Failure::Http(_)
+            | Failure::WrongUser
+            | Failure::NotSignedIn { .. }
+            | Failure::StillLoggedInAfterLogout
+            | Failure::SignInRefused { .. }
+            | Failure::NoCsrfToken
+            | Failure::SessionLost
+            | Failure::CheckFailed
+            | Failure::ConnectFailed
+            | Failure::WriteFailed
+            | Failure::ReadFailed
+            | Failure::KeyChanged
+            | Failure::KeyLost
+            | Failure::CacheWriteFailed
+            | Failure::CacheReadFailed
+            | Failure::CacheEntryChanged
+            | Failure::CacheEntryMissing
+            | Failure::ReadBackFailed
+            | Failure::WaitFewerReplicas
+            | Failure::StepFailed(_)
+            | Failure::Test { .. }
+            | Failure::During { .. } => {}
         }
     }
 

@@ -18,7 +18,8 @@ pub struct Recorder {
     failed_hist: Vec<Histogram<u64>>,
     ok: Vec<u64>,
     errors: Vec<u64>,
-    /// Keyed by the failure itself (no string built per error); named when summarized.
+    /// Keyed by the failure itself (no string built per error of the usual kinds); named when
+    /// summarized.
     error_kinds: HashMap<Failure, (u64, String)>,
     // The second being filled for the timeline.
     second: u64,
@@ -239,12 +240,16 @@ impl Recorder {
         });
         // After "all", which they are part of already.
         ops.extend(lookup_rows);
-        let mut errors: Vec<ErrorCount> = self
-            .error_kinds
-            .iter()
+        // By name: two failures that print alike are one row.
+        let mut by_name: HashMap<String, (u64, &String)> = HashMap::new();
+        for (kind, (count, example)) in &self.error_kinds {
+            by_name.entry(kind.to_string()).or_insert((0, example)).0 += count;
+        }
+        let mut errors: Vec<ErrorCount> = by_name
+            .into_iter()
             .map(|(kind, (count, example))| ErrorCount {
-                kind: kind.to_string(),
-                count: *count,
+                kind,
+                count,
                 example: example.clone(),
             })
             .collect();

@@ -163,7 +163,7 @@ impl SignInError {
 
     /// The error kind it is counted under: `login failed`, `register failed`.
     pub fn failure(&self) -> Failure {
-        Failure::StepFailed(self.step.to_string())
+        Failure::StepFailed(self.step)
     }
 }
 

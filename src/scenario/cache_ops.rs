@@ -206,11 +206,10 @@ impl Shard {
                 let latency_ns = latency.as_nanos() as u64;
                 for (op, reply) in ops.iter().zip(replies) {
                     if let Reply::Error(message) = reply {
-                        let code = message.split_whitespace().next().unwrap_or("ERR");
                         self.rec.failed(
                             op.index(),
                             latency_ns,
-                            Failure::ServerError(Some(code.to_string())),
+                            Failure::server_error(message),
                             || message.clone(),
                         );
                     } else {
@@ -838,7 +837,7 @@ mod tests {
             "{failed:?}"
         );
         assert_eq!(all.waited().count, 4);
-        assert_eq!(errors[0].kind, Failure::LateReply.to_string());
+        assert_eq!(errors[0].kind, "timeout (late reply)");
         assert!(
             errors[0].example.contains("1100.0 ms"),
             "{}",

@@ -18,6 +18,7 @@ use crate::config::scenario_file::ScenarioParams;
 use crate::config::HumanDuration;
 use crate::results::checks::test_suite::{TestFailure, TestSuiteReport};
 use crate::results::checks::{Check, CheckView};
+use crate::results::failure::Failure;
 use crate::results::ErrorCount;
 use crate::target::app::AppCode;
 
@@ -170,7 +171,11 @@ async fn run_suite(
         .failures
         .iter()
         .map(|f| ErrorCount {
-            kind: format!("{} {}", f.outcome, f.test),
+            kind: Failure::Test {
+                outcome: f.outcome.to_string(),
+                test: f.test.clone(),
+            }
+            .to_string(),
             count: 1,
             example: f.signature.clone(),
         })

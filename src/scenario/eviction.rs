@@ -223,7 +223,7 @@ async fn evicted_keys(env: &CellEnv<'_>) -> u64 {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
     }
-    let info = crate::server::deployment::info(&env.server.endpoint(), "stats").await;
+    let info = crate::server::deployment::info(&endpoint, "stats").await;
     crate::server::deployment::info_field(&info, "evicted_keys")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)

@@ -252,7 +252,9 @@ pub async fn run(cfg: &StackTransitionConfig, env: &mut CellEnv<'_>) -> Scenario
                 rec.ok(0, took.as_nanos() as u64);
                 logged_in.push(browser);
             }
-            Err(e) => rec.error(0, Failure::StepFailed("login".into()), || e.to_string()),
+            // Counted as `login failed` whichever step of the sign-in failed: the name this
+            // scenario has always recorded (not `e.failure()`, which would rename it).
+            Err(e) => rec.error(0, Failure::StepFailed("login"), || e.to_string()),
         }
     }
     let from_a = cached_values::values(&format!("{}a", env.user_tag), VALUES_PER_KIND);

@@ -176,13 +176,10 @@ impl Deployment {
         role: Role,
         shard: Option<u8>,
     ) -> Result<()> {
-        let server = starter.start(spec, name).await.map_err(|e| match e {
-            Error::Server { server, message } => Error::Server {
-                server,
-                message: format!("{name}: {message}"),
-            },
-            other => other,
-        })?;
+        let server = starter
+            .start(spec, name)
+            .await
+            .map_err(|e| naming(name, e))?;
         self.nodes.push(Node {
             name: name.to_string(),
             role,
@@ -274,7 +271,7 @@ impl Deployment {
         self.nodes.sort_by_key(|n| n.role != Role::Sentinel);
         for node in self.nodes.drain(..) {
             if let Err(e) = node.server.remove().await {
-                first_error.get_or_insert(e);
+                first_error.get_or_insert(naming(&node.name, e));
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -462,6 +459,17 @@ impl Deployment {
                 .unwrap_or_default(),
             message,
         }
+    }
+}
+
+/// A node's server error, with the node's name in front (`replica-2: exited during start-up`).
+fn naming(node: &str, e: Error) -> Error {
+    match e {
+        Error::Server { server, message } => Error::Server {
+            server,
+            message: format!("{node}: {message}"),
+        },
+        other => other,
     }
 }
 

@@ -69,9 +69,6 @@ fn label(r: &CellResult) -> String {
 pub struct Html;
 
 impl Renderer for Html {
-    fn file_name(&self) -> Option<&'static str> {
-        Some("index.html")
-    }
     fn render(&self, r: &Report) -> String {
         render(r.results, r.cells, r.changes, r.summary, r.info)
     }
