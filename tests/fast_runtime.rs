@@ -55,9 +55,18 @@ struct ScriptedStarter {
     /// The `replicaof` / cluster lines each node was started with.
     settings: Vec<(String, Vec<String>)>,
     script: Option<Script>,
+    heard: Arc<Mutex<Heard>>,
+}
+
+/// What the scripted nodes were told, shared by their answering tasks.
+#[derive(Default)]
+struct Heard {
     /// How many times each node was asked each command, by "node COMMAND ARG".
-    asked: Arc<Mutex<HashMap<String, usize>>>,
-    ports: Arc<Mutex<HashMap<String, u16>>>,
+    asked: HashMap<String, usize>,
+    /// Every command, by node, in the order it arrived.
+    commands: Vec<(String, Vec<String>)>,
+    /// Every started node's port, by name.
+    ports: HashMap<String, u16>,
 }
 
 impl ScriptedStarter {
@@ -68,8 +77,7 @@ impl ScriptedStarter {
             next_port: 20000,
             settings: vec![],
             script: None,
-            asked: Default::default(),
-            ports: Default::default(),
+            heard: Default::default(),
         }
     }
 
@@ -81,11 +89,20 @@ impl ScriptedStarter {
     }
 
     fn asked(&self, node: &str, command: &str) -> usize {
-        let asked = self.asked.lock().unwrap();
-        asked
-            .get(&format!("{node} {command}"))
-            .copied()
-            .unwrap_or(0)
+        let heard = self.heard.lock().unwrap();
+        let asked = heard.asked.get(&format!("{node} {command}"));
+        asked.copied().unwrap_or(0)
+    }
+
+    /// The commands `node` heard that start with `prefix` (e.g. `["CLUSTER", "MEET"]`).
+    fn heard(&self, node: &str, prefix: &[&str]) -> Vec<Vec<String>> {
+        let heard = self.heard.lock().unwrap();
+        heard
+            .commands
+            .iter()
+            .filter(|(n, c)| n == node && c.len() >= prefix.len() && c[..prefix.len()] == *prefix)
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 
     fn log(&self) -> Vec<String> {
@@ -117,14 +134,17 @@ impl NodeStarter for ScriptedStarter {
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        self.ports.lock().unwrap().insert(node.to_string(), port);
+        self.heard
+            .lock()
+            .unwrap()
+            .ports
+            .insert(node.to_string(), port);
         let mut server = ScriptedServer::new(node, spec, port, &self.log);
         server.answering = Some(tokio::spawn(answer(
             listener,
             node.to_string(),
             script,
-            self.asked.clone(),
-            self.ports.clone(),
+            self.heard.clone(),
         )));
         Ok(Box::new(server))
     }
@@ -213,29 +233,23 @@ impl RunningServer for ScriptedServer {
 }
 
 /// Answer RESP commands on `listener` as `script` says, one task per connection.
-async fn answer(
-    listener: TcpListener,
-    node: String,
-    script: Script,
-    asked: Arc<Mutex<HashMap<String, usize>>>,
-    ports: Arc<Mutex<HashMap<String, u16>>>,
-) {
+async fn answer(listener: TcpListener, node: String, script: Script, heard: Arc<Mutex<Heard>>) {
     while let Ok((stream, _)) = listener.accept().await {
-        let (node, asked, ports) = (node.clone(), asked.clone(), ports.clone());
+        let (node, heard) = (node.clone(), heard.clone());
         tokio::spawn(async move {
             let (read, mut write) = stream.into_split();
             let mut read = BufReader::new(read);
             while let Some(command) = read_command(&mut read).await {
                 // By the command and its first argument: `INFO replication`, `SENTINEL master`.
                 let key = format!("{node} {}", command[..command.len().min(2)].join(" "));
-                let before = {
-                    let mut asked = asked.lock().unwrap();
-                    let n = asked.entry(key).or_default();
+                let (before, ports) = {
+                    let mut heard = heard.lock().unwrap();
+                    heard.commands.push((node.clone(), command.clone()));
+                    let n = heard.asked.entry(key).or_default();
                     *n += 1;
-                    *n - 1
+                    (*n - 1, heard.ports.clone())
                 };
                 let bulk = |s: &str| format!("${}\r\n{s}\r\n", s.len());
-                let ports = ports.lock().unwrap().clone();
                 let ask = Ask {
                     node: &node,
                     command: &command,
@@ -543,5 +557,69 @@ fn sentinels_are_waited_for_until_they_agree_and_a_promotion_until_one_names_the
         },
     ));
     assert_eq!(none, None);
+    rt.block_on(deployment.remove()).unwrap();
+}
+
+/// Cluster nodes: each has an id, takes what it is told, and reports the cluster formed (and
+/// the replicas their links up).
+fn cluster(ask: &Ask) -> Answer {
+    let words: Vec<&str> = ask.command.iter().map(String::as_str).collect();
+    Answer::Bulk(match words[..] {
+        ["INFO", ..] => return replication(ask),
+        ["CLUSTER", "MYID"] => format!("id-{}", ask.node),
+        ["CLUSTER", "INFO"] => format!(
+            "cluster_state:ok\r\ncluster_slots_ok:16384\r\ncluster_known_nodes:{}\r\n",
+            ask.ports.len()
+        ),
+        _ => "OK".into(),
+    })
+}
+
+#[test]
+fn a_cluster_is_formed_with_every_slot_on_one_primary_and_each_replica_on_its_shard() {
+    let rt = runtime();
+    let mut starter = ScriptedStarter::answering(cluster);
+    let mut deployment = rt
+        .block_on(Deployment::start(
+            "cluster:3:1".parse().unwrap(),
+            &spec(),
+            &mut starter,
+        ))
+        .expect("the cluster forms");
+    // The first node meets every other one.
+    let port = |name: &str| deployment.node(name).unwrap().server.port().to_string();
+    let met: Vec<String> = starter
+        .heard("shard-1", &["CLUSTER", "MEET"])
+        .into_iter()
+        .map(|c| c[3].clone())
+        .collect();
+    let others = [
+        "shard-2",
+        "shard-3",
+        "shard-1-replica-1",
+        "shard-2-replica-1",
+        "shard-3-replica-1",
+    ];
+    assert_eq!(met, others.map(port));
+    // Every slot is added exactly once, on a primary, in one contiguous range per shard.
+    let mut slots = Vec::new();
+    for shard in ["shard-1", "shard-2", "shard-3"] {
+        let added = starter.heard(shard, &["CLUSTER", "ADDSLOTS"]);
+        assert_eq!(added.len(), 1, "{shard}");
+        let range: Vec<u16> = added[0][2..].iter().map(|s| s.parse().unwrap()).collect();
+        assert!(range.windows(2).all(|w| w[1] == w[0] + 1), "{shard}");
+        slots.extend(range);
+    }
+    assert_eq!(slots, (0..16384).collect::<Vec<u16>>());
+    // Each replica follows the primary of its own shard, and holds no slots.
+    for shard in 1..=3 {
+        let replica = format!("shard-{shard}-replica-1");
+        let told = starter.heard(&replica, &["CLUSTER", "REPLICATE"]);
+        assert_eq!(
+            told,
+            [["CLUSTER", "REPLICATE", &format!("id-shard-{shard}")]]
+        );
+        assert!(starter.heard(&replica, &["CLUSTER", "ADDSLOTS"]).is_empty());
+    }
     rt.block_on(deployment.remove()).unwrap();
 }
