@@ -317,6 +317,20 @@ fn failed_start(topology: &str, starter: &mut ScriptedStarter) -> String {
     }
 }
 
+/// Start `topology` on nodes answering as `script` says; it must form.
+fn formed(
+    rt: &tokio::runtime::Runtime,
+    topology: &str,
+    script: Script,
+) -> (ScriptedStarter, Deployment) {
+    let mut starter = ScriptedStarter::answering(script);
+    let topology: Topology = topology.parse().unwrap();
+    let deployment = rt
+        .block_on(Deployment::start(topology, &spec(), &mut starter))
+        .unwrap_or_else(|e| panic!("the deployment does not form: {e}"));
+    (starter, deployment)
+}
+
 #[test]
 fn a_replica_that_fails_to_start_takes_the_nodes_started_before_it_down() {
     let mut starter = ScriptedStarter::failing_on("replica-2");
@@ -446,11 +460,7 @@ fn replication(ask: &Ask) -> Answer {
 #[test]
 fn a_replica_deployment_is_formed_once_every_replica_reports_its_link_up() {
     let rt = runtime();
-    let mut starter = ScriptedStarter::answering(replication);
-    let topology: Topology = "replica:2".parse().unwrap();
-    let mut deployment = rt
-        .block_on(Deployment::start(topology, &spec(), &mut starter))
-        .expect("the deployment forms");
+    let (starter, mut deployment) = formed(&rt, "replica:2", replication);
     // Asked until replica-2 said `up` (three `down`s first), and no further.
     assert_eq!(starter.asked("replica-2", "INFO replication"), 4);
     assert_eq!(starter.asked("replica-1", "INFO replication"), 4);
@@ -508,14 +518,7 @@ fn sentinels(ask: &Ask) -> Answer {
 #[test]
 fn sentinels_are_waited_for_until_they_agree_and_a_promotion_until_one_names_the_new_primary() {
     let rt = runtime();
-    let mut starter = ScriptedStarter::answering(sentinels);
-    let mut deployment = rt
-        .block_on(Deployment::start(
-            "sentinel".parse().unwrap(),
-            &spec(),
-            &mut starter,
-        ))
-        .expect("the deployment forms");
+    let (starter, mut deployment) = formed(&rt, "sentinel", sentinels);
     // Each round asks the Sentinels in order and stops at the first that does not see both
     // others yet: sentinel-1 is asked in all 7 rounds, sentinel-2 from the 3rd, sentinel-3 from
     // the 5th, and each agrees on its third answer.
@@ -578,14 +581,7 @@ fn cluster(ask: &Ask) -> Answer {
 #[test]
 fn a_cluster_is_formed_with_every_slot_on_one_primary_and_each_replica_on_its_shard() {
     let rt = runtime();
-    let mut starter = ScriptedStarter::answering(cluster);
-    let mut deployment = rt
-        .block_on(Deployment::start(
-            "cluster:3:1".parse().unwrap(),
-            &spec(),
-            &mut starter,
-        ))
-        .expect("the cluster forms");
+    let (starter, mut deployment) = formed(&rt, "cluster:3:1", cluster);
     // The first node meets every other one.
     let port = |name: &str| deployment.node(name).unwrap().server.port().to_string();
     let met: Vec<String> = starter
