@@ -2,7 +2,7 @@
 //! grouped bars, HDR percentile-distribution curves on log scales, and per-second timelines.
 //! Legends are HTML beside the chart (`legend`), so they never cover data.
 
-use plotters::coord::combinators::IntoLogRange;
+use plotters::coord::combinators::{BindKeyPoints, IntoLogRange};
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
@@ -267,9 +267,15 @@ pub fn timeline(
                 .fold(f64::MAX, f64::min)
                 .min(ymax / decades)
                 * 0.8;
+            // Our own ticks: plotters labels every 0.1..0.9 of a decade, and near its top those
+            // (and a doubled 1.0) print over each other.
+            let ticks = log_ticks(ymin, ymax);
             finish!(
                 builder
-                    .build_cartesian_2d(0.0..xmax + 1.0, (ymin..ymax).log_scale())
+                    .build_cartesian_2d(
+                        0.0..xmax + 1.0,
+                        (ymin..ymax).log_scale().with_key_points(ticks),
+                    )
                     .map_err(|e| e.to_string())?,
                 ymin
             )
@@ -282,6 +288,25 @@ pub fn timeline(
             )
         }
     })
+}
+
+/// Tick values for a log axis over `lo..hi` that stay apart on a chart a few hundred pixels
+/// high: 1, 2 and 5 of each decade over up to three decades, the powers of ten over more, and
+/// every other power over more than eight.
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let decades = (hi / lo).log10();
+    let (steps, every): (&[f64], i32) = match decades {
+        d if d <= 3.0 => (&[1.0, 2.0, 5.0], 1),
+        d if d <= 8.0 => (&[1.0], 1),
+        _ => (&[1.0], 2),
+    };
+    let first = lo.log10().floor() as i32;
+    let last = hi.log10().ceil() as i32;
+    (first..=last)
+        .filter(|e| e.rem_euclid(every) == 0)
+        .flat_map(|e| steps.iter().map(move |m| m * 10f64.powi(e)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
 }
 
 /// x = 1/(1-q) as a percentile label: 1 → "0%", 10 → "90%", 100 → "99%", ...
@@ -360,6 +385,47 @@ mod tests {
             let distinct: std::collections::BTreeSet<_> = labels.iter().collect();
             assert!(labels.len() >= 2, "{log_y}: {labels:?}");
             assert_eq!(distinct.len(), labels.len(), "{log_y}: {labels:?}");
+        }
+    }
+
+    /// (y position, text) of the y tick labels.
+    fn y_ticks(svg: &str) -> Vec<(f64, String)> {
+        let re =
+            regex::Regex::new(r#"<text x="(\d+)" y="(\d+)"[^>]*>\s*([^<]*?)\s*</text>"#).unwrap();
+        re.captures_iter(svg)
+            .filter(|c| c[1].parse::<u32>().unwrap() < 80 && c[3].parse::<f64>().is_ok())
+            .map(|c| (c[2].parse().unwrap(), c[3].to_string()))
+            .collect()
+    }
+
+    /// Latencies in a narrow band below a round number (all p99s under 1 ms, say) once gave
+    /// ticks 0.7, 0.8, 0.9, 1.0 and 1.0 again, printed over each other.
+    #[test]
+    fn log_timelines_label_distinct_ticks_that_do_not_touch() {
+        let bands = [
+            (0.2, 1.0),
+            (0.5, 0.9),
+            (0.09, 0.95),
+            (0.3, 3.0),
+            (5.0, 40.0),
+            (100.0, 900.0),
+            (0.001, 900.0),
+            (1e-4, 1e6),
+        ];
+        for (lo, hi) in bands {
+            let s = [Series {
+                name: "a".into(),
+                points: vec![(0.0, lo), (1.0, hi)],
+            }];
+            let ticks = y_ticks(&timeline("t", "ms", &s, true, &[]));
+            assert!(ticks.len() >= 3, "{lo}..{hi}: {ticks:?}");
+            let texts: std::collections::BTreeSet<_> = ticks.iter().map(|t| &t.1).collect();
+            assert_eq!(texts.len(), ticks.len(), "{lo}..{hi}: {ticks:?}");
+            let mut ys: Vec<f64> = ticks.iter().map(|t| t.0).collect();
+            ys.sort_by(f64::total_cmp);
+            for pair in ys.windows(2) {
+                assert!(pair[1] - pair[0] >= 16.0, "{lo}..{hi}: {ticks:?}");
+            }
         }
     }
 
