@@ -180,7 +180,13 @@ pub fn percentile_curves(title: &str, series: &[Series]) -> String {
             .margin_right(30)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d((1.0..100_000.0).log_scale(), (ymin..ymax).log_scale())
+            // Our own ticks here too: plotters labels a range within one decade with one tick.
+            .build_cartesian_2d(
+                (1.0..100_000.0).log_scale(),
+                (ymin..ymax)
+                    .log_scale()
+                    .with_key_points(log_ticks(ymin, ymax)),
+            )
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
@@ -267,8 +273,6 @@ pub fn timeline(
                 .fold(f64::MAX, f64::min)
                 .min(ymax / decades)
                 * 0.8;
-            // Our own ticks: plotters labels every 0.1..0.9 of a decade, and near its top those
-            // (and a doubled 1.0) print over each other.
             let ticks = log_ticks(ymin, ymax);
             finish!(
                 builder
@@ -291,11 +295,14 @@ pub fn timeline(
 }
 
 /// Tick values for a log axis over `lo..hi` that stay apart on a chart a few hundred pixels
-/// high: 1, 2 and 5 of each decade over up to three decades, the powers of ten over more, and
-/// every other power over more than eight.
+/// high (plotters labels every tenth of a decade, and near its top those, with a doubled 1.0,
+/// print over each other): 1 to 9 of a decade on a range narrower than 0.6 decades, 1, 2 and 5
+/// of each decade over up to three, the powers of ten over more, and every other power over
+/// more than eight.
 fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
     let decades = (hi / lo).log10();
     let (steps, every): (&[f64], i32) = match decades {
+        d if d < 0.6 => (&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0], 1),
         d if d <= 3.0 => (&[1.0, 2.0, 5.0], 1),
         d if d <= 8.0 => (&[1.0], 1),
         _ => (&[1.0], 2),
@@ -401,7 +408,7 @@ mod tests {
     /// Latencies in a narrow band below a round number (all p99s under 1 ms, say) once gave
     /// ticks 0.7, 0.8, 0.9, 1.0 and 1.0 again, printed over each other.
     #[test]
-    fn log_timelines_label_distinct_ticks_that_do_not_touch() {
+    fn log_axes_label_distinct_ticks_that_do_not_touch() {
         let bands = [
             (0.2, 1.0),
             (0.5, 0.9),
@@ -417,14 +424,21 @@ mod tests {
                 name: "a".into(),
                 points: vec![(0.0, lo), (1.0, hi)],
             }];
-            let ticks = y_ticks(&timeline("t", "ms", &s, true, &[]));
-            assert!(ticks.len() >= 3, "{lo}..{hi}: {ticks:?}");
-            let texts: std::collections::BTreeSet<_> = ticks.iter().map(|t| &t.1).collect();
-            assert_eq!(texts.len(), ticks.len(), "{lo}..{hi}: {ticks:?}");
-            let mut ys: Vec<f64> = ticks.iter().map(|t| t.0).collect();
-            ys.sort_by(f64::total_cmp);
-            for pair in ys.windows(2) {
-                assert!(pair[1] - pair[0] >= 16.0, "{lo}..{hi}: {ticks:?}");
+            let charts = [
+                ("timeline", timeline("t", "ms", &s, true, &[]), 3),
+                ("percentiles", percentile_curves("t", &s), 2),
+            ];
+            for (chart, svg, at_least) in charts {
+                let ticks = y_ticks(&svg);
+                let at = format!("{chart} {lo}..{hi}: {ticks:?}");
+                assert!(ticks.len() >= at_least, "{at}");
+                let texts: std::collections::BTreeSet<_> = ticks.iter().map(|t| &t.1).collect();
+                assert_eq!(texts.len(), ticks.len(), "{at}");
+                let mut ys: Vec<f64> = ticks.iter().map(|t| t.0).collect();
+                ys.sort_by(f64::total_cmp);
+                for pair in ys.windows(2) {
+                    assert!(pair[1] - pair[0] >= 16.0, "{at}");
+                }
             }
         }
     }
