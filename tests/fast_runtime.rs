@@ -50,7 +50,7 @@ enum Answer {
 /// up from 20000; with one, each answers RESP on its own 127.0.0.1 port.
 struct ScriptedStarter {
     log: Log,
-    fail: &'static str,
+    fail: Option<&'static str>,
     next_port: u16,
     /// The `replicaof` / cluster lines each node was started with.
     settings: Vec<(String, Vec<String>)>,
@@ -70,22 +70,23 @@ struct Heard {
 }
 
 impl ScriptedStarter {
-    fn failing_on(fail: &'static str) -> ScriptedStarter {
+    fn new(fail: Option<&'static str>, script: Option<Script>) -> ScriptedStarter {
         ScriptedStarter {
             log: Log::default(),
             fail,
             next_port: 20000,
             settings: vec![],
-            script: None,
+            script,
             heard: Default::default(),
         }
     }
 
+    fn failing_on(node: &'static str) -> ScriptedStarter {
+        ScriptedStarter::new(Some(node), None)
+    }
+
     fn answering(script: Script) -> ScriptedStarter {
-        ScriptedStarter {
-            script: Some(script),
-            ..ScriptedStarter::failing_on("")
-        }
+        ScriptedStarter::new(None, Some(script))
     }
 
     fn asked(&self, node: &str, command: &str) -> usize {
@@ -115,7 +116,7 @@ impl NodeStarter for ScriptedStarter {
     async fn start(&mut self, spec: &ServerSpec, node: &str) -> Result<Box<dyn RunningServer>> {
         self.settings
             .push((node.to_string(), spec.settings.extra.clone()));
-        if node == self.fail {
+        if self.fail == Some(node) {
             say(&self.log, format!("start {node}: failed"));
             return Err(Error::Server {
                 server: spec.server.to_string(),
@@ -312,7 +313,7 @@ fn runtime() -> tokio::runtime::Runtime {
 fn failed_start(topology: &str, starter: &mut ScriptedStarter) -> String {
     let topology: Topology = topology.parse().unwrap();
     match runtime().block_on(Deployment::start(topology, &spec(), starter)) {
-        Ok(_) => panic!("the deployment started although {} failed", starter.fail),
+        Ok(_) => panic!("the deployment started although {:?} failed", starter.fail),
         Err(e) => e.to_string(),
     }
 }
